@@ -1,0 +1,108 @@
+#pragma once
+
+// simul::map: apply a function to every item of a range on an executor, and
+// collect the results in input order (concurrent.futures' Executor.map).
+//
+//   std::vector<int> squares = simul::map(pool, [](int x) { return x * x; }, numbers, {.chunksize = 64});
+//
+// An executor with a `map` of its own (the process pool ships chunks to its
+// workers in one message) is asked to do it; any other executor gets one
+// `submit` per chunk of `chunksize` items. The first exception, in input
+// order, is rethrown after the work not yet started has been cancelled; past
+// `timeout` the same happens with `timeout_error`.
+//
+// Thread-safety: call from any thread; `f` runs wherever the executor runs it.
+// Lifetime: items are copied into the tasks; `f` is copied once per chunk.
+
+#include <simul/core/error.hpp>
+#include <simul/core/executor.hpp>
+#include <simul/core/future.hpp>
+#include <simul/core/wait.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstddef>
+#include <functional>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace simul {
+
+/// How `map` splits and bounds its work.
+struct map_options {
+  std::size_t chunksize = 1;                  ///< items per submitted task (0 is taken as 1)
+  std::chrono::nanoseconds timeout = no_timeout; ///< for the whole call
+};
+
+namespace detail {
+template <class E, class F, class R>
+concept has_own_map = requires(E& ex, F& f, R& range, map_options options) { ex.map(f, range, options); };
+} // namespace detail
+
+/// Runs `f(item)` for every item on `ex` and returns the results in input order.
+template <class E, class F, std::ranges::input_range R>
+  requires std::invocable<std::decay_t<F>&, std::ranges::range_reference_t<R>>
+auto map(E& ex, F&& f, R&& items, map_options options = {}) {
+  if constexpr (detail::has_own_map<E, F, R>) {
+    return ex.map(f, items, options);
+  } else {
+    using item_t = std::ranges::range_value_t<R>;
+    using result_t = std::invoke_result_t<std::decay_t<F>&, item_t&>;
+    static_assert(!std::is_void_v<result_t>, "simul::map: the function must return a value");
+    const auto chunksize = std::max<std::size_t>(options.chunksize, 1);
+    const auto deadline = options.timeout == no_timeout ? std::chrono::steady_clock::time_point::max()
+                                                        : detail::deadline_after(options.timeout);
+
+    std::vector<future<std::vector<result_t>>> chunks;
+    std::vector<item_t> chunk;
+    auto submit_chunk = [&] {
+      chunks.push_back(ex.submit(
+          [fn = std::decay_t<F>(f)](std::vector<item_t> part) mutable {
+            std::vector<result_t> out;
+            out.reserve(part.size());
+            for (auto& item : part) {
+              out.push_back(std::invoke(fn, item));
+            }
+            return out;
+          },
+          std::move(chunk)));
+      chunk = {};
+    };
+    for (auto&& item : items) {
+      chunk.push_back(std::forward<decltype(item)>(item));
+      if (chunk.size() == chunksize) {
+        submit_chunk();
+      }
+    }
+    if (!chunk.empty()) {
+      submit_chunk();
+    }
+
+    auto cancel_from = [&](std::size_t first) {
+      for (auto i = first; i < chunks.size(); ++i) {
+        chunks[i].cancel();
+      }
+    };
+    std::vector<result_t> results;
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      if (!chunks[i].wait_until(deadline)) {
+        cancel_from(i);
+        throw timeout_error("simul::map: " + std::to_string(chunks.size() - i) +
+                            " chunk(s) unfinished at the deadline");
+      }
+      try {
+        for (auto& r : chunks[i].get()) {
+          results.push_back(std::move(r));
+        }
+      } catch (...) {
+        cancel_from(i + 1);
+        throw;
+      }
+    }
+    return results;
+  }
+}
+
+} // namespace simul

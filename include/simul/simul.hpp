@@ -1,0 +1,15 @@
+#pragma once
+
+// Everything simul has: include the module headers that were built.
+
+#include <simul/core.hpp>
+
+#if __has_include(<simul/threadpool.hpp>)
+#include <simul/threadpool.hpp>
+#endif
+#if __has_include(<simul/procpool.hpp>)
+#include <simul/procpool.hpp>
+#endif
+#if __has_include(<simul/loop.hpp>)
+#include <simul/loop.hpp>
+#endif
