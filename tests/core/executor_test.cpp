@@ -16,10 +16,12 @@ TEST(InlineExecutor, ModelsTheExecutorConcept) {
 TEST(InlineExecutor, RunsOnTheSubmittingThreadAtOnce) {
   simul::inline_executor ex;
   std::thread::id ran_on;
-  auto f = ex.submit([&ran_on](int a, int b) {
-    ran_on = std::this_thread::get_id();
-    return a + b;
-  }, 2, 3);
+  auto f = ex.submit(
+      [&ran_on](int a, int b) {
+        ran_on = std::this_thread::get_id();
+        return a + b;
+      },
+      2, 3);
   EXPECT_TRUE(f.ready());
   EXPECT_EQ(ran_on, std::this_thread::get_id());
   EXPECT_EQ(f.get(), 5);
@@ -28,10 +30,12 @@ TEST(InlineExecutor, RunsOnTheSubmittingThreadAtOnce) {
 TEST(InlineExecutor, CopiesItsArguments) {
   simul::inline_executor ex;
   std::string text = "abc";
-  auto f = ex.submit([](std::string s) {
-    s += "d";
-    return s;
-  }, text);
+  auto f = ex.submit(
+      [](std::string s) {
+        s += "d";
+        return s;
+      },
+      text);
   EXPECT_EQ(f.get(), "abcd");
   EXPECT_EQ(text, "abc");
 }

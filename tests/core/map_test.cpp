@@ -2,8 +2,8 @@
 
 #include <gtest/gtest.h>
 
-#include <functional>
 #include <chrono>
+#include <functional>
 #include <list>
 #include <stdexcept>
 #include <thread>
@@ -16,7 +16,7 @@ namespace {
 /// An executor that runs each task on a thread of its own, in reverse order of
 /// submission, to show that map's order comes from the input, not completion.
 class reversing_executor {
-public:
+ public:
   template <class F, class... Args>
   auto submit(F&& f, Args&&... args) {
     auto task = std::make_shared<simul::promise<simul::submit_result_t<F, Args...>>>();
@@ -38,12 +38,12 @@ public:
   void shutdown() {}
   int submitted = 0;
 
-private:
+ private:
   std::vector<std::function<void()>> m_work;
 };
 
 class own_map_executor : public simul::inline_executor {
-public:
+ public:
   template <class F, class R>
   std::vector<int> map(F&, R&, simul::map_options options) {
     used_own = true;
@@ -57,7 +57,8 @@ public:
 TEST(Map, ResultsComeInInputOrder) {
   simul::inline_executor ex;
   std::list<int> items{5, 1, 4};
-  auto results = simul::map(ex, [](int x) { return x * 10; }, items);
+  auto results = simul::map(
+      ex, [](int x) { return x * 10; }, items);
   EXPECT_EQ(results, (std::vector<int>{50, 10, 40}));
 }
 
@@ -90,20 +91,22 @@ TEST(Map, ChunksizeZeroIsOne) {
 TEST(Map, FirstExceptionInInputOrderIsRethrown) {
   simul::inline_executor ex;
   std::vector<int> items{1, 2, 3};
-  EXPECT_THROW(simul::map(ex, [](int x) {
-    if (x >= 2) {
-      throw std::range_error("too big");
-    }
-    return x;
-  }, items),
+  EXPECT_THROW(simul::map(
+                   ex,
+                   [](int x) {
+                     if (x >= 2) {
+                       throw std::range_error("too big");
+                     }
+                     return x;
+                   },
+                   items),
                std::range_error);
 }
 
 TEST(Map, TimeoutCancelsWhatHasNotStarted) {
   reversing_executor ex; // never runs anything unless asked
   std::vector<int> items{1, 2, 3};
-  EXPECT_THROW(simul::map(ex, [](int x) { return x; }, items, {.chunksize = 1, .timeout = 5ms}),
-               simul::timeout_error);
+  EXPECT_THROW(simul::map(ex, [](int x) { return x; }, items, {.chunksize = 1, .timeout = 5ms}), simul::timeout_error);
   // The work left behind was cancelled: running it now does nothing.
   ex.run_all();
 }
@@ -119,5 +122,7 @@ TEST(Map, UsesTheExecutorsOwnMapWhenItHasOne) {
 TEST(Map, EmptyInputGivesEmptyResult) {
   simul::inline_executor ex;
   std::vector<int> none;
-  EXPECT_TRUE(simul::map(ex, [](int x) { return x; }, none).empty());
+  EXPECT_TRUE(simul::map(
+                  ex, [](int x) { return x; }, none)
+                  .empty());
 }

@@ -81,14 +81,12 @@ TEST(Wait, FirstExceptionWhenAlreadyFailed) {
 }
 
 TEST(Wait, TimeoutLeavesUnfinishedInNotDone) {
-  for (auto when : {simul::return_when::all_completed, simul::return_when::first_completed,
-                    simul::return_when::first_exception}) {
+  for (auto when :
+       {simul::return_when::all_completed, simul::return_when::first_completed, simul::return_when::first_exception}) {
     batch b(2);
     b.promises[0].set_value(0);
-    auto result = simul::wait(b.futures, when == simul::return_when::first_completed
-                                             ? simul::return_when::all_completed
-                                             : when,
-                              10ms);
+    auto result = simul::wait(
+        b.futures, when == simul::return_when::first_completed ? simul::return_when::all_completed : when, 10ms);
     ASSERT_EQ(result.done.size(), 1U);
     ASSERT_EQ(result.not_done.size(), 1U);
     EXPECT_EQ(result.not_done[0], &b.futures[1]);

@@ -22,19 +22,19 @@ namespace simul {
 
 /// The base of every error simul throws.
 class error : public std::runtime_error {
-public:
+ public:
   using std::runtime_error::runtime_error;
 };
 
 /// The operation was cancelled (asyncio.CancelledError, futures.CancelledError).
 class cancelled_error : public error {
-public:
+ public:
   explicit cancelled_error(const std::string& message = "operation was cancelled") : error(message) {}
 };
 
 /// A deadline passed before the operation completed.
 class timeout_error : public error {
-public:
+ public:
   explicit timeout_error(const std::string& message = "operation timed out") : error(message) {}
 };
 
@@ -43,14 +43,14 @@ public:
 /// `cause()` holds the exception that broke it, when there was one (an
 /// initializer that threw, a crash loop), and is null after a plain shutdown.
 class broken_executor : public error {
-public:
+ public:
   explicit broken_executor(const std::string& message, std::exception_ptr cause = nullptr)
       : error(message), m_cause(std::move(cause)) {}
 
   /// The exception that broke the executor, or null.
   [[nodiscard]] std::exception_ptr cause() const noexcept { return m_cause; }
 
-private:
+ private:
   std::exception_ptr m_cause;
 };
 
@@ -60,12 +60,9 @@ private:
 /// signal that killed the worker (0 if it exited), `exit_code()` the status it
 /// exited with (-1 if it was killed by a signal).
 class worker_crashed : public error {
-public:
+ public:
   worker_crashed(int pid, int signal, int exit_code, std::string task)
-      : error(describe(pid, signal, exit_code, task)),
-        m_pid(pid),
-        m_signal(signal),
-        m_exit_code(exit_code),
+      : error(describe(pid, signal, exit_code, task)), m_pid(pid), m_signal(signal), m_exit_code(exit_code),
         m_task(std::move(task)) {}
 
   /// The process id of the worker that died.
@@ -77,7 +74,7 @@ public:
   /// A description of the task it was running.
   [[nodiscard]] const std::string& task() const noexcept { return m_task; }
 
-private:
+ private:
   static std::string describe(int pid, int signal, int exit_code, const std::string& task) {
     std::string text = "worker " + std::to_string(pid);
     if (!task.empty()) {
@@ -106,11 +103,9 @@ private:
 /// `what()` reads "<type name>: <message>"; the parts are kept apart so a
 /// caller can dispatch on the original type's name.
 class remote_error : public error {
-public:
+ public:
   remote_error(std::string type_name, std::string message, std::string trace = {})
-      : error(type_name + ": " + message),
-        m_type_name(std::move(type_name)),
-        m_message(std::move(message)),
+      : error(type_name + ": " + message), m_type_name(std::move(type_name)), m_message(std::move(message)),
         m_trace(std::move(trace)) {}
 
   /// The demangled type name of the original exception.
@@ -120,7 +115,7 @@ public:
   /// Where it was raised, when the other side could tell (may be empty).
   [[nodiscard]] const std::string& trace() const noexcept { return m_trace; }
 
-private:
+ private:
   std::string m_type_name;
   std::string m_message;
   std::string m_trace;
@@ -137,25 +132,25 @@ enum class future_errc {
 
 /// Misuse of a promise or a future: a clear error instead of undefined behaviour.
 class future_error : public error {
-public:
+ public:
   explicit future_error(future_errc code) : error(describe(code)), m_code(code) {}
 
   /// Which misuse it was.
   [[nodiscard]] future_errc code() const noexcept { return m_code; }
 
-private:
+ private:
   static const char* describe(future_errc code) noexcept {
     switch (code) {
-      case future_errc::no_state:
-        return "future_error: no shared state (the future or promise is empty or was moved from)";
-      case future_errc::future_already_retrieved:
-        return "future_error: promise::get_future() was already called";
-      case future_errc::value_already_retrieved:
-        return "future_error: future::get() was already called; the value was taken";
-      case future_errc::promise_already_satisfied:
-        return "future_error: the promise already has a result";
-      case future_errc::broken_promise:
-        return "future_error: broken promise (destroyed without a result)";
+    case future_errc::no_state:
+      return "future_error: no shared state (the future or promise is empty or was moved from)";
+    case future_errc::future_already_retrieved:
+      return "future_error: promise::get_future() was already called";
+    case future_errc::value_already_retrieved:
+      return "future_error: future::get() was already called; the value was taken";
+    case future_errc::promise_already_satisfied:
+      return "future_error: the promise already has a result";
+    case future_errc::broken_promise:
+      return "future_error: broken promise (destroyed without a result)";
     }
     return "future_error";
   }

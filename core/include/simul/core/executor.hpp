@@ -47,12 +47,12 @@ concept executor = requires(E& ex, int (*work)()) {
 /// Thread-safety: `submit` and `shutdown` may be called from any thread; each
 /// task runs on the thread that submitted it.
 class inline_executor {
-public:
+ public:
   /// Runs `f(args...)` now and returns a ready future of its outcome.
   /// Throws `broken_executor` after `shutdown()`.
   template <class F, class... Args>
-    requires std::invocable<std::decay_t<F>, std::decay_t<Args>...>
-  future<submit_result_t<F, Args...>> submit(F&& f, Args&&... args) {
+  requires std::invocable<std::decay_t<F>, std::decay_t<Args>...> future<submit_result_t<F, Args...>>
+  submit(F&& f, Args&&... args) {
     if (m_shutdown.load(std::memory_order_acquire)) {
       throw broken_executor("inline_executor: submit after shutdown");
     }
@@ -69,7 +69,7 @@ public:
   /// True after `shutdown()`.
   [[nodiscard]] bool is_shutdown() const noexcept { return m_shutdown.load(std::memory_order_acquire); }
 
-private:
+ private:
   std::atomic<bool> m_shutdown{false};
 };
 

@@ -65,7 +65,7 @@ struct future_access {
 /// may be destroyed before its result arrives.
 template <class T>
 class [[nodiscard]] future {
-public:
+ public:
   using value_type = T;
 
   /// An empty future: `valid()` is false.
@@ -132,8 +132,8 @@ public:
   /// now, if it is ready already). The callback must not throw. The future
   /// stays valid; this is the raw hook the other modules build on.
   template <class F>
-    requires std::invocable<std::decay_t<F>&>
-  void on_ready(F&& callback) {
+  requires std::invocable < std::decay_t<F>
+  & > void on_ready(F&& callback) {
     state().add_callback([fn = std::decay_t<F>(std::forward<F>(callback))](detail::state_base&) mutable { fn(); });
   }
 
@@ -145,7 +145,7 @@ public:
   template <class F>
   auto then(F&& f);
 
-private:
+ private:
   template <class>
   friend class promise;
   template <class>
@@ -170,7 +170,7 @@ private:
 /// has no result completes its future with `future_errc::broken_promise`.
 template <class T>
 class promise {
-public:
+ public:
   /// A promise with a fresh shared state.
   promise() : m_state(new detail::shared_state<T>()) {}
   promise(promise&& other) noexcept = default;
@@ -248,15 +248,13 @@ public:
   /// the future is cancelled after `set_running_or_notify_cancel()`, and returns
   /// whether the request was accepted. At most one hook per promise.
   template <class F>
-    requires std::is_invocable_r_v<bool, std::decay_t<F>&>
-  void set_cancel_hook(F&& hook) {
-    state().set_cancel_hook(std::forward<F>(hook));
-  }
+  requires std::is_invocable_r_v < bool, std::decay_t<F>
+  & > void set_cancel_hook(F&& hook) { state().set_cancel_hook(std::forward<F>(hook)); }
 
   /// True if this promise refers to a shared state.
   [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(m_state); }
 
-private:
+ private:
   detail::shared_state<T>& state() const {
     if (!m_state) {
       throw future_error(future_errc::no_state);
@@ -357,24 +355,24 @@ auto future<T>::then(F&& f) {
     throw future_error(future_errc::no_state);
   }
   auto* raw = source.get();
-  raw->add_callback([next = std::move(next), source = std::move(source),
-                     fn = fn_t(std::forward<F>(f))](detail::state_base&) mutable {
-    if (!next.set_running_or_notify_cancel()) {
-      return;
-    }
-    future<T> ready(std::move(source));
-    if constexpr (traits::takes_future) {
-      detail::fulfil(next, fn, std::move(ready));
-    } else if (ready.cancelled()) {
-      next.set_cancelled("the future this continuation depends on was cancelled");
-    } else if (auto error = ready.exception()) {
-      next.set_exception(std::move(error));
-    } else if constexpr (std::is_void_v<T>) {
-      detail::fulfil(next, fn);
-    } else {
-      detail::fulfil(next, fn, ready.get());
-    }
-  });
+  raw->add_callback(
+      [next = std::move(next), source = std::move(source), fn = fn_t(std::forward<F>(f))](detail::state_base&) mutable {
+        if (!next.set_running_or_notify_cancel()) {
+          return;
+        }
+        future<T> ready(std::move(source));
+        if constexpr (traits::takes_future) {
+          detail::fulfil(next, fn, std::move(ready));
+        } else if (ready.cancelled()) {
+          next.set_cancelled("the future this continuation depends on was cancelled");
+        } else if (auto error = ready.exception()) {
+          next.set_exception(std::move(error));
+        } else if constexpr (std::is_void_v<T>) {
+          detail::fulfil(next, fn);
+        } else {
+          detail::fulfil(next, fn, ready.get());
+        }
+      });
   return result;
 }
 

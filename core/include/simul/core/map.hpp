@@ -32,19 +32,21 @@ namespace simul {
 
 /// How `map` splits and bounds its work.
 struct map_options {
-  std::size_t chunksize = 1;                  ///< items per submitted task (0 is taken as 1)
+  std::size_t chunksize = 1;                     ///< items per submitted task (0 is taken as 1)
   std::chrono::nanoseconds timeout = no_timeout; ///< for the whole call
 };
 
 namespace detail {
 template <class E, class F, class R>
-concept has_own_map = requires(E& ex, F& f, R& range, map_options options) { ex.map(f, range, options); };
+concept has_own_map = requires(E& ex, F& f, R& range, map_options options) {
+  ex.map(f, range, options);
+};
 } // namespace detail
 
 /// Runs `f(item)` for every item on `ex` and returns the results in input order.
 template <class E, class F, std::ranges::input_range R>
-  requires std::invocable<std::decay_t<F>&, std::ranges::range_reference_t<R>>
-auto map(E& ex, F&& f, R&& items, map_options options = {}) {
+requires std::invocable < std::decay_t<F>
+&, std::ranges::range_reference_t < R >> auto map(E& ex, F&& f, R&& items, map_options options = {}) {
   if constexpr (detail::has_own_map<E, F, R>) {
     return ex.map(f, items, options);
   } else {

@@ -54,7 +54,7 @@ using range_future_t = std::remove_reference_t<std::ranges::range_reference_t<R>
 
 /// Counts completions and wakes the one thread that waits for them.
 class completion_counter {
-public:
+ public:
   void notify(bool failed) noexcept {
     if (failed) {
       m_failed.store(true, std::memory_order_release);
@@ -68,7 +68,7 @@ public:
     futex_wait_until(m_events, seen, deadline);
   }
 
-private:
+ private:
   std::atomic<std::uint32_t> m_events{0};
   std::atomic<bool> m_failed{false};
 };
@@ -82,8 +82,8 @@ template <std::ranges::forward_range R>
 auto wait(R& futures, return_when when = return_when::all_completed, std::chrono::nanoseconds timeout = no_timeout)
     -> wait_result<detail::range_future_t<R>> {
   using future_t = detail::range_future_t<R>;
-  const auto deadline = timeout == no_timeout ? std::chrono::steady_clock::time_point::max()
-                                              : detail::deadline_after(timeout);
+  const auto deadline =
+      timeout == no_timeout ? std::chrono::steady_clock::time_point::max() : detail::deadline_after(timeout);
   std::size_t total = 0;
   for (auto& f : futures) {
     if (!f.valid()) {
@@ -109,8 +109,7 @@ auto wait(R& futures, return_when when = return_when::all_completed, std::chrono
       } else {
         // The callback may run after `wait` returned and the future is gone:
         // it looks only at the state it is handed.
-        detail::future_access::state(f).add_callback(
-            [counter](detail::state_base& s) { counter->notify(s.failed()); });
+        detail::future_access::state(f).add_callback([counter](detail::state_base& s) { counter->notify(s.failed()); });
       }
     }
     const auto initially = finished;
@@ -146,9 +145,9 @@ class as_completed_range {
     std::deque<Future*> finished;
   };
 
-public:
+ public:
   class iterator {
-  public:
+   public:
     using value_type = Future;
     using difference_type = std::ptrdiff_t;
     iterator() = default;
@@ -161,7 +160,7 @@ public:
     void operator++(int) { ++*this; }
     bool operator==(std::default_sentinel_t) const noexcept { return m_current == nullptr; }
 
-  private:
+   private:
     friend class as_completed_range;
     explicit iterator(as_completed_range* owner) : m_owner(owner), m_current(owner->next()) {}
     as_completed_range* m_owner = nullptr;
@@ -199,7 +198,7 @@ public:
   iterator begin() { return iterator(this); }
   std::default_sentinel_t end() const noexcept { return {}; }
 
-private:
+ private:
   Future* next() {
     if (m_left == 0) {
       return nullptr;
@@ -223,8 +222,8 @@ private:
 /// from the iteration if they are not all done within `timeout`.
 template <std::ranges::forward_range R>
 auto as_completed(R& futures, std::chrono::nanoseconds timeout = no_timeout) {
-  const auto deadline = timeout == no_timeout ? std::chrono::steady_clock::time_point::max()
-                                              : detail::deadline_after(timeout);
+  const auto deadline =
+      timeout == no_timeout ? std::chrono::steady_clock::time_point::max() : detail::deadline_after(timeout);
   return as_completed_range<detail::range_future_t<R>>(futures, deadline);
 }
 

@@ -34,11 +34,11 @@ namespace simul {
 ///
 /// Thread-safety: `run_one()` is only ever called on the thread that installed it.
 class cooperative_waiter {
-public:
+ public:
   /// Runs one unit of pending work; returns false when there was none.
   virtual bool run_one() = 0;
 
-protected:
+ protected:
   ~cooperative_waiter() = default;
 };
 
@@ -51,14 +51,14 @@ inline thread_local cooperative_waiter* t_cooperative_waiter = nullptr;
 /// Lifetime: the waiter must outlive the scope; scopes nest and restore the
 /// previous waiter when they end.
 class scoped_cooperative_waiter {
-public:
+ public:
   explicit scoped_cooperative_waiter(cooperative_waiter* waiter) noexcept
       : m_previous(std::exchange(detail::t_cooperative_waiter, waiter)) {}
   ~scoped_cooperative_waiter() { detail::t_cooperative_waiter = m_previous; }
   scoped_cooperative_waiter(const scoped_cooperative_waiter&) = delete;
   scoped_cooperative_waiter& operator=(const scoped_cooperative_waiter&) = delete;
 
-private:
+ private:
   cooperative_waiter* m_previous;
 };
 
@@ -73,15 +73,15 @@ inline void cpu_relax() noexcept {
 }
 
 class state_base {
-public:
+ public:
   // The low two bits of the word are the status; the others are flags.
   static constexpr std::uint32_t k_pending = 0;    // not started
   static constexpr std::uint32_t k_running = 1;    // the producer started the work
   static constexpr std::uint32_t k_completing = 2; // someone is writing the result
   static constexpr std::uint32_t k_ready = 3;      // the result is published
   static constexpr std::uint32_t k_status_mask = 3;
-  static constexpr std::uint32_t k_cancelled = 4;  // the result is a cancellation
-  static constexpr std::uint32_t k_waiters = 8;    // a thread sleeps on the word
+  static constexpr std::uint32_t k_cancelled = 4; // the result is a cancellation
+  static constexpr std::uint32_t k_waiters = 8;   // a thread sleeps on the word
 
   state_base() = default;
   state_base(const state_base&) = delete;
@@ -229,7 +229,7 @@ public:
     } while (!m_callbacks.compare_exchange_weak(head, node, std::memory_order_acq_rel, std::memory_order_acquire));
   }
 
-protected:
+ protected:
   virtual ~state_base() {
     auto* head = m_callbacks.load(std::memory_order_relaxed);
     while (head != nullptr && head != closed()) {
@@ -240,7 +240,7 @@ protected:
 
   std::exception_ptr m_error;
 
-private:
+ private:
   struct callback_node {
     callback_node* next;
     unique_function<void(state_base&)> fn;
@@ -292,7 +292,7 @@ using stored_t = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
 template <class T>
 class shared_state final : public state_base {
-public:
+ public:
   template <class... Args>
   void emplace_value(Args&&... args) {
     m_value.emplace(std::forward<Args>(args)...);
@@ -300,14 +300,14 @@ public:
   void store_error(std::exception_ptr error) noexcept { m_error = std::move(error); }
   std::optional<stored_t<T>>& value() noexcept { return m_value; }
 
-private:
+ private:
   std::optional<stored_t<T>> m_value;
 };
 
 /// An intrusive reference to a shared state.
 template <class S>
 class state_ref {
-public:
+ public:
   state_ref() noexcept = default;
   /// Adopts a reference the caller already holds.
   explicit state_ref(S* state) noexcept : m_state(state) {}
@@ -331,7 +331,7 @@ public:
   S* operator->() const noexcept { return m_state; }
   explicit operator bool() const noexcept { return m_state != nullptr; }
 
-private:
+ private:
   S* m_state = nullptr;
 };
 

@@ -21,14 +21,14 @@ class unique_function;
 
 template <class R, class... Args, std::size_t Capacity>
 class unique_function<R(Args...), Capacity> {
-public:
+ public:
   unique_function() noexcept = default;
   unique_function(std::nullptr_t) noexcept {}
 
   template <class F>
-    requires(!std::is_same_v<std::remove_cvref_t<F>, unique_function> &&
-             std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
-  unique_function(F&& f) { // NOLINT(google-explicit-constructor): a callable converts like std::function
+  requires(!std::is_same_v<std::remove_cvref_t<F>, unique_function> &&
+           std::is_invocable_r_v<R, std::decay_t<F>&, Args...>)
+      unique_function(F&& f) { // NOLINT(google-explicit-constructor): a callable converts like std::function
     using D = std::decay_t<F>;
     if constexpr (fits_inline<D>) {
       ::new (static_cast<void*>(m_buffer)) D(std::forward<F>(f));
@@ -76,10 +76,11 @@ public:
 
   /// True when a callable of type F would be stored without a heap allocation.
   template <class F>
-  static constexpr bool fits_inline = sizeof(F) <= Capacity && alignof(F) <= alignof(std::max_align_t) &&
-                                      std::is_nothrow_move_constructible_v<F>;
+  static constexpr bool
+      fits_inline = sizeof(F) <= Capacity &&
+                    alignof(F) <= alignof(std::max_align_t) && std::is_nothrow_move_constructible_v<F>;
 
-private:
+ private:
   struct ops {
     R (*call)(void*, Args&&...);
     void (*move)(void* from, void* to) noexcept;
