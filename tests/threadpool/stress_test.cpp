@@ -1,0 +1,1 @@
+#include <simul/threadpool.hpp>

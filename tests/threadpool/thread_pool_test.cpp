@@ -1,0 +1,280 @@
+#include <simul/threadpool.hpp>
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <sys/resource.h>
+
+using namespace std::chrono_literals;
+
+TEST(ThreadPool, ModelsTheExecutorConcept) {
+  static_assert(simul::executor<simul::thread_pool>);
+  SUCCEED();
+}
+
+TEST(ThreadPool, SubmitReturnsTheResultThroughAFuture) {
+  simul::thread_pool pool({.threads = 2, .name = "basic"});
+  EXPECT_EQ(pool.size(), 2U);
+  EXPECT_EQ(pool.name(), "basic");
+  auto f = pool.submit([](int a, int b) { return a * b; }, 6, 7);
+  EXPECT_EQ(f.get(), 42);
+  auto v = pool.submit([] {});
+  EXPECT_NO_THROW(v.get());
+}
+
+TEST(ThreadPool, DefaultsToTheHardwareConcurrency) {
+  simul::thread_pool pool;
+  EXPECT_EQ(pool.size(), std::max(1U, std::thread::hardware_concurrency()));
+}
+
+TEST(ThreadPool, RunsTasksOnWorkerThreadsNotTheCaller) {
+  simul::thread_pool pool({.threads = 2});
+  auto f = pool.submit([&pool] { return std::make_pair(std::this_thread::get_id(), pool.on_worker_thread()); });
+  auto [id, on_worker] = f.get();
+  EXPECT_NE(id, std::this_thread::get_id());
+  EXPECT_TRUE(on_worker);
+  EXPECT_FALSE(pool.on_worker_thread());
+}
+
+TEST(ThreadPool, CopiesArgumentsAndTakesMoveOnlyOnes) {
+  simul::thread_pool pool({.threads = 1});
+  std::string text = "abc";
+  auto f = pool.submit(
+      [](std::string s) {
+        s += "d";
+        return s;
+      },
+      text);
+  EXPECT_EQ(f.get(), "abcd");
+  EXPECT_EQ(text, "abc");
+  auto g = pool.submit([](std::unique_ptr<int> p) { return *p + 1; }, std::make_unique<int>(4));
+  EXPECT_EQ(g.get(), 5);
+}
+
+TEST(ThreadPool, HoldsLargeCallablesToo) {
+  simul::thread_pool pool({.threads = 1});
+  std::array<long, 32> big{};
+  big[31] = 9;
+  auto f = pool.submit([big] { return big[31]; });
+  EXPECT_EQ(f.get(), 9);
+  std::atomic<long> seen{0};
+  pool.post([big, &seen] { seen = big[31]; });
+  pool.wait_idle();
+  EXPECT_EQ(seen.load(), 9);
+}
+
+TEST(ThreadPool, ExceptionsArriveThroughTheFuture) {
+  simul::thread_pool pool({.threads = 2});
+  auto f = pool.submit([]() -> int { throw std::invalid_argument("bad input"); });
+  EXPECT_THROW(f.get(), std::invalid_argument);
+  pool.wait_idle();
+  auto s = pool.stats();
+  EXPECT_EQ(s.failed, 1U);
+  EXPECT_EQ(s.completed, 0U);
+}
+
+TEST(ThreadPool, PostRunsEveryTaskBeforeWaitIdleReturns) {
+  simul::thread_pool pool({.threads = 3});
+  std::atomic<int> count{0};
+  for (int i = 0; i < 10'000; ++i) {
+    pool.post([&count] { count.fetch_add(1, std::memory_order_relaxed); });
+  }
+  pool.wait_idle();
+  EXPECT_EQ(count.load(), 10'000);
+  auto s = pool.stats();
+  EXPECT_EQ(s.completed, 10'000U);
+  EXPECT_EQ(s.submitted, 10'000U);
+  EXPECT_EQ(s.queued, 0U);
+  EXPECT_EQ(s.running, 0U);
+}
+
+TEST(ThreadPool, WaitIdleOnAnIdlePoolReturnsAtOnce) {
+  simul::thread_pool pool({.threads = 2});
+  pool.wait_idle();
+  pool.wait_idle();
+  SUCCEED();
+}
+
+TEST(ThreadPool, PostExceptionsGoToTheHandlerWithTheirMessage) {
+  std::mutex lock;
+  std::vector<std::string> seen;
+  simul::thread_pool pool(
+      {.threads = 2, .name = "handled", .initializer = {}, .exception_handler = [&](std::exception_ptr e) {
+         try {
+           std::rethrow_exception(e);
+         } catch (const std::exception& ex) {
+           std::lock_guard guard(lock);
+           seen.emplace_back(ex.what());
+         }
+       }});
+  pool.post([] { throw std::runtime_error("first"); });
+  pool.post([] {});
+  pool.wait_idle();
+  ASSERT_EQ(seen.size(), 1U);
+  EXPECT_EQ(seen[0], "first");
+  EXPECT_EQ(pool.stats().failed, 1U);
+  EXPECT_EQ(pool.stats().completed, 1U);
+
+  // Replaced at run time.
+  std::atomic<int> replaced{0};
+  pool.set_exception_handler([&](std::exception_ptr) { replaced.fetch_add(1); });
+  pool.post([] { throw 42; });
+  pool.wait_idle();
+  EXPECT_EQ(replaced.load(), 1);
+  EXPECT_EQ(pool.stats().failed, 2U);
+}
+
+TEST(ThreadPool, DefaultHandlerPrintsThePoolNameAndMessage) {
+  testing::internal::CaptureStderr();
+  {
+    simul::thread_pool pool({.threads = 1, .name = "printer"});
+    pool.post([] { throw std::runtime_error("lost?"); });
+    pool.wait_idle();
+    EXPECT_EQ(pool.stats().failed, 1U);
+  }
+  const auto text = testing::internal::GetCapturedStderr();
+  EXPECT_NE(text.find("printer"), std::string::npos) << text;
+  EXPECT_NE(text.find("lost?"), std::string::npos) << text;
+}
+
+TEST(ThreadPool, AThrowingHandlerIsReportedNotFatal) {
+  testing::internal::CaptureStderr();
+  {
+    simul::thread_pool pool({.threads = 1, .name = "angry"});
+    pool.set_exception_handler([](std::exception_ptr) { throw std::logic_error("handler broke"); });
+    pool.post([] { throw std::runtime_error("task broke"); });
+    pool.wait_idle();
+    auto f = pool.submit([] { return 1; });
+    EXPECT_EQ(f.get(), 1);
+  }
+  const auto text = testing::internal::GetCapturedStderr();
+  EXPECT_NE(text.find("handler broke"), std::string::npos) << text;
+  EXPECT_NE(text.find("task broke"), std::string::npos) << text;
+}
+
+TEST(ThreadPool, InitializerRunsOnEveryWorkerBeforeTasks) {
+  std::mutex lock;
+  std::set<std::thread::id> initialised;
+  simul::thread_pool pool({.threads = 3, .name = "init", .initializer = [&] {
+                             std::lock_guard guard(lock);
+                             initialised.insert(std::this_thread::get_id());
+                           }});
+  std::vector<simul::future<bool>> checks;
+  for (int i = 0; i < 50; ++i) {
+    checks.push_back(pool.submit([&] {
+      std::lock_guard guard(lock);
+      return initialised.count(std::this_thread::get_id()) == 1;
+    }));
+  }
+  for (auto& c : checks) {
+    EXPECT_TRUE(c.get());
+  }
+  pool.shutdown();
+  EXPECT_EQ(initialised.size(), 3U);
+}
+
+TEST(ThreadPool, ThrowingInitializerBreaksThePoolWithTheCause) {
+  testing::internal::CaptureStderr();
+  simul::thread_pool pool(
+      {.threads = 2, .name = "doomed", .initializer = [] { throw std::runtime_error("no database"); }});
+  // Work queued before the break fails with broken_executor; submit after it throws.
+  std::vector<simul::future<int>> queued;
+  bool submit_threw = false;
+  try {
+    for (int i = 0; i < 5; ++i) {
+      queued.push_back(pool.submit([] { return 1; }));
+    }
+  } catch (const simul::broken_executor&) {
+    submit_threw = true;
+  }
+  (void)submit_threw;
+  for (auto& f : queued) {
+    try {
+      (void)f.get();
+      ADD_FAILURE() << "a task ran on a pool whose initializer always throws";
+    } catch (const simul::broken_executor& e) {
+      ASSERT_TRUE(e.cause());
+      EXPECT_THROW(std::rethrow_exception(e.cause()), std::runtime_error);
+      EXPECT_NE(std::string(e.what()).find("no database"), std::string::npos);
+    }
+  }
+  // Wait until the break has happened for sure, then every submit throws.
+  while (!pool.is_shutdown()) {
+    std::this_thread::sleep_for(1ms);
+  }
+  try {
+    (void)pool.submit([] { return 2; });
+    ADD_FAILURE() << "submit on a broken pool did not throw";
+  } catch (const simul::broken_executor& e) {
+    ASSERT_TRUE(e.cause());
+    try {
+      std::rethrow_exception(e.cause());
+    } catch (const std::runtime_error& cause) {
+      EXPECT_STREQ(cause.what(), "no database");
+    }
+  }
+  EXPECT_THROW(pool.post([] {}), simul::broken_executor);
+  pool.wait_idle();
+  const auto text = testing::internal::GetCapturedStderr();
+  EXPECT_NE(text.find("doomed"), std::string::npos) << text;
+}
+
+TEST(ThreadPool, WorksWithWaitAndAsCompleted) {
+  simul::thread_pool pool({.threads = 2});
+  std::atomic<bool> release{false};
+  std::vector<simul::future<int>> futures;
+  futures.push_back(pool.submit([&release] {
+    while (!release.load()) {
+      std::this_thread::sleep_for(1ms);
+    }
+    return 1;
+  }));
+  futures.push_back(pool.submit([] { return 2; }));
+  auto first = simul::wait(futures, simul::return_when::first_completed);
+  ASSERT_EQ(first.done.size(), 1U);
+  EXPECT_EQ(first.done[0], &futures[1]);
+  release = true;
+  std::vector<int> order;
+  for (auto& f : simul::as_completed(futures)) {
+    order.push_back(f.get());
+  }
+  EXPECT_EQ(order.size(), 2U);
+  auto all = simul::wait(futures, simul::return_when::all_completed);
+  EXPECT_EQ(all.done.size(), 2U);
+}
+
+TEST(ThreadPool, SubmitsFromOtherPoolsTasks) {
+  simul::thread_pool a({.threads = 1, .name = "a"});
+  simul::thread_pool b({.threads = 1, .name = "b"});
+  auto f = a.submit([&b] { return b.submit([] { return 5; }).get() + 1; });
+  EXPECT_EQ(f.get(), 6);
+}
+
+TEST(ThreadPool, IdlePoolUsesAlmostNoCpu) {
+  simul::thread_pool pool({.threads = 4});
+  // Let the workers finish starting and fall asleep.
+  pool.submit([] {}).get();
+  pool.wait_idle();
+  std::this_thread::sleep_for(50ms);
+  rusage before{};
+  ::getrusage(RUSAGE_SELF, &before);
+  const auto start = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(1s);
+  const auto wall = std::chrono::steady_clock::now() - start;
+  rusage after{};
+  ::getrusage(RUSAGE_SELF, &after);
+  auto micros = [](const timeval& t) { return t.tv_sec * 1'000'000L + t.tv_usec; };
+  const long cpu =
+      (micros(after.ru_utime) - micros(before.ru_utime)) + (micros(after.ru_stime) - micros(before.ru_stime));
+  const long wall_us = std::chrono::duration_cast<std::chrono::microseconds>(wall).count();
+  EXPECT_LT(cpu * 100, wall_us) << "an idle pool used " << cpu << " us of CPU in " << wall_us << " us";
+}

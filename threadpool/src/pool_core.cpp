@@ -1,0 +1,465 @@
+#include "pool_core.hpp"
+
+#include <simul/core/detail/futex.hpp>
+#include <simul/core/detail/shared_state.hpp>
+
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <climits>
+#include <cstdio>
+#include <cstdlib>
+#include <typeinfo>
+
+#include <linux/futex.h>
+#include <pthread.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+namespace simul::detail {
+
+namespace {
+
+thread_local worker_state* t_worker = nullptr;
+
+// How many tasks a worker moves from the injection queue in one go: enough to
+// amortise the lock, few enough that long tasks still spread over workers
+// (whatever lands in a deque can be stolen anyway).
+constexpr std::size_t k_max_batch = 32;
+// Rounds of looking for work before a worker sleeps; each round pauses a
+// little, and the last ones yield the core to other threads.
+constexpr int k_spin_rounds = 64;
+constexpr int k_yield_rounds = 8;
+
+void futex_wake(const std::atomic<std::uint32_t>& word, int count) noexcept {
+  ::syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, count, nullptr, nullptr, 0);
+}
+
+std::string describe(const std::exception_ptr& error) {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "an exception that is not a std::exception";
+  }
+}
+
+} // namespace
+
+bool worker_state::run_one() {
+  pool_task task;
+  if (!pool.find_task(*this, task, false)) {
+    return false;
+  }
+  pool.run_task(*this, task);
+  return true;
+}
+
+pool_core::pool_core(thread_pool_options options)
+    : m_name(std::move(options.name)), m_initializer(std::move(options.initializer)),
+      m_handler(std::move(options.exception_handler)) {
+  auto threads = options.threads;
+  if (threads == 0) {
+    threads = std::max(1U, std::thread::hardware_concurrency());
+  }
+  m_workers.reserve(threads);
+  for (std::size_t i = 0; i < threads; ++i) {
+    m_workers.push_back(std::make_unique<worker_state>(*this, i));
+  }
+}
+
+pool_core::~pool_core() = default;
+
+void pool_core::start() {
+  try {
+    for (auto& worker : m_workers) {
+      auto* self = worker.get();
+      worker->thread = std::thread([this, self] { worker_main(*self); });
+      const auto label = (m_name + "-" + std::to_string(self->index)).substr(0, 15);
+      ::pthread_setname_np(worker->thread.native_handle(), label.c_str());
+    }
+  } catch (...) {
+    shutdown({.wait = false, .cancel_pending = true});
+    join_all();
+    throw;
+  }
+}
+
+bool pool_core::on_worker_thread() const noexcept { return t_worker != nullptr && &t_worker->pool == this; }
+
+void pool_core::worker_main(worker_state& self) {
+  t_worker = &self;
+  scoped_cooperative_waiter helper(&self);
+  if (m_initializer) {
+    try {
+      m_initializer();
+    } catch (...) {
+      break_pool(std::current_exception());
+      notify_idle_waiters();
+      return;
+    }
+  }
+  pool_task task;
+  for (;;) {
+    if (find_task(self, task, false)) {
+      run_task(self, task);
+      continue;
+    }
+    notify_idle_waiters();
+    bool found = false;
+    for (int round = 0; round < k_spin_rounds + k_yield_rounds && !found; ++round) {
+      if (round < k_spin_rounds) {
+        for (int i = 0; i < 16; ++i) {
+          cpu_relax();
+        }
+      } else {
+        std::this_thread::yield();
+      }
+      found = find_task(self, task, false);
+    }
+    if (found) {
+      run_task(self, task);
+      continue;
+    }
+    // Register, then look under every lock once more (see pool_core.hpp).
+    m_sleepers.fetch_add(1, std::memory_order_seq_cst);
+    const auto epoch = m_epoch.load(std::memory_order_seq_cst);
+    if (find_task(self, task, true)) {
+      m_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+      run_task(self, task);
+      continue;
+    }
+    if (m_stopping.load(std::memory_order_seq_cst)) {
+      m_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+      break;
+    }
+    notify_idle_waiters();
+    futex_wait_until(m_epoch, epoch, std::chrono::steady_clock::time_point::max());
+    m_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+  }
+  notify_idle_waiters();
+}
+
+bool pool_core::find_task(worker_state& self, pool_task& out, bool thorough) {
+  if (thorough || self.approx_size.load(std::memory_order_relaxed) > 0) {
+    std::lock_guard guard(self.lock);
+    if (!self.deque.empty()) {
+      out = self.deque.pop_back();
+      self.approx_size.store(self.deque.size(), std::memory_order_relaxed);
+      return true;
+    }
+  }
+  return take_from_injection(self, out, thorough) || steal(self, out, thorough);
+}
+
+bool pool_core::take_from_injection(worker_state& self, pool_task& out, bool thorough) {
+  if (!thorough && m_injection_size.load(std::memory_order_relaxed) == 0) {
+    return false;
+  }
+  std::array<pool_task, k_max_batch> batch;
+  std::size_t taken = 0;
+  std::size_t left = 0;
+  {
+    std::lock_guard guard(m_injection_lock);
+    const auto available = m_injection.size();
+    if (available == 0) {
+      return false;
+    }
+    // Take a fair share: about what each worker would get, at most a batch.
+    const auto share = std::min({k_max_batch, available / m_workers.size() + 1, available});
+    out = m_injection.pop_front();
+    for (taken = 0; taken + 1 < share; ++taken) {
+      batch[taken] = m_injection.pop_front();
+    }
+    left = m_injection.size();
+    m_injection_size.store(left, std::memory_order_relaxed);
+  }
+  if (taken > 0) {
+    std::lock_guard guard(self.lock);
+    // Newest-first popping from the back must still give outside work in
+    // submission order: push the batch reversed.
+    for (auto i = taken; i > 0; --i) {
+      self.deque.push_back(std::move(batch[i - 1]));
+    }
+    self.approx_size.store(self.deque.size(), std::memory_order_relaxed);
+  }
+  if (left > 0 || taken > 0) {
+    notify_one();
+  }
+  return true;
+}
+
+bool pool_core::steal(worker_state& self, pool_task& out, bool thorough) {
+  const auto count = m_workers.size();
+  for (std::size_t k = 1; k < count; ++k) {
+    auto& victim = *m_workers[(self.index + self.next_victim + k) % count];
+    if (&victim == &self || (!thorough && victim.approx_size.load(std::memory_order_relaxed) == 0)) {
+      continue;
+    }
+    std::unique_lock guard(victim.lock, std::defer_lock);
+    if (thorough) {
+      guard.lock();
+    } else if (!guard.try_lock()) {
+      continue;
+    }
+    if (!victim.deque.empty()) {
+      out = victim.deque.pop_front();
+      victim.approx_size.store(victim.deque.size(), std::memory_order_relaxed);
+      self.next_victim = k - 1;
+      self.stolen.bump();
+      return true;
+    }
+  }
+  return false;
+}
+
+void pool_core::run_task(worker_state& self, pool_task& task) {
+  self.running.fetch_add(1, std::memory_order_relaxed);
+  task_outcome outcome;
+  const auto action = m_cancel_all.load(std::memory_order_relaxed) ? task_action::cancel : task_action::run;
+  try {
+    outcome = task(action, nullptr);
+  } catch (...) {
+    outcome = task_outcome::failed;
+    report(std::current_exception());
+  }
+  // Free the closure before counting it finished: when wait_idle returns,
+  // whatever the tasks captured is gone.
+  task.reset();
+  self.running.fetch_sub(1, std::memory_order_relaxed);
+  switch (outcome) {
+  case task_outcome::completed:
+    self.completed.bump();
+    break;
+  case task_outcome::failed:
+    self.failed.bump();
+    break;
+  case task_outcome::cancelled:
+    self.cancelled.bump();
+    break;
+  }
+  self.finished.bump();
+}
+
+void pool_core::enqueue(pool_task&& task) {
+  if (auto* self = t_worker; self != nullptr && &self->pool == this) {
+    {
+      std::lock_guard guard(self->lock);
+      if (!m_stopping.load(std::memory_order_seq_cst)) {
+        self->submitted.bump();
+        self->deque.push_back(std::move(task));
+        self->approx_size.store(self->deque.size(), std::memory_order_relaxed);
+        task.reset();
+      }
+    }
+    if (task) {
+      throw_not_accepting();
+    }
+    notify_one();
+    return;
+  }
+  {
+    std::lock_guard guard(m_injection_lock);
+    if (m_stopping.load(std::memory_order_relaxed)) {
+      if (m_broken) {
+        throw *m_broken;
+      }
+      throw broken_executor("thread_pool '" + m_name + "': submit after shutdown");
+    }
+    m_external_submitted.bump();
+    m_injection.push_back(std::move(task));
+    m_injection_size.store(m_injection.size(), std::memory_order_relaxed);
+  }
+  notify_one();
+}
+
+void pool_core::throw_not_accepting() {
+  std::lock_guard guard(m_injection_lock);
+  if (m_broken) {
+    throw *m_broken;
+  }
+  throw broken_executor("thread_pool '" + m_name + "': submit after shutdown");
+}
+
+void pool_core::notify_one() noexcept {
+  if (m_sleepers.load(std::memory_order_seq_cst) > 0) {
+    m_epoch.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(m_epoch, 1);
+  }
+}
+
+void pool_core::notify_all() noexcept {
+  m_epoch.fetch_add(1, std::memory_order_seq_cst);
+  futex_wake(m_epoch, INT_MAX);
+}
+
+void pool_core::notify_idle_waiters() noexcept {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  if (m_idle_waiters.load(std::memory_order_seq_cst) > 0) {
+    m_idle_epoch.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(m_idle_epoch, INT_MAX);
+  }
+}
+
+bool pool_core::idle() const noexcept {
+  // "finished" first, then "submitted": see pool_core.hpp.
+  std::uint64_t finished = m_outside_finished.load(std::memory_order_acquire);
+  for (const auto& worker : m_workers) {
+    finished += worker->finished.get();
+  }
+  std::uint64_t submitted = m_external_submitted.get();
+  for (const auto& worker : m_workers) {
+    submitted += worker->submitted.get();
+  }
+  return finished == submitted;
+}
+
+void pool_core::wait_idle() {
+  if (on_worker_thread()) {
+    throw simul::error("thread_pool '" + m_name +
+                       "': wait_idle called from one of the pool's own tasks would wait for itself");
+  }
+  while (!idle()) {
+    m_idle_waiters.fetch_add(1, std::memory_order_seq_cst);
+    const auto epoch = m_idle_epoch.load(std::memory_order_seq_cst);
+    std::atomic_thread_fence(std::memory_order_seq_cst);
+    if (idle()) {
+      m_idle_waiters.fetch_sub(1, std::memory_order_seq_cst);
+      return;
+    }
+    futex_wait_until(m_idle_epoch, epoch, std::chrono::steady_clock::now() + std::chrono::milliseconds(100));
+    m_idle_waiters.fetch_sub(1, std::memory_order_seq_cst);
+  }
+}
+
+void pool_core::shutdown(shutdown_options options) {
+  if (options.wait && on_worker_thread()) {
+    throw simul::error("thread_pool '" + m_name +
+                       "': shutdown(wait = true) called from one of the pool's own tasks would wait for itself");
+  }
+  {
+    std::lock_guard guard(m_injection_lock);
+    if (options.cancel_pending) {
+      m_cancel_all.store(true, std::memory_order_seq_cst);
+    }
+    m_stopping.store(true, std::memory_order_seq_cst);
+  }
+  if (options.cancel_pending) {
+    drain_all(task_action::cancel, nullptr);
+  }
+  notify_all();
+  if (options.wait) {
+    join_all();
+  }
+}
+
+void pool_core::join_all() {
+  std::lock_guard guard(m_join_lock);
+  for (auto& worker : m_workers) {
+    if (worker->thread.joinable() && worker->thread.get_id() != std::this_thread::get_id()) {
+      worker->thread.join();
+    }
+  }
+}
+
+void pool_core::drain_all(task_action action, const std::exception_ptr* reason) {
+  auto drop = [&](pool_task task) {
+    try {
+      (void)task(action, reason);
+    } catch (...) {
+      // Cancelling or abandoning never runs user code; nothing to report.
+    }
+    task.reset();
+    m_outside_cancelled.fetch_add(1, std::memory_order_relaxed);
+    m_outside_finished.fetch_add(1, std::memory_order_release);
+  };
+  for (;;) {
+    pool_task task;
+    {
+      std::lock_guard guard(m_injection_lock);
+      if (m_injection.empty()) {
+        break;
+      }
+      task = m_injection.pop_front();
+      m_injection_size.store(m_injection.size(), std::memory_order_relaxed);
+    }
+    drop(std::move(task));
+  }
+  for (auto& worker : m_workers) {
+    for (;;) {
+      pool_task task;
+      {
+        std::lock_guard guard(worker->lock);
+        if (worker->deque.empty()) {
+          break;
+        }
+        task = worker->deque.pop_front();
+        worker->approx_size.store(worker->deque.size(), std::memory_order_relaxed);
+      }
+      drop(std::move(task));
+    }
+  }
+}
+
+void pool_core::break_pool(std::exception_ptr cause) {
+  std::exception_ptr reason;
+  {
+    std::lock_guard guard(m_injection_lock);
+    if (!m_broken) {
+      m_broken.emplace("thread_pool '" + m_name + "' is broken: a worker's initializer threw: " + describe(cause),
+                       cause);
+      reason = std::make_exception_ptr(*m_broken);
+    }
+    m_stopping.store(true, std::memory_order_seq_cst);
+  }
+  if (reason) {
+    drain_all(task_action::abandon, &reason);
+    report(reason);
+  }
+  notify_all();
+}
+
+void pool_core::report(std::exception_ptr error) noexcept {
+  std::function<void(std::exception_ptr)> handler;
+  {
+    std::lock_guard guard(m_handler_lock);
+    handler = m_handler;
+  }
+  if (handler) {
+    try {
+      handler(error);
+      return;
+    } catch (...) {
+      std::fprintf(stderr, "simul::thread_pool '%s': the exception handler threw: %s\n", m_name.c_str(),
+                   describe(std::current_exception()).c_str());
+    }
+  }
+  std::fprintf(stderr, "simul::thread_pool '%s': exception in a posted task: %s\n", m_name.c_str(),
+               describe(error).c_str());
+}
+
+void pool_core::set_exception_handler(std::function<void(std::exception_ptr)> handler) {
+  std::lock_guard guard(m_handler_lock);
+  m_handler = std::move(handler);
+}
+
+thread_pool_stats pool_core::stats() const {
+  thread_pool_stats out;
+  out.threads = m_workers.size();
+  out.queued = m_injection_size.load(std::memory_order_relaxed);
+  out.cancelled = m_outside_cancelled.load(std::memory_order_relaxed);
+  out.submitted = m_external_submitted.get();
+  for (const auto& worker : m_workers) {
+    out.queued += worker->approx_size.load(std::memory_order_relaxed);
+    out.running += worker->running.load(std::memory_order_relaxed);
+    out.completed += worker->completed.get();
+    out.failed += worker->failed.get();
+    out.cancelled += worker->cancelled.get();
+    out.stolen += worker->stolen.get();
+    out.submitted += worker->submitted.get();
+  }
+  return out;
+}
+
+} // namespace simul::detail

@@ -1,0 +1,144 @@
+#pragma once
+
+// The machinery behind simul::thread_pool: workers, queues, sleeping and
+// accounting. Private to the module.
+//
+// Queues. Each worker owns a deque (a ring under its own mutex): its own
+// submissions go to the back and it takes from the back; thieves take from
+// the front. Other threads push to one injection queue, which workers drain
+// in small batches into their deques so that the lock is taken once per
+// batch, not once per task. Every ring also publishes an approximate size, so
+// a worker looking for work skips empty queues without taking their locks.
+//
+// Sleeping. A worker that finds nothing spins briefly, then registers as a
+// sleeper, reads the wake epoch, looks once more through every queue under
+// its lock, and sleeps on the epoch futex. A producer pushes under the
+// queue's lock and then, if anyone is registered, bumps the epoch and wakes
+// one worker. The queue mutex orders the two sides: either the worker's
+// final look sees the task, or the producer sees the registration and the
+// worker's futex wait sees the new epoch. A worker that takes a task while
+// more are queued wakes the next sleeper, so wake-ups spread along a chain
+// instead of costing every producer a system call.
+//
+// Idleness. Each worker counts the tasks it accepted from inside tasks and the
+// tasks it finished; outside submissions are counted under the injection
+// lock. `wait_idle` reads "finished" before "submitted": since a task is
+// counted as submitted before it can be taken, equal sums mean nothing was in
+// flight at the moment "finished" was read.
+
+#include "task_ring.hpp"
+
+#include <simul/core/error.hpp>
+#include <simul/core/executor.hpp>
+#include <simul/threadpool/thread_pool.hpp>
+
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace simul::detail {
+
+class pool_core;
+
+/// A counter written by one thread and read by any.
+struct owned_counter {
+  std::atomic<std::uint64_t> value{0};
+  void bump() noexcept { value.store(value.load(std::memory_order_relaxed) + 1, std::memory_order_release); }
+  [[nodiscard]] std::uint64_t get() const noexcept { return value.load(std::memory_order_acquire); }
+};
+
+struct alignas(64) worker_state final : cooperative_waiter {
+  worker_state(pool_core& owner, std::size_t position) : pool(owner), index(position) {}
+
+  /// Runs one queued task of the pool while a task on this thread waits.
+  bool run_one() override;
+
+  pool_core& pool;
+  std::size_t index;
+  std::thread thread;
+
+  std::mutex lock;
+  task_ring deque;
+  std::atomic<std::size_t> approx_size{0};
+
+  // Written only by this worker's thread.
+  owned_counter submitted; // tasks pushed to this deque from inside tasks
+  owned_counter finished;  // tasks this worker ran or dropped, whatever the outcome
+  owned_counter completed;
+  owned_counter failed;
+  owned_counter cancelled;
+  owned_counter stolen;
+  std::atomic<std::uint32_t> running{0};
+  std::size_t next_victim = 0;
+};
+
+class pool_core {
+ public:
+  explicit pool_core(thread_pool_options options);
+  ~pool_core();
+  pool_core(const pool_core&) = delete;
+  pool_core& operator=(const pool_core&) = delete;
+
+  void start();
+  void enqueue(pool_task&& task);
+  void wait_idle();
+  void shutdown(shutdown_options options);
+  void join_all();
+  [[nodiscard]] bool is_shutdown() const noexcept { return m_stopping.load(std::memory_order_acquire); }
+  void set_exception_handler(std::function<void(std::exception_ptr)> handler);
+  [[nodiscard]] thread_pool_stats stats() const;
+  [[nodiscard]] std::size_t size() const noexcept { return m_workers.size(); }
+  [[nodiscard]] const std::string& name() const noexcept { return m_name; }
+  [[nodiscard]] bool on_worker_thread() const noexcept;
+
+  bool find_task(worker_state& self, pool_task& out, bool thorough);
+  void run_task(worker_state& self, pool_task& task);
+
+ private:
+  void worker_main(worker_state& self);
+  bool take_from_injection(worker_state& self, pool_task& out, bool thorough);
+  bool steal(worker_state& self, pool_task& out, bool thorough);
+  void notify_one() noexcept;
+  void notify_all() noexcept;
+  void notify_idle_waiters() noexcept;
+  [[nodiscard]] bool idle() const noexcept;
+  void report(std::exception_ptr error) noexcept;
+  void break_pool(std::exception_ptr cause);
+  void drain_all(task_action action, const std::exception_ptr* reason);
+  [[noreturn]] void throw_not_accepting();
+
+  std::string m_name;
+  std::function<void()> m_initializer;
+
+  mutable std::mutex m_handler_lock;
+  std::function<void(std::exception_ptr)> m_handler;
+
+  alignas(64) std::mutex m_injection_lock;
+  task_ring m_injection{1024};
+  std::atomic<std::size_t> m_injection_size{0};
+  owned_counter m_external_submitted; // written under m_injection_lock
+  std::atomic<bool> m_stopping{false};
+  std::atomic<bool> m_cancel_all{false};
+  std::optional<broken_executor> m_broken; // under m_injection_lock
+
+  alignas(64) std::atomic<std::uint32_t> m_sleepers{0};
+  std::atomic<std::uint32_t> m_epoch{0};
+  alignas(64) std::atomic<std::uint32_t> m_idle_waiters{0};
+  std::atomic<std::uint32_t> m_idle_epoch{0};
+
+  // Tasks dropped by threads that are not workers (shutdown with cancel_pending).
+  std::atomic<std::uint64_t> m_outside_finished{0};
+  std::atomic<std::uint64_t> m_outside_cancelled{0};
+
+  std::vector<std::unique_ptr<worker_state>> m_workers;
+  std::mutex m_join_lock;
+};
+
+} // namespace simul::detail
