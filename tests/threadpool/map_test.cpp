@@ -42,20 +42,24 @@ TEST(ThreadPoolMap, FirstExceptionInInputOrderIsRethrown) {
   simul::thread_pool pool({.threads = 2});
   std::vector<int> items(100);
   std::iota(items.begin(), items.end(), 0);
-  try {
-    (void)pool.map(
-        [](int x) {
-          if (x == 30 || x == 60) {
-            throw std::runtime_error("bad " + std::to_string(x));
-          }
-          return x;
-        },
-        items, {.chunksize = 5});
-    ADD_FAILURE() << "no throw";
-  } catch (const std::runtime_error& e) {
-    EXPECT_STREQ(e.what(), "bad 30");
-  }
+  // Told apart by type, not by message: reading the message of an exception
+  // whose last reference a worker drops is a false positive under TSan
+  // (libstdc++'s exception reference count is not instrumented).
+  EXPECT_THROW((void)pool.map(
+                   [](int x) {
+                     if (x == 30) {
+                       throw std::out_of_range("first");
+                     }
+                     if (x == 60) {
+                       throw std::invalid_argument("second");
+                     }
+                     return x;
+                   },
+                   items, {.chunksize = 5}),
+               std::out_of_range);
   pool.wait_idle();
+  // Chunk 12 (item 60) is never read: the look-ahead stops at the failure.
+  EXPECT_EQ(pool.stats().failed, 1U);
 }
 
 TEST(ThreadPoolMap, TimeoutThrowsAndCancelsTheRest) {
@@ -169,8 +173,8 @@ TEST(ThreadPoolParallelFor, RethrowsTheFirstFailureAfterTheRestSettle) {
                       },
                       {.grain = 10});
     ADD_FAILURE() << "no throw";
-  } catch (const std::out_of_range& e) {
-    EXPECT_STREQ(e.what(), "index 500");
+  } catch (const std::out_of_range&) {
+    // Type only: see FirstExceptionInInputOrderIsRethrown.
   }
   EXPECT_EQ(live.load(), 0) << "parallel_for returned while parts still ran";
 }

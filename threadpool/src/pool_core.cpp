@@ -295,8 +295,10 @@ void pool_core::notify_all() noexcept {
 }
 
 void pool_core::notify_idle_waiters() noexcept {
-  std::atomic_thread_fence(std::memory_order_seq_cst);
-  if (m_idle_waiters.load(std::memory_order_seq_cst) > 0) {
+  // A read-modify-write rather than a load: it orders this worker's last
+  // "finished" store against a waiter's registration (see pool_core.hpp), in
+  // a way ThreadSanitizer understands, unlike a fence.
+  if (m_idle_waiters.fetch_add(0, std::memory_order_acq_rel) > 0) {
     m_idle_epoch.fetch_add(1, std::memory_order_seq_cst);
     futex_wake(m_idle_epoch, INT_MAX);
   }
@@ -323,7 +325,6 @@ void pool_core::wait_idle() {
   while (!idle()) {
     m_idle_waiters.fetch_add(1, std::memory_order_seq_cst);
     const auto epoch = m_idle_epoch.load(std::memory_order_seq_cst);
-    std::atomic_thread_fence(std::memory_order_seq_cst);
     if (idle()) {
       m_idle_waiters.fetch_sub(1, std::memory_order_seq_cst);
       return;
