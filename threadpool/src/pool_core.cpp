@@ -125,6 +125,9 @@ void pool_core::worker_main(worker_state& self) {
     // Register, then look under every lock once more (see pool_core.hpp).
     m_sleepers.fetch_add(1, std::memory_order_seq_cst);
     const auto epoch = m_epoch.load(std::memory_order_seq_cst);
+    // Take the pending notification, if any, before the last look: from here
+    // on, a producer that finds none pending wakes someone (see pool_core.hpp).
+    m_notified.exchange(false, std::memory_order_seq_cst);
     if (find_task(self, task, true)) {
       m_sleepers.fetch_sub(1, std::memory_order_seq_cst);
       run_task(self, task);
@@ -283,7 +286,7 @@ void pool_core::throw_not_accepting() {
 }
 
 void pool_core::notify_one() noexcept {
-  if (m_sleepers.load(std::memory_order_seq_cst) > 0) {
+  if (m_sleepers.load(std::memory_order_seq_cst) > 0 && !m_notified.exchange(true, std::memory_order_seq_cst)) {
     m_epoch.fetch_add(1, std::memory_order_seq_cst);
     futex_wake(m_epoch, 1);
   }

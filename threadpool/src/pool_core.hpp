@@ -17,8 +17,16 @@
 // one worker. The queue mutex orders the two sides: either the worker's
 // final look sees the task, or the producer sees the registration and the
 // worker's futex wait sees the new epoch. A worker that takes a task while
-// more are queued wakes the next sleeper, so wake-ups spread along a chain
-// instead of costing every producer a system call.
+// more are queued wakes the next sleeper, so wake-ups spread along a chain.
+//
+// A "notified" flag keeps producers from paying a system call per task while
+// a worker sleeps: a producer wakes only if it flips the flag from false to
+// true, and every worker clears it (an exchange) after registering and
+// before its last look. Either the clearing exchange comes after the
+// producer's in the flag's order, and then the worker's last look sees the
+// producer's task, or it comes before, and then the producer flips the flag
+// itself and wakes someone; a producer that finds the flag set relies on the
+// wake-up already on its way, whose worker has not yet looked.
 //
 // Idleness. Each worker counts the tasks it accepted from inside tasks and the
 // tasks it finished; outside submissions are counted under the injection
@@ -121,7 +129,7 @@ class pool_core {
   std::function<void(std::exception_ptr)> m_handler;
 
   alignas(64) std::mutex m_injection_lock;
-  task_ring m_injection{1024};
+  task_ring m_injection;
   std::atomic<std::size_t> m_injection_size{0};
   owned_counter m_external_submitted; // written under m_injection_lock
   std::atomic<bool> m_stopping{false};
@@ -130,6 +138,9 @@ class pool_core {
 
   alignas(64) std::atomic<std::uint32_t> m_sleepers{0};
   std::atomic<std::uint32_t> m_epoch{0};
+  // A wake-up is on its way and no worker has looked at the queues since:
+  // producers skip the system call while it is set.
+  std::atomic<bool> m_notified{false};
   alignas(64) std::atomic<std::uint32_t> m_idle_waiters{0};
   std::atomic<std::uint32_t> m_idle_epoch{0};
 
