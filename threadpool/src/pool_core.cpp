@@ -218,7 +218,8 @@ bool pool_core::steal(worker_state& self, pool_task& out, bool thorough) {
 }
 
 void pool_core::run_task(worker_state& self, pool_task& task) {
-  self.running.fetch_add(1, std::memory_order_relaxed);
+  // Only this thread writes its counters: plain stores, no locked instructions.
+  self.running.store(self.running.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   task_outcome outcome;
   const auto action = m_cancel_all.load(std::memory_order_relaxed) ? task_action::cancel : task_action::run;
   try {
@@ -230,7 +231,7 @@ void pool_core::run_task(worker_state& self, pool_task& task) {
   // Free the closure before counting it finished: when wait_idle returns,
   // whatever the tasks captured is gone.
   task.reset();
-  self.running.fetch_sub(1, std::memory_order_relaxed);
+  self.running.store(self.running.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
   switch (outcome) {
   case task_outcome::completed:
     self.completed.bump();
