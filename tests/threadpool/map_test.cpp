@@ -188,3 +188,25 @@ TEST(ThreadPoolParallelFor, NestedInsideATask) {
   });
   EXPECT_EQ(f.get(), 100);
 }
+
+TEST(ThreadPoolMap, MapAfterShutdownThrowsBrokenExecutor) {
+  simul::thread_pool pool({.threads = 1});
+  pool.shutdown();
+  EXPECT_THROW((void)pool.map([](int x) { return x; }, std::vector<int>{1, 2, 3}), simul::broken_executor);
+  EXPECT_THROW((void)pool.imap([](int x) { return x; }, std::vector<int>{1}), simul::broken_executor);
+}
+
+TEST(ThreadPoolMap, ShutdownMidIterationEndsImapWithBrokenExecutor) {
+  simul::thread_pool pool({.threads = 1});
+  auto results = pool.imap([](int x) { return x; }, std::views::iota(0, 100'000));
+  EXPECT_EQ(results.next(), 0);
+  pool.shutdown({.wait = false});
+  bool threw = false;
+  try {
+    while (results.next()) {
+    }
+  } catch (const simul::broken_executor&) {
+    threw = true;
+  }
+  EXPECT_TRUE(threw) << "the look-ahead could not submit more chunks";
+}

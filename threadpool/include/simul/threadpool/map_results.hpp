@@ -59,7 +59,13 @@ class map_results {
         m_deadline(options.timeout == no_timeout ? std::chrono::steady_clock::time_point::max()
                                                  : detail::deadline_after(options.timeout)),
         m_next(std::ranges::begin(m_items)) {
-    refill();
+    try {
+      refill();
+    } catch (...) {
+      // The destructor will not run: settle the chunks already submitted.
+      settle();
+      throw;
+    }
   }
 
   map_results(const map_results&) = delete;

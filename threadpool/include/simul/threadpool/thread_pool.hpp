@@ -181,8 +181,8 @@ class thread_pool {
   /// Thread-safety: any thread, including this pool's tasks.
   /// Lifetime: `f` is used by reference until the call returns.
   template <std::integral I, class F>
-  requires std::invocable<F&, I>
-  void parallel_for(I first, I last, F&& f, parallel_for_options options = {});
+  requires(!std::same_as<I, bool> && std::invocable<F&, I>) void parallel_for(I first, I last, F&& f,
+                                                                              parallel_for_options options = {});
 
   /// Blocks until no task is queued or running.
   /// Throws `simul::error` if called from a task of this pool.
@@ -197,7 +197,8 @@ class thread_pool {
   [[nodiscard]] bool is_shutdown() const noexcept;
 
   /// Replaces the handler that receives exceptions from `post`ed tasks.
-  /// Thread-safety: any thread; a handler already running finishes with the old one.
+  /// Thread-safety: any thread; a handler already running finishes with the
+  /// old one. Handlers run on worker threads, possibly several at once.
   void set_exception_handler(std::function<void(std::exception_ptr)> handler);
 
   /// A snapshot of the counters.
@@ -224,8 +225,8 @@ class thread_pool {
 static_assert(executor<thread_pool>);
 
 template <std::integral I, class F>
-requires std::invocable<F&, I>
-void thread_pool::parallel_for(I first, I last, F&& f, parallel_for_options options) {
+requires(!std::same_as<I, bool> && std::invocable<F&, I>) void thread_pool::parallel_for(I first, I last, F&& f,
+                                                                                         parallel_for_options options) {
   if (first > last) {
     throw simul::error("thread_pool::parallel_for: first (" + std::to_string(first) + ") is greater than last (" +
                        std::to_string(last) + ")");
