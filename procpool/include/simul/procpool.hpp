@@ -6,4 +6,5 @@
 
 #include <simul/core.hpp>
 #include <simul/procpool/options.hpp>
+#include <simul/procpool/imap.hpp>
 #include <simul/procpool/process_pool.hpp>

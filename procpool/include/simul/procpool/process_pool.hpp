@@ -266,3 +266,6 @@ class process_pool {
 static_assert(executor<process_pool>);
 
 } // namespace simul
+
+// imap and imap_unordered are defined with their range type.
+#include <simul/procpool/imap.hpp>

@@ -5,9 +5,10 @@
 // Three paths, chosen at compile time:
 // - `std::string` and `std::vector<T>` of trivially copyable `T`: a length and
 //   the contiguous bytes (a memfd above the pool's threshold);
-// - any other trivially copyable type that is not a pointer: its bytes;
-// - anything cereal can save and load (strings, containers, optional, variant,
-//   tuple, pair, user types with `serialize(Archive&)`): cereal's binary archive.
+// - classes cereal can save and load (strings, containers, optional, variant,
+//   tuple, pair, user types with `serialize(Archive&)` or save/load): cereal's
+//   binary archive, even when they are trivially copyable;
+// - any other trivially copyable type that is not a pointer: its bytes.
 // `wire_type<T>` says whether T has a path; the pool's static_asserts use it.
 
 #include <simul/procpool/detail/wire.hpp>
@@ -55,6 +56,11 @@ template <class T>
 inline constexpr bool is_cereal_type = cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value&&
     cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value&& std::is_default_constructible_v<T>;
 
+/// A class cereal knows goes through cereal even if it is trivially copyable:
+/// its own serialize() says what matters (a plain struct without one is bytes).
+template <class T>
+inline constexpr bool uses_cereal = std::is_class_v<T> && !is_contiguous_blob<T>::value && is_cereal_type<T>;
+
 /// True if a value of type T can travel to a worker and back.
 template <class T>
 inline constexpr bool wire_type =
@@ -74,7 +80,7 @@ template <class T>
 void encode(out_message& out, const T& value) {
   if constexpr (is_contiguous_blob<T>::value) {
     out.put_blob(value.data(), value.size() * sizeof(typename T::value_type));
-  } else if constexpr (is_bitwise<T>) {
+  } else if constexpr (!uses_cereal<T> && is_bitwise<T>) {
     out.put_pod(value);
   } else {
     static_assert(is_cereal_type<T>, "simul::process_pool: this type cannot be serialized");
@@ -100,7 +106,7 @@ T decode(in_message& in) {
     value.resize(bytes / sizeof(V));
     in.read_blob_body(value.data(), bytes);
     return value;
-  } else if constexpr (is_bitwise<T>) {
+  } else if constexpr (!uses_cereal<T> && is_bitwise<T>) {
     return in.get_pod<T>();
   } else {
     const auto bytes = in.begin_blob();
