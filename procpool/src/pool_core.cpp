@@ -114,7 +114,7 @@ pool_core::~pool_core() {
 }
 
 void pool_core::wake() {
-  if (!m_wake_pending.exchange(true, std::memory_order_acq_rel)) {
+  if (!m_wake_pending.exchange(true, std::memory_order_seq_cst)) {
     const std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(m_wake.get(), &one, sizeof(one));
   }
@@ -202,9 +202,12 @@ void pool_core::run() {
     for (int i = 0; i < n; ++i) {
       const auto key = events[i].data.u64;
       if (key == k_wake_key) {
+        // Drain first, then clear the flag: a submitter that saw the flag set
+        // pushed its task before this point, and dispatch() below finds it; one
+        // that comes later sees the flag clear and writes again.
         std::uint64_t count = 0;
-        m_wake_pending.store(false, std::memory_order_release);
         [[maybe_unused]] auto r = ::read(m_wake.get(), &count, sizeof(count));
+        m_wake_pending.store(false, std::memory_order_seq_cst);
       } else if (key == k_control_key) {
         handle_control();
       } else if (auto it = m_workers.find(key); it != m_workers.end()) {
@@ -492,6 +495,11 @@ void pool_core::read_worker(worker& w) {
 
 bool pool_core::process_frame(worker& w, const frame_header& header, const char* payload) {
   const auto kind = static_cast<frame_kind>(header.kind);
+  if (w.pid < 0 && header.fn != 0) {
+    // A worker can answer before the zygote reports its pid; every answer carries it.
+    w.pid = static_cast<pid_t>(header.fn);
+    refresh_pids();
+  }
   if (w.fds.size() < header.nfds) {
     corrupt(w, "it sent a message without its descriptors");
     return false;

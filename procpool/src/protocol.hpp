@@ -35,7 +35,7 @@ struct frame_header {
   std::uint16_t kind = 0;
   std::uint16_t nfds = 0;
   std::uint64_t id = 0;
-  std::uint64_t fn = 0;
+  std::uint64_t fn = 0; ///< task frames: the trampoline; answers: the worker's pid
   std::uint64_t size = 0;
 };
 static_assert(sizeof(frame_header) == 32);

@@ -50,7 +50,7 @@ void send_error(int fd, frame_kind kind, std::uint64_t id, const std::pair<std::
   out.shm_threshold = ~std::size_t{0};
   out.put_blob(what.first.data(), what.first.size());
   out.put_blob(what.second.data(), what.second.size());
-  if (!send_frame(fd, kind, id, 0, out.bytes, out.fds)) {
+  if (!send_frame(fd, kind, id, static_cast<std::uint64_t>(::getpid()), out.bytes, out.fds)) {
     ::_exit(k_exit_parent_gone);
   }
 }
@@ -104,7 +104,7 @@ void worker_main(int fd, const zygote_config& config) {
       failure = describe_current_exception();
     }
     if (ok) {
-      if (!send_frame(fd, frame_kind::result, header.id, 0, out.bytes, out.fds)) {
+      if (!send_frame(fd, frame_kind::result, header.id, static_cast<std::uint64_t>(::getpid()), out.bytes, out.fds)) {
         ::_exit(k_exit_parent_gone);
       }
     } else {

@@ -13,6 +13,7 @@
 #include <chrono>
 #include <csignal>
 #include <filesystem>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -210,12 +211,13 @@ TEST(ProcessPool, WorkersIgnoreSigint) {
 
 TEST(ProcessPool, ContinuationsRunAndMaySubmitMore) {
   simul::process_pool procs({.workers = 2});
-  simul::promise<int> done;
-  auto result = done.get_future();
+  // The promise is shared with the callback: it must outlive its set_value.
+  auto done = std::make_shared<simul::promise<int>>();
+  auto result = done->get_future();
   auto first = procs.submit(square, 3);
-  first.on_ready([&] {
+  first.on_ready([&procs, done] {
     // On the pool's I/O thread: submitting from here must not deadlock.
-    procs.submit(square, 4).on_ready([&done] { done.set_value(16); });
+    procs.submit(square, 4).on_ready([done] { done->set_value(16); });
   });
   EXPECT_EQ(result.get(), 16);
   EXPECT_EQ(first.get(), 9);
