@@ -1,0 +1,128 @@
+#pragma once
+
+// How values cross the process boundary (internal).
+//
+// Three paths, chosen at compile time:
+// - `std::string` and `std::vector<T>` of trivially copyable `T`: a length and
+//   the contiguous bytes (a memfd above the pool's threshold);
+// - classes cereal can save and load (strings, containers, optional, variant,
+//   tuple, pair, user types with `serialize(Archive&)` or save/load): cereal's
+//   binary archive, even when they are trivially copyable;
+// - any other trivially copyable type that is not a pointer: its bytes.
+// `wire_type<T>` says whether T has a path; the pool's static_asserts use it.
+
+#include <simul/procpool/detail/wire.hpp>
+
+#include <cereal/archives/binary.hpp>
+#include <cereal/types/array.hpp>
+#include <cereal/types/deque.hpp>
+#include <cereal/types/list.hpp>
+#include <cereal/types/map.hpp>
+#include <cereal/types/optional.hpp>
+#include <cereal/types/set.hpp>
+#include <cereal/types/string.hpp>
+#include <cereal/types/tuple.hpp>
+#include <cereal/types/unordered_map.hpp>
+#include <cereal/types/unordered_set.hpp>
+#include <cereal/types/utility.hpp>
+#include <cereal/types/variant.hpp>
+#include <cereal/types/vector.hpp>
+
+#include <istream>
+#include <ostream>
+#include <sstream>
+#include <streambuf>
+#include <string>
+#include <type_traits>
+#include <vector>
+
+namespace simul::detail {
+
+template <class T>
+struct is_contiguous_blob : std::false_type {};
+template <>
+struct is_contiguous_blob<std::string> : std::true_type {};
+template <class T, class A>
+struct is_contiguous_blob<std::vector<T, A>>
+    : std::bool_constant<std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+                         !std::is_same_v<T, bool>> {};
+
+template <class T>
+inline constexpr bool is_bitwise =
+    std::is_trivially_copyable_v<T> && !std::is_pointer_v<T> && !std::is_member_pointer_v<T> &&
+    !std::is_reference_v<T> && !std::is_array_v<T> && !std::is_function_v<T>;
+
+template <class T>
+inline constexpr bool is_cereal_type = cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value&&
+    cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value&& std::is_default_constructible_v<T>;
+
+/// A class cereal knows goes through cereal even if it is trivially copyable:
+/// its own serialize() says what matters (a plain struct without one is bytes).
+template <class T>
+inline constexpr bool uses_cereal = std::is_class_v<T> && !is_contiguous_blob<T>::value && is_cereal_type<T>;
+
+/// True if a value of type T can travel to a worker and back.
+template <class T>
+inline constexpr bool wire_type =
+    !std::is_pointer_v<T> && !std::is_reference_v<T> &&
+    (is_contiguous_blob<T>::value || is_bitwise<T> || (std::is_class_v<T> && is_cereal_type<T>));
+
+/// A read-only streambuf over bytes that are already in memory (no copy).
+class memory_buf : public std::streambuf {
+ public:
+  memory_buf(const char* data, std::size_t size) {
+    auto* p = const_cast<char*>(data); // get area only: never written through
+    setg(p, p, p + size);
+  }
+};
+
+template <class T>
+void encode(out_message& out, const T& value) {
+  if constexpr (is_contiguous_blob<T>::value) {
+    out.put_blob(value.data(), value.size() * sizeof(typename T::value_type));
+  } else if constexpr (!uses_cereal<T> && is_bitwise<T>) {
+    out.put_pod(value);
+  } else {
+    static_assert(is_cereal_type<T>, "simul::process_pool: this type cannot be serialized");
+    std::ostringstream stream(std::ios::binary);
+    {
+      cereal::BinaryOutputArchive archive(stream);
+      archive(value);
+    }
+    const std::string text = std::move(stream).str();
+    out.put_blob(text.data(), text.size());
+  }
+}
+
+template <class T>
+T decode(in_message& in) {
+  if constexpr (is_contiguous_blob<T>::value) {
+    using V = typename T::value_type;
+    const auto bytes = in.begin_blob();
+    if (bytes % sizeof(V) != 0) {
+      throw serialization_error("process_pool: a payload's size is not a multiple of its element size");
+    }
+    T value;
+    value.resize(bytes / sizeof(V));
+    in.read_blob_body(value.data(), bytes);
+    return value;
+  } else if constexpr (!uses_cereal<T> && is_bitwise<T>) {
+    return in.get_pod<T>();
+  } else {
+    const auto bytes = in.begin_blob();
+    std::string text(bytes, '\0');
+    in.read_blob_body(text.data(), bytes);
+    memory_buf buffer(text.data(), text.size());
+    std::istream stream(&buffer);
+    T value{};
+    try {
+      cereal::BinaryInputArchive archive(stream);
+      archive(value);
+    } catch (const cereal::Exception& e) {
+      throw serialization_error(std::string("process_pool: could not decode a value: ") + e.what());
+    }
+    return value;
+  }
+}
+
+} // namespace simul::detail

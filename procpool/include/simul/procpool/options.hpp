@@ -1,0 +1,57 @@
+#pragma once
+
+// The knobs of a process pool, and of one task.
+//
+// Options structs keep their members in this order so designated initializers
+// work: `simul::process_pool procs({.workers = 2, .task_timeout = 200ms});`.
+// Every duration uses 0 (or `no_timeout` where stated) for "none".
+//
+// Thread-safety: plain values. Lifetime: copied into the pool at construction.
+
+#include <chrono>
+#include <cstddef>
+
+namespace simul {
+
+/// How a `process_pool` is built.
+struct process_pool_options {
+  /// Worker processes (0: one per online CPU).
+  std::size_t workers = 0;
+  /// A worker is replaced after this many tasks (0: never). Recycling never
+  /// loses or stalls queued work: the replacement is forked before the old
+  /// worker is told to leave.
+  std::size_t max_tasks_per_child = 0;
+  /// A task still running after this long is killed with its worker and fails
+  /// with `timeout_error` (0: no limit). `submit(task_options{...}, ...)` overrides it.
+  std::chrono::nanoseconds task_timeout{0};
+  /// Runs once in every worker before its first task (a plain function: it
+  /// crosses fork). If it throws, the pool breaks with `broken_executor` whose
+  /// `cause()` is the `remote_error`.
+  void (*initializer)() = nullptr;
+  /// Contiguous payloads (std::string, std::vector of trivially copyable
+  /// values) of at least this many bytes travel through a memfd instead of the
+  /// socket.
+  std::size_t shm_threshold = std::size_t{1} << 20;
+  /// Crash-loop guard: more than `restart_limit` unexpected worker deaths within
+  /// `restart_window` break the pool (`broken_executor`) instead of forking forever.
+  std::size_t restart_limit = 50;
+  std::chrono::nanoseconds restart_window = std::chrono::seconds(1);
+  /// The destructor's bound: running tasks get this long to finish, then their
+  /// workers get SIGTERM, and this long again before SIGKILL.
+  std::chrono::nanoseconds shutdown_grace = std::chrono::seconds(2);
+};
+
+/// Per-task settings for `process_pool::submit(task_options, fn, args...)`.
+struct task_options {
+  /// Overrides the pool's `task_timeout` for this task (0: use the pool's;
+  /// `std::chrono::nanoseconds::max()`: no limit).
+  std::chrono::nanoseconds timeout{0};
+};
+
+/// How `imap` / `imap_unordered` split and bound their work.
+struct imap_options {
+  std::size_t chunksize = 1;    ///< items per task (0 is taken as 1)
+  std::size_t max_inflight = 0; ///< chunks submitted ahead of the consumer (0: 2 per worker)
+};
+
+} // namespace simul

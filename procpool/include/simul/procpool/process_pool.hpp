@@ -1,0 +1,271 @@
+#pragma once
+
+// simul::process_pool: run plain functions in forked worker processes that may
+// crash without taking the pool down (multiprocessing.Pool and
+// concurrent.futures.ProcessPoolExecutor, minus their hangs).
+//
+//   int square(int x) { return x * x; }
+//   simul::process_pool procs({.workers = 2, .task_timeout = 2s});
+//   simul::future<int> f = procs.submit(square, 7);       // 49
+//   std::vector<int> all = procs.map(square, numbers, {.chunksize = 256});
+//
+// The contract:
+// - Creating a pool forks a *zygote* at once, before the pool starts any thread
+//   of its own. Every worker, and every replacement, is forked from that
+//   zygote, so the pool is safe to create after the program has started
+//   threads. Workers see the program's memory as it was when the pool was made.
+// - A task is a plain function or a captureless lambda, plus arguments that are
+//   values. Captures, raw pointers, references a worker could not write back
+//   through, and types with no way across the boundary are compile errors that
+//   say so. Trivially copyable values travel as bytes; strings, containers,
+//   optional / variant / tuple / pair and types with `serialize(Archive&)` go
+//   through cereal; contiguous payloads above `shm_threshold` go through a memfd.
+// - Each worker has its own socketpair to the parent: no shared queue or lock
+//   a dying worker could corrupt. A worker that dies fails only the task it
+//   held, with `worker_crashed` (pid, signal or exit status, the task); a
+//   replacement is forked and queued work goes on. More than `restart_limit`
+//   deaths within `restart_window` break the pool (`broken_executor`).
+// - A task past its timeout is killed with its worker and fails with
+//   `timeout_error`. An exception in a task arrives as `remote_error` carrying
+//   the exception's type name and `what()`. A result that cannot be serialized
+//   is an error, never a hang; a corrupt message from a worker counts as that
+//   worker's crash.
+// - Workers ignore SIGINT (Ctrl-C is the parent's decision) and die with
+//   SIGKILL if the zygote dies (PR_SET_PDEATHSIG); the zygote kills and reaps
+//   every worker when the parent goes away; the parent reaps the zygote.
+//
+// Thread-safety: every member function may be called from any thread at once,
+// except that the destructor must not race with anything. Futures complete on
+// the pool's I/O thread, so `then` / `on_ready` callbacks run there: keep them
+// short, and never call `shutdown({.wait = true})` from one (it throws).
+// Lifetime: the destructor cancels queued work, gives running tasks
+// `shutdown_grace`, then sends SIGTERM, waits `shutdown_grace` again, then
+// SIGKILL; every future it leaves is complete. No process outlives the pool.
+
+#include <simul/core/executor.hpp>
+#include <simul/core/future.hpp>
+#include <simul/core/map.hpp>
+#include <simul/core/wait.hpp>
+#include <simul/procpool/detail/task.hpp>
+#include <simul/procpool/options.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <ranges>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace simul {
+
+/// Counters of what a pool has done (a snapshot).
+struct process_pool_stats {
+  std::uint64_t submitted = 0; ///< tasks accepted
+  std::uint64_t completed = 0; ///< tasks that came back with a value or an exception
+  std::uint64_t crashed = 0;   ///< workers that died unexpectedly while holding a task or idle
+  std::uint64_t timed_out = 0; ///< tasks killed at their deadline
+  std::uint64_t recycled = 0;  ///< workers retired by max_tasks_per_child
+  std::uint64_t spawned = 0;   ///< workers forked from the zygote, first ones included
+};
+
+namespace detail {
+class pool_core;
+
+template <class Fn, class... Args>
+consteval bool check_task() {
+  static_assert(is_plain_function_pointer<Fn> || is_stateless_callable<Fn>,
+                "simul::process_pool: a task must be a plain function or a captureless lambda; captures cannot "
+                "cross a process boundary (pass the values as arguments)");
+  static_assert((!std::is_pointer_v<Args> && ...),
+                "simul::process_pool: raw pointer arguments cannot cross a process boundary (pass values: "
+                "std::string instead of const char*, std::vector instead of T*)");
+  static_assert((wire_type<Args> && ...),
+                "simul::process_pool: an argument type cannot be serialized (make it trivially copyable, a "
+                "standard container of such, or give it serialize(Archive&))");
+  constexpr bool callable = std::is_invocable_v<Fn&, Args&&...>;
+  static_assert(callable, "simul::process_pool: the task cannot be called with its arguments passed as values (a "
+                          "reference parameter cannot send changes back from another process)");
+  if constexpr (callable) {
+    using R = std::invoke_result_t<Fn&, Args&&...>;
+    static_assert(!std::is_reference_v<R>, "simul::process_pool: a task cannot return a reference; return a value");
+    static_assert(!std::is_pointer_v<R>,
+                  "simul::process_pool: a task cannot return a raw pointer; it would point into another process");
+    static_assert(std::is_void_v<R> || wire_type<R>,
+                  "simul::process_pool: the task's result type cannot be serialized (make it trivially copyable, a "
+                  "standard container of such, or give it serialize(Archive&))");
+  }
+  return true;
+}
+} // namespace detail
+
+template <class Fn, class View, bool Ordered>
+class imap_range;
+
+/// A pool of forked worker processes. Models `simul::executor`.
+///
+/// Thread-safety and Lifetime: see the file comment.
+class process_pool {
+ public:
+  /// Forks the zygote, then the workers, then starts the I/O thread.
+  /// Throws `simul::error` if a fork or a socket cannot be made.
+  explicit process_pool(process_pool_options options = {});
+  ~process_pool();
+  process_pool(const process_pool&) = delete;
+  process_pool& operator=(const process_pool&) = delete;
+
+  /// Runs `fn(args...)` in a worker and returns a future of the result.
+  /// Throws `broken_executor` after `shutdown()` or once the pool broke.
+  /// Thread-safety: any thread.
+  template <class F, class... Args>
+  requires(!std::is_same_v<std::remove_cvref_t<F>, task_options>) auto submit(F&& fn, Args&&... args) {
+    return submit_with(std::chrono::nanoseconds{0}, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /// `submit` with per-task options (a timeout of its own).
+  template <class F, class... Args>
+  auto submit(const task_options& options, F&& fn, Args&&... args) {
+    return submit_with(options.timeout, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /// `fn(item)` for every item, in chunks of `chunksize` items per task;
+  /// results in input order. The first exception in input order is rethrown
+  /// after the chunks not yet started are cancelled; past `timeout`,
+  /// `timeout_error` likewise. Thread-safety: any thread.
+  template <class F, std::ranges::input_range R>
+  auto map(F&& fn, R&& items, map_options options = {}) {
+    using Fn = std::decay_t<F>;
+    using Item = std::ranges::range_value_t<R>;
+    static_assert(detail::check_task<Fn, Item>());
+    using Res = std::invoke_result_t<Fn&, Item&>;
+    static_assert(!std::is_void_v<Res>, "simul::process_pool::map: the function must return a value");
+    const auto chunksize = options.chunksize == 0 ? std::size_t{1} : options.chunksize;
+    const auto deadline = options.timeout == no_timeout ? std::chrono::steady_clock::time_point::max()
+                                                        : detail::deadline_after(options.timeout);
+    std::vector<future<std::vector<Res>>> chunks;
+    std::vector<Item> chunk;
+    chunk.reserve(chunksize);
+    for (auto&& item : items) {
+      chunk.push_back(std::forward<decltype(item)>(item));
+      if (chunk.size() == chunksize) {
+        chunks.push_back(submit_chunk(fn, chunk));
+        chunk.clear();
+      }
+    }
+    if (!chunk.empty()) {
+      chunks.push_back(submit_chunk(fn, chunk));
+    }
+    auto cancel_from = [&](std::size_t first) {
+      for (auto i = first; i < chunks.size(); ++i) {
+        chunks[i].cancel();
+      }
+    };
+    std::vector<Res> results;
+    for (std::size_t i = 0; i < chunks.size(); ++i) {
+      if (!chunks[i].wait_until(deadline)) {
+        cancel_from(i);
+        throw timeout_error("process_pool::map: " + std::to_string(chunks.size() - i) +
+                            " chunk(s) unfinished at the deadline");
+      }
+      try {
+        auto part = chunks[i].get();
+        if (results.empty()) {
+          results.reserve(part.size() * chunks.size());
+        }
+        for (auto& r : part) {
+          results.push_back(std::move(r));
+        }
+      } catch (...) {
+        cancel_from(i + 1);
+        throw;
+      }
+    }
+    return results;
+  }
+
+  /// A lazy `map`: a range whose iteration submits chunks ahead (at most
+  /// `max_inflight`) and yields results in input order.
+  /// Lifetime: an lvalue range must outlive the returned range; an rvalue is moved in.
+  template <class F, std::ranges::input_range R>
+  auto imap(F&& fn, R&& items, imap_options options = {});
+
+  /// Like `imap`, but yields results in the order they complete.
+  template <class F, std::ranges::input_range R>
+  auto imap_unordered(F&& fn, R&& items, imap_options options = {});
+
+  /// Stops accepting work. With `wait`, blocks until queued and running work
+  /// is done and the workers have exited; with `cancel_pending`, queued work
+  /// completes as cancelled first. Idempotent. Throws `simul::error` if called
+  /// with `wait` from a callback running on the pool's own I/O thread.
+  void shutdown(shutdown_options options = {});
+
+  /// True after `shutdown()` (or once the pool broke).
+  [[nodiscard]] bool is_shutdown() const noexcept;
+
+  /// The number of workers the pool keeps alive.
+  [[nodiscard]] std::size_t worker_count() const noexcept;
+
+  /// Counters; see `process_pool_stats`.
+  [[nodiscard]] process_pool_stats stats() const;
+
+  /// The process ids of the live workers (for tests and tooling).
+  [[nodiscard]] std::vector<int> worker_pids() const;
+
+  /// The zygote's process id (-1 once it is gone).
+  [[nodiscard]] int zygote_pid() const noexcept;
+
+  /// The options the pool was built with (workers resolved).
+  [[nodiscard]] const process_pool_options& options() const noexcept;
+
+ private:
+  template <class Fn, class View, bool Ordered>
+  friend class imap_range;
+
+  template <class F, class... Args>
+  auto submit_with(std::chrono::nanoseconds timeout, F&& fn, Args&&... args) {
+    using Fn = std::decay_t<F>;
+    static_assert(detail::check_task<Fn, std::decay_t<Args>...>());
+    using R = std::invoke_result_t<Fn&, std::decay_t<Args>&&...>;
+    detail::task_request request;
+    request.trampoline = detail::code_id(&detail::run_call<Fn, std::decay_t<Args>...>);
+    request.payload.shm_threshold = options().shm_threshold;
+    detail::encode_callable(request.payload, static_cast<const Fn&>(fn));
+    (detail::encode<std::decay_t<Args>>(request.payload, args), ...);
+    auto slot = std::make_unique<detail::promise_slot<R>>();
+    auto result = slot->get_future();
+    request.slot = std::move(slot);
+    request.timeout = timeout;
+    request.describe = &detail::describe_callable<Fn>;
+    enqueue(std::move(request));
+    return result;
+  }
+
+  template <class F, class Item>
+  auto submit_chunk(const F& fn, const std::vector<Item>& chunk) {
+    using Fn = std::decay_t<F>;
+    using Res = std::invoke_result_t<Fn&, Item&>;
+    detail::task_request request;
+    request.trampoline = detail::code_id(&detail::run_chunk<Fn, Item>);
+    request.payload.shm_threshold = options().shm_threshold;
+    detail::encode_callable(request.payload, static_cast<const Fn&>(fn));
+    detail::encode<std::vector<Item>>(request.payload, chunk);
+    auto slot = std::make_unique<detail::promise_slot<std::vector<Res>>>();
+    auto result = slot->get_future();
+    request.slot = std::move(slot);
+    request.describe = &detail::describe_callable<Fn>;
+    enqueue(std::move(request));
+    return result;
+  }
+
+  void enqueue(detail::task_request&& request);
+
+  std::unique_ptr<detail::pool_core> m_core;
+};
+
+static_assert(executor<process_pool>);
+
+} // namespace simul
+
+// imap and imap_unordered are defined with their range type.
+#include <simul/procpool/imap.hpp>

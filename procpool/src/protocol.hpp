@@ -1,0 +1,96 @@
+#pragma once
+
+// The two wire protocols of the pool (private to the module).
+//
+// Parent <-> worker, over a SOCK_STREAM socketpair, one frame at a time:
+//   frame_header, then `size` payload bytes; `nfds` descriptors ride with the
+//   header (SCM_RIGHTS). A header whose magic, kind or size is wrong is a
+//   corrupt frame: the parent treats it as that worker's crash.
+// Parent <-> zygote, over a SOCK_SEQPACKET socketpair: fixed-size control_msg
+//   records, a spawn request carrying the worker's end of a fresh socketpair.
+
+#include <simul/procpool/detail/wire.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace simul::detail {
+
+inline constexpr std::uint32_t k_frame_magic = 0x4c4d4953; // "SIML"
+inline constexpr std::uint64_t k_max_frame = std::uint64_t{1} << 32;
+inline constexpr std::size_t k_max_fds = 64;
+
+enum class frame_kind : std::uint16_t {
+  task = 1,        // parent -> worker: run trampoline `fn` on the payload
+  retire = 2,      // parent -> worker: exit cleanly
+  result = 10,     // worker -> parent: the task's encoded result
+  error = 11,      // worker -> parent: type name blob + message blob
+  init_error = 12, // worker -> parent: the initializer threw (type + message)
+};
+
+struct frame_header {
+  std::uint32_t magic = k_frame_magic;
+  std::uint16_t kind = 0;
+  std::uint16_t nfds = 0;
+  std::uint64_t id = 0;
+  std::uint64_t fn = 0; ///< task frames: the trampoline; answers: the worker's pid
+  std::uint64_t size = 0;
+};
+static_assert(sizeof(frame_header) == 32);
+
+/// Writes a whole frame (blocking, retrying on EINTR; MSG_NOSIGNAL). False if
+/// the peer is gone.
+bool send_frame(int fd, frame_kind kind, std::uint64_t id, std::uint64_t fn, const std::string& payload,
+                const std::vector<unique_fd>& fds);
+
+/// Reads up to `capacity` bytes without blocking (or blocking if `block`),
+/// appending any received descriptors to `fds`. Returns bytes read, 0 on EOF,
+/// -1 if nothing is available (non-blocking) and -2 on error.
+long receive_some(int fd, char* out, std::size_t capacity, std::vector<unique_fd>& fds, bool block);
+
+enum class control_kind : std::uint32_t {
+  spawn = 1,        // parent -> zygote: fork worker `worker` on the attached socket
+  kill = 2,         // parent -> zygote: send `value` (a signal) to worker `worker` if alive
+  spawned = 3,      // zygote -> parent: worker `worker` is pid `pid`
+  exited = 4,       // zygote -> parent: worker `worker` (pid `pid`) ended with wait status `value`
+  spawn_failed = 5, // zygote -> parent: fork failed with errno `value`
+};
+
+struct control_msg {
+  control_kind kind{};
+  std::int32_t pid = 0;
+  std::int32_t value = 0;
+  std::uint32_t pad = 0;
+  std::uint64_t worker = 0;
+};
+
+/// Sends one control record (with an optional descriptor). False if the peer is gone.
+bool send_control(int fd, const control_msg& msg, int attached_fd = -1);
+
+/// Receives one control record (and its descriptor, if any). 1: got one,
+/// 0: EOF, -1: nothing available (non-blocking), -2: error.
+int receive_control(int fd, control_msg& msg, unique_fd& attached, bool block);
+
+struct zygote_config {
+  void (*initializer)() = nullptr;
+  std::size_t shm_threshold = std::size_t{1} << 20;
+};
+
+/// The zygote's main loop; never returns.
+[[noreturn]] void zygote_main(int control_fd, const zygote_config& config);
+
+/// A worker's main loop on its socket; never returns.
+[[noreturn]] void worker_main(int channel_fd, const zygote_config& config);
+
+/// Descriptors every zygote must close after fork: other pools' sockets, which
+/// would otherwise keep those pools' peers from seeing EOF.
+void register_pool_fd(int fd);
+void unregister_pool_fd(int fd);
+std::vector<int> pool_fds_snapshot();
+
+/// The current exception as (demangled type name, what()).
+std::pair<std::string, std::string> describe_current_exception();
+
+} // namespace simul::detail

@@ -1,0 +1,317 @@
+// Buffers, blobs (inline or memfd), code ids and the socket primitives.
+
+#include "protocol.hpp"
+
+#include <simul/procpool/detail/wire.hpp>
+
+#include <cxxabi.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <memory>
+#include <mutex>
+#include <typeinfo>
+
+namespace simul::detail {
+
+void unique_fd::reset(int fd) noexcept {
+  if (m_fd >= 0) {
+    ::close(m_fd);
+  }
+  m_fd = fd;
+}
+
+void code_anchor() noexcept {
+  // Only its address matters. The asm keeps the function distinct and alive.
+  asm volatile("");
+}
+
+std::string demangle(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> text(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  return status == 0 && text ? std::string(text.get()) : std::string(mangled);
+}
+
+namespace {
+constexpr std::uint8_t k_inline_blob = 0;
+constexpr std::uint8_t k_shm_blob = 1;
+
+void write_all(int fd, const char* data, std::size_t size) {
+  while (size > 0) {
+    const auto n = ::write(fd, data, size);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      throw serialization_error(std::string("process_pool: writing a memfd payload failed: ") + std::strerror(errno));
+    }
+    data += n;
+    size -= static_cast<std::size_t>(n);
+  }
+}
+} // namespace
+
+void out_message::put_blob(const void* data, std::size_t size) {
+  if (size < shm_threshold || size == 0) {
+    put_pod(k_inline_blob);
+    put_pod(static_cast<std::uint64_t>(size));
+    put_raw(data, size);
+    return;
+  }
+  // The bytes go once into a memfd; the receiver maps nothing it did not ask
+  // for and the socket carries only the descriptor.
+  unique_fd fd(::memfd_create("simul-payload", MFD_CLOEXEC));
+  if (!fd) {
+    throw serialization_error(std::string("process_pool: memfd_create failed: ") + std::strerror(errno));
+  }
+  write_all(fd.get(), static_cast<const char*>(data), size);
+  put_pod(k_shm_blob);
+  put_pod(static_cast<std::uint64_t>(size));
+  fds.push_back(std::move(fd));
+}
+
+std::size_t in_message::begin_blob() {
+  const auto tag = get_pod<std::uint8_t>();
+  const auto bytes = get_pod<std::uint64_t>();
+  if (tag == k_inline_blob) {
+    if (bytes > size - pos) {
+      throw serialization_error("process_pool: a payload claims more bytes than its message holds");
+    }
+    blob_in_shm = false;
+    return static_cast<std::size_t>(bytes);
+  }
+  if (tag != k_shm_blob) {
+    throw serialization_error("process_pool: unknown payload tag");
+  }
+  if (fds == nullptr || next_fd >= fds->size()) {
+    throw serialization_error("process_pool: a shared-memory payload arrived without its descriptor");
+  }
+  struct stat info {};
+  if (::fstat((*fds)[next_fd].get(), &info) != 0 || static_cast<std::uint64_t>(info.st_size) < bytes) {
+    throw serialization_error("process_pool: a shared-memory payload is shorter than announced");
+  }
+  blob_in_shm = true;
+  return static_cast<std::size_t>(bytes);
+}
+
+void in_message::read_blob_body(void* out, std::size_t bytes) {
+  if (!blob_in_shm) {
+    if (bytes > 0) {
+      std::memcpy(out, take(bytes), bytes);
+    }
+    return;
+  }
+  const int fd = (*fds)[next_fd].get();
+  auto* dst = static_cast<char*>(out);
+  std::size_t done = 0;
+  while (done < bytes) {
+    const auto n = ::pread(fd, dst + done, bytes - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    if (n <= 0) {
+      throw serialization_error("process_pool: reading a shared-memory payload failed");
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  (*fds)[next_fd].reset();
+  ++next_fd;
+  blob_in_shm = false;
+}
+
+bool send_frame(int fd, frame_kind kind, std::uint64_t id, std::uint64_t fn, const std::string& payload,
+                const std::vector<unique_fd>& fds) {
+  frame_header header;
+  header.kind = static_cast<std::uint16_t>(kind);
+  header.nfds = static_cast<std::uint16_t>(fds.size());
+  header.id = id;
+  header.fn = fn;
+  header.size = payload.size();
+
+  iovec parts[2] = {{&header, sizeof(header)}, {const_cast<char*>(payload.data()), payload.size()}};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * k_max_fds)];
+  msghdr msg{};
+  msg.msg_iov = parts;
+  msg.msg_iovlen = payload.empty() ? 1 : 2;
+  if (!fds.empty()) {
+    if (fds.size() > k_max_fds) {
+      return false;
+    }
+    msg.msg_control = control;
+    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
+    auto* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
+    auto* out = reinterpret_cast<int*>(CMSG_DATA(cm));
+    for (std::size_t i = 0; i < fds.size(); ++i) {
+      out[i] = fds[i].get();
+    }
+  }
+  std::size_t total = sizeof(header) + payload.size();
+  std::size_t sent = 0;
+  while (sent < total) {
+    const auto n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return false;
+    }
+    sent += static_cast<std::size_t>(n);
+    // Descriptors went with the first bytes; advance the iovecs past what was sent.
+    msg.msg_control = nullptr;
+    msg.msg_controllen = 0;
+    auto left = static_cast<std::size_t>(n);
+    while (msg.msg_iovlen > 0 && left >= msg.msg_iov[0].iov_len) {
+      left -= msg.msg_iov[0].iov_len;
+      ++msg.msg_iov;
+      --msg.msg_iovlen;
+    }
+    if (msg.msg_iovlen > 0) {
+      msg.msg_iov[0].iov_base = static_cast<char*>(msg.msg_iov[0].iov_base) + left;
+      msg.msg_iov[0].iov_len -= left;
+    }
+  }
+  return true;
+}
+
+namespace {
+void take_fds(msghdr& msg, std::vector<unique_fd>& fds) {
+  for (auto* cm = CMSG_FIRSTHDR(&msg); cm != nullptr; cm = CMSG_NXTHDR(&msg, cm)) {
+    if (cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS) {
+      const auto count = (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+      const auto* in = reinterpret_cast<const int*>(CMSG_DATA(cm));
+      for (std::size_t i = 0; i < count; ++i) {
+        int received = -1;
+        std::memcpy(&received, in + i, sizeof(int));
+        fds.emplace_back(received);
+      }
+    }
+  }
+}
+} // namespace
+
+long receive_some(int fd, char* out, std::size_t capacity, std::vector<unique_fd>& fds, bool block) {
+  iovec part{out, capacity};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * k_max_fds)];
+  msghdr msg{};
+  msg.msg_iov = &part;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  for (;;) {
+    const auto n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
+    }
+    take_fds(msg, fds);
+    if ((msg.msg_flags & MSG_CTRUNC) != 0) {
+      return -2;
+    }
+    return static_cast<long>(n);
+  }
+}
+
+bool send_control(int fd, const control_msg& record, int attached_fd) {
+  iovec part{const_cast<control_msg*>(&record), sizeof(record)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int))];
+  msghdr msg{};
+  msg.msg_iov = &part;
+  msg.msg_iovlen = 1;
+  if (attached_fd >= 0) {
+    msg.msg_control = control;
+    msg.msg_controllen = sizeof(control);
+    auto* cm = CMSG_FIRSTHDR(&msg);
+    cm->cmsg_level = SOL_SOCKET;
+    cm->cmsg_type = SCM_RIGHTS;
+    cm->cmsg_len = CMSG_LEN(sizeof(int));
+    std::memcpy(CMSG_DATA(cm), &attached_fd, sizeof(int));
+  }
+  for (;;) {
+    const auto n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    if (n < 0 && errno == EINTR) {
+      continue;
+    }
+    return n == static_cast<long>(sizeof(record));
+  }
+}
+
+int receive_control(int fd, control_msg& record, unique_fd& attached, bool block) {
+  iovec part{&record, sizeof(record)};
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
+  msghdr msg{};
+  msg.msg_iov = &part;
+  msg.msg_iovlen = 1;
+  msg.msg_control = control;
+  msg.msg_controllen = sizeof(control);
+  for (;;) {
+    const auto n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
+    if (n < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
+    }
+    std::vector<unique_fd> fds;
+    take_fds(msg, fds);
+    if (n == 0) {
+      return 0;
+    }
+    if (n != static_cast<long>(sizeof(record))) {
+      return -2;
+    }
+    if (!fds.empty()) {
+      attached = std::move(fds.front());
+    }
+    return 1;
+  }
+}
+
+namespace {
+std::mutex g_pool_fds_mutex;
+std::vector<int> g_pool_fds;
+} // namespace
+
+void register_pool_fd(int fd) {
+  std::lock_guard lock(g_pool_fds_mutex);
+  g_pool_fds.push_back(fd);
+}
+
+void unregister_pool_fd(int fd) {
+  std::lock_guard lock(g_pool_fds_mutex);
+  g_pool_fds.erase(std::remove(g_pool_fds.begin(), g_pool_fds.end(), fd), g_pool_fds.end());
+}
+
+std::vector<int> pool_fds_snapshot() {
+  std::lock_guard lock(g_pool_fds_mutex);
+  return g_pool_fds;
+}
+
+std::pair<std::string, std::string> describe_current_exception() {
+  std::string type = "unknown exception";
+  if (const std::type_info* info = abi::__cxa_current_exception_type()) {
+    type = demangle(info->name());
+  }
+  std::string message;
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    message = e.what();
+  } catch (...) {
+    message = "(not a std::exception)";
+  }
+  return {type, message};
+}
+
+} // namespace simul::detail

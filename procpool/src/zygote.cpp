@@ -1,0 +1,248 @@
+// The two kinds of child process: the zygote, which forks and reaps workers on
+// the parent's request, and the worker, which runs tasks.
+//
+// Both run in a process that was forked and never exec'd, so they use only
+// raw system calls and malloc (which glibc makes safe after fork) and leave
+// with _exit: the parent's atexit handlers and static destructors belong to
+// the parent.
+
+#include "protocol.hpp"
+
+#include <simul/procpool/detail/task.hpp>
+
+#include <poll.h>
+#include <sys/prctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <string>
+#include <vector>
+
+namespace simul::detail {
+
+namespace {
+int g_worker_channel = -1;
+
+constexpr int k_exit_parent_gone = 0;
+constexpr int k_exit_init_failed = 3;
+constexpr int k_exit_bad_frame = 70;
+
+/// Reads exactly `size` bytes (blocking). False on EOF or error.
+bool read_exact(int fd, char* out, std::size_t size, std::vector<unique_fd>& fds) {
+  std::size_t done = 0;
+  while (done < size) {
+    const auto n = receive_some(fd, out + done, size - done, fds, true);
+    if (n <= 0) {
+      return false;
+    }
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+void send_error(int fd, frame_kind kind, std::uint64_t id, const std::pair<std::string, std::string>& what) {
+  out_message out;
+  out.shm_threshold = ~std::size_t{0};
+  out.put_blob(what.first.data(), what.first.size());
+  out.put_blob(what.second.data(), what.second.size());
+  if (!send_frame(fd, kind, id, static_cast<std::uint64_t>(::getpid()), out.bytes, out.fds)) {
+    ::_exit(k_exit_parent_gone);
+  }
+}
+} // namespace
+
+int worker_channel() noexcept { return g_worker_channel; }
+
+void worker_main(int fd, const zygote_config& config) {
+  g_worker_channel = fd;
+  if (config.initializer != nullptr) {
+    try {
+      config.initializer();
+    } catch (...) {
+      send_error(fd, frame_kind::init_error, 0, describe_current_exception());
+      ::_exit(k_exit_init_failed);
+    }
+  }
+  std::string payload;
+  std::vector<unique_fd> fds;
+  for (;;) {
+    frame_header header;
+    fds.clear();
+    if (!read_exact(fd, reinterpret_cast<char*>(&header), sizeof(header), fds)) {
+      ::_exit(k_exit_parent_gone);
+    }
+    if (header.magic != k_frame_magic || header.size > k_max_frame) {
+      ::_exit(k_exit_bad_frame);
+    }
+    if (header.kind == static_cast<std::uint16_t>(frame_kind::retire)) {
+      ::_exit(0);
+    }
+    if (header.kind != static_cast<std::uint16_t>(frame_kind::task)) {
+      ::_exit(k_exit_bad_frame);
+    }
+    payload.resize(header.size);
+    if (!read_exact(fd, payload.data(), payload.size(), fds)) {
+      ::_exit(k_exit_parent_gone);
+    }
+    if (fds.size() != header.nfds) {
+      ::_exit(k_exit_bad_frame);
+    }
+    in_message in{payload.data(), payload.size(), 0, &fds, 0};
+    out_message out;
+    out.shm_threshold = config.shm_threshold;
+    bool ok = true;
+    std::pair<std::string, std::string> failure;
+    try {
+      code_address<trampoline_fn>(header.fn)(in, out);
+    } catch (...) {
+      ok = false;
+      failure = describe_current_exception();
+    }
+    if (ok) {
+      if (!send_frame(fd, frame_kind::result, header.id, static_cast<std::uint64_t>(::getpid()), out.bytes, out.fds)) {
+        ::_exit(k_exit_parent_gone);
+      }
+    } else {
+      send_error(fd, frame_kind::error, header.id, failure);
+    }
+  }
+}
+
+namespace {
+struct child {
+  std::uint64_t worker;
+  pid_t pid;
+};
+
+void reap(int control_fd, std::vector<child>& children, bool report) {
+  for (;;) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) {
+      return;
+    }
+    for (auto it = children.begin(); it != children.end(); ++it) {
+      if (it->pid == pid) {
+        if (report) {
+          control_msg msg;
+          msg.kind = control_kind::exited;
+          msg.pid = pid;
+          msg.value = status;
+          msg.worker = it->worker;
+          send_control(control_fd, msg);
+        }
+        children.erase(it);
+        break;
+      }
+    }
+  }
+}
+
+[[noreturn]] void finish(int control_fd, std::vector<child>& children) {
+  for (const auto& c : children) {
+    ::kill(c.pid, SIGKILL);
+  }
+  while (!children.empty()) {
+    int status = 0;
+    const pid_t pid = ::waitpid(-1, &status, 0);
+    if (pid < 0 && errno == ECHILD) {
+      break;
+    }
+    for (auto it = children.begin(); it != children.end(); ++it) {
+      if (it->pid == pid) {
+        children.erase(it);
+        break;
+      }
+    }
+  }
+  ::close(control_fd);
+  ::_exit(0);
+}
+} // namespace
+
+void zygote_main(int control_fd, const zygote_config& config) {
+  // Ctrl-C is the parent's decision: neither the zygote nor a worker dies of it.
+  ::signal(SIGINT, SIG_IGN);
+  ::signal(SIGPIPE, SIG_IGN);
+  sigset_t chld;
+  sigemptyset(&chld);
+  sigaddset(&chld, SIGCHLD);
+  sigset_t previous;
+  ::sigprocmask(SIG_BLOCK, &chld, &previous);
+  const int sig_fd = ::signalfd(-1, &chld, SFD_CLOEXEC | SFD_NONBLOCK);
+  if (sig_fd < 0) {
+    ::_exit(71);
+  }
+  const pid_t self = ::getpid();
+  std::vector<child> children;
+
+  for (;;) {
+    pollfd watch[2] = {{control_fd, POLLIN, 0}, {sig_fd, POLLIN, 0}};
+    if (::poll(watch, 2, -1) < 0) {
+      if (errno == EINTR) {
+        continue;
+      }
+      finish(control_fd, children);
+    }
+    if ((watch[1].revents & POLLIN) != 0) {
+      signalfd_siginfo info;
+      while (::read(sig_fd, &info, sizeof(info)) > 0) {
+      }
+      reap(control_fd, children, true);
+    }
+    if (watch[0].revents == 0) {
+      continue;
+    }
+    control_msg msg;
+    unique_fd attached;
+    const int got = receive_control(control_fd, msg, attached, false);
+    if (got == -1) {
+      continue;
+    }
+    if (got <= 0) {
+      finish(control_fd, children); // the parent closed the pool or died
+    }
+    if (msg.kind == control_kind::spawn) {
+      if (!attached) {
+        continue;
+      }
+      const pid_t pid = ::fork();
+      if (pid == 0) {
+        ::close(control_fd);
+        ::close(sig_fd);
+        ::sigprocmask(SIG_SETMASK, &previous, nullptr);
+        // The worker dies with the zygote; and if the zygote is already gone
+        // (the race PR_SET_PDEATHSIG cannot see), it leaves at once.
+        ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (::getppid() != self) {
+          ::_exit(k_exit_parent_gone);
+        }
+        worker_main(attached.release(), config);
+      }
+      control_msg reply;
+      reply.worker = msg.worker;
+      if (pid < 0) {
+        reply.kind = control_kind::spawn_failed;
+        reply.value = errno;
+      } else {
+        reply.kind = control_kind::spawned;
+        reply.pid = pid;
+        children.push_back({msg.worker, pid});
+      }
+      send_control(control_fd, reply);
+    } else if (msg.kind == control_kind::kill) {
+      for (const auto& c : children) {
+        if (c.worker == msg.worker) {
+          ::kill(c.pid, msg.value);
+        }
+      }
+    }
+  }
+}
+
+} // namespace simul::detail
