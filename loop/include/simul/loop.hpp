@@ -1,0 +1,17 @@
+#pragma once
+
+// simul::loop: an asyncio-style event loop on libuv, for callbacks and
+// coroutines. See docs/loop.md for the guide.
+//
+// - <simul/loop/event_loop.hpp>   event_loop, handle, get_running_loop
+// - <simul/loop/task.hpp>         task<T>, the coroutine type
+// - <simul/loop/task_handle.hpp>  create_task, task_handle<T>, run, current_task, all_tasks
+// - <simul/loop/sleep.hpp>        sleep, yield_now
+//
+// libuv is linked privately: none of these headers includes <uv.h>.
+
+#include <simul/core.hpp>
+#include <simul/loop/event_loop.hpp>
+#include <simul/loop/sleep.hpp>
+#include <simul/loop/task.hpp>
+#include <simul/loop/task_handle.hpp>
