@@ -1,0 +1,241 @@
+#pragma once
+
+// The machinery under tasks and awaitables: what a scheduled task is to the
+// loop, how an awaitable suspends a task and how a cancellation reaches it.
+//
+// A task (`task_base`) is stepped by the loop: a step resumes the coroutine
+// where it last suspended and runs it until its next suspension. Every
+// awaitable that really suspends is a `waiter`: in `await_suspend` it calls
+// `suspend_on(h)`, which registers it as the task's current waiter; when its
+// operation finishes it calls `wake()`, which schedules the task's next step
+// on the loop's ready queue; in `await_resume` it calls `check_cancel()`.
+// `task_base::cancel()` asks the registered waiter to stop (`on_cancel()`);
+// a waiter that cannot stop any more (its result is on its way) returns false,
+// and the cancellation is delivered at the next `check_cancel()` instead, so a
+// cancellation is never lost and never delivered twice.
+//
+// Everything here runs on the loop's thread only, except `task_base`'s
+// reference count, which is atomic because a `simul::future` handed to another
+// thread may hold a reference.
+
+#include <simul/core/detail/unique_function.hpp>
+#include <simul/core/error.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <coroutine>
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <string>
+#include <utility>
+
+namespace simul {
+class event_loop;
+} // namespace simul
+
+namespace simul::detail {
+
+/// One entry of a loop's ready queue: `run(arg)` is called once.
+struct ready_item {
+  void (*run)(void*) noexcept;
+  void* arg;
+};
+
+/// A deadline in a loop's timer heap. The owner keeps it alive while armed.
+struct timer_entry {
+  static constexpr std::size_t k_unarmed = static_cast<std::size_t>(-1);
+  std::chrono::steady_clock::time_point deadline{};
+  std::uint64_t seq = 0;
+  std::size_t heap_index = k_unarmed;
+  void (*fire)(timer_entry*) noexcept = nullptr;
+  void* owner = nullptr;
+  [[nodiscard]] bool armed() const noexcept { return heap_index != k_unarmed; }
+};
+
+// Loop hooks, implemented in the compiled library.
+void loop_schedule(event_loop& loop, ready_item item);
+void loop_add_timer(event_loop& loop, timer_entry& entry);
+void loop_remove_timer(event_loop& loop, timer_entry& entry) noexcept;
+event_loop* running_loop_or_null() noexcept;
+event_loop& running_loop_checked(const char* what);
+
+class task_base;
+task_base* current_task_or_null() noexcept;
+
+/// A link in a task's list of things to do when it completes. Internal links
+/// run synchronously at completion and must only schedule work.
+struct done_link {
+  done_link* prev = nullptr;
+  done_link* next = nullptr;
+  task_base* task = nullptr;
+  void (*fn)(done_link*) noexcept = nullptr;
+  void* owner = nullptr;
+};
+
+/// Base of every awaitable that suspends a task. See the file comment.
+class waiter {
+ public:
+  /// The task was cancelled while suspended here. Stop the operation and
+  /// return true if the task will be woken with a cancellation (call
+  /// `abort_and_wake()` now, or set `m_aborted` and `wake()` later when the
+  /// operation reports its cancellation); return false if the operation has
+  /// already completed and its wake-up is on its way.
+  virtual bool on_cancel() noexcept = 0;
+
+ protected:
+  waiter() = default;
+  ~waiter() = default;
+  waiter(const waiter&) = default;
+  waiter& operator=(const waiter&) = default;
+
+  /// In `await_suspend(h)`: binds to the current task and registers this
+  /// waiter. Returns false, registering nothing, if a cancellation is already
+  /// pending: `await_suspend` must then return false (do not suspend) and
+  /// `await_resume` will throw it. Throws `simul::error` outside a task.
+  bool suspend_on(std::coroutine_handle<> h);
+  /// The operation completed: unregisters and schedules the task's next step.
+  void wake() noexcept;
+  /// `m_aborted = true; wake();`
+  void abort_and_wake() noexcept {
+    m_aborted = true;
+    wake();
+  }
+  /// In `await_resume`: throws `cancelled_error` if the operation was aborted
+  /// by a cancellation or a cancellation is pending for the task.
+  void check_cancel();
+
+  task_base* m_task = nullptr;
+  bool m_aborted = false;
+};
+
+/// What the loop knows of a scheduled task (asyncio.Task without its result).
+class task_base {
+ public:
+  enum class status : std::uint8_t { pending, running, finished, failed, cancelled };
+
+  task_base(const task_base&) = delete;
+  task_base& operator=(const task_base&) = delete;
+
+  void add_ref() noexcept { m_refs.fetch_add(1, std::memory_order_relaxed); }
+  void release() noexcept {
+    if (m_refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      destroy();
+    }
+  }
+
+  /// asyncio.Task.cancel: true if the request was taken (the task was not done).
+  bool cancel(const std::string& message = {});
+  [[nodiscard]] int cancelling() const noexcept { return m_cancel_requests; }
+  int uncancel() noexcept {
+    if (m_cancel_requests > 0) {
+      --m_cancel_requests;
+      if (m_cancel_requests == 0) {
+        m_must_cancel = false;
+      }
+    }
+    return m_cancel_requests;
+  }
+  [[nodiscard]] bool done() const noexcept { return m_status >= status::finished; }
+  [[nodiscard]] bool is_cancelled() const noexcept { return m_status == status::cancelled; }
+  [[nodiscard]] status state() const noexcept { return m_status; }
+  [[nodiscard]] event_loop& loop() const noexcept { return *m_loop; }
+  [[nodiscard]] std::string name() const;
+  void set_name(std::string name) { m_name = std::move(name); }
+  [[nodiscard]] std::uint64_t id() const noexcept { return m_id; }
+  [[nodiscard]] const std::string& cancel_message() const noexcept { return m_cancel_message; }
+
+  /// The error the task failed with (a `cancelled_error` if cancelled), or null.
+  [[nodiscard]] std::exception_ptr error() const noexcept { return m_error; }
+  void mark_retrieved() noexcept;
+
+  /// Internal links: run synchronously when the task completes.
+  void add_done_link(done_link& link) noexcept;
+  void remove_done_link(done_link& link) noexcept;
+  /// A user callback, scheduled with call_soon when the task completes (or now, if done).
+  void add_done_callback(unique_function<void()> callback);
+
+  /// Consumes a pending cancellation; true if there was one.
+  bool take_must_cancel() noexcept { return std::exchange(m_must_cancel, false); }
+
+  /// Throws the pending cancellation, if any (used by waiters).
+  void throw_if_must_cancel();
+
+  // Loop plumbing.
+  static void step_thunk(void* self) noexcept { static_cast<task_base*>(self)->step(); }
+  task_base* m_all_prev = nullptr;
+  task_base* m_all_next = nullptr;
+  task_base* m_exc_prev = nullptr; // list of tasks holding an unretrieved error
+  task_base* m_exc_next = nullptr;
+  bool m_in_exc_list = false;
+
+ protected:
+  explicit task_base(event_loop& loop);
+  virtual ~task_base();
+
+  /// Called once with the root coroutine's outcome; takes the result from the
+  /// frame and destroys it.
+  virtual std::exception_ptr take_result_and_destroy_frame() noexcept = 0;
+  /// Destroys the frame of a task that never ran or never finished.
+  virtual void destroy_frame() noexcept = 0;
+
+  void start(std::coroutine_handle<> root);
+  /// The root coroutine reached its end (value or exception in the frame).
+  void on_root_final() noexcept;
+
+ private:
+  friend class waiter;
+  friend class task_promise_base;
+  friend struct loop_access;
+  void step() noexcept;
+  void complete(status final_status) noexcept;
+  void destroy() noexcept;
+
+  std::atomic<std::uint32_t> m_refs{1};
+  event_loop* m_loop;
+  std::coroutine_handle<> m_resume;
+  waiter* m_waiter = nullptr;
+  done_link* m_links = nullptr;
+  done_link* m_links_tail = nullptr;
+  std::exception_ptr m_error;
+  std::string m_name;
+  std::string m_cancel_message;
+  std::uint64_t m_id;
+  int m_cancel_requests = 0;
+  status m_status = status::pending;
+  bool m_must_cancel = false;
+  bool m_started = false;
+  bool m_retrieved = false;
+  bool m_step_scheduled = false;
+};
+
+/// Intrusive reference to a task.
+template <class Task>
+class task_ref {
+ public:
+  task_ref() noexcept = default;
+  explicit task_ref(Task* t) noexcept : m_ptr(t) {} // adopts one reference
+  task_ref(const task_ref& o) noexcept : m_ptr(o.m_ptr) {
+    if (m_ptr) {
+      m_ptr->add_ref();
+    }
+  }
+  task_ref(task_ref&& o) noexcept : m_ptr(o.m_ptr) { o.m_ptr = nullptr; }
+  task_ref& operator=(task_ref o) noexcept {
+    std::swap(m_ptr, o.m_ptr);
+    return *this;
+  }
+  ~task_ref() {
+    if (m_ptr) {
+      m_ptr->release();
+    }
+  }
+  Task* get() const noexcept { return m_ptr; }
+  Task* operator->() const noexcept { return m_ptr; }
+  explicit operator bool() const noexcept { return m_ptr != nullptr; }
+
+ private:
+  Task* m_ptr = nullptr;
+};
+
+} // namespace simul::detail

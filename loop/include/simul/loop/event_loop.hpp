@@ -1,0 +1,243 @@
+#pragma once
+
+// simul::event_loop: an asyncio-style event loop on libuv.
+//
+// The loop runs callbacks and steps coroutine tasks on one thread, the thread
+// that runs it. Like asyncio's loop it has a ready queue of callbacks, a heap
+// of timers and an I/O poller (libuv's); one iteration (`run_once()`) runs the
+// timers that are due, polls for I/O (without blocking if callbacks are ready)
+// and runs every callback that was ready when the iteration began. Callbacks
+// scheduled while an iteration runs wait for the next one, so a task that
+// yields in a loop never starves the others.
+//
+// Contract:
+// - One loop runs per thread at a time; `get_running_loop()` finds it. A loop
+//   may be run from different threads one after the other, never at once.
+// - Everything but `call_soon_threadsafe`, `submit` and `stop` belongs to the
+//   loop's thread (or to any thread while the loop is not running). With
+//   `set_debug(true)` (or `SIMUL_DEBUG=1` in the environment) calling a
+//   loop-only function from another thread while it runs throws
+//   `simul::error`.
+// - Errors are never silent: an exception escaping a callback, or a task's
+//   exception that nobody retrieved, goes to the exception handler (stderr by
+//   default).
+// - `close()` cancels the tasks still pending and lets them unwind, closes
+//   every handle and frees libuv's loop; the destructor closes too.
+//
+// libuv stays private: this header never includes <uv.h>.
+
+#include <simul/core/detail/unique_function.hpp>
+#include <simul/core/error.hpp>
+#include <simul/core/executor.hpp>
+#include <simul/core/future.hpp>
+#include <simul/loop/detail/task_base.hpp>
+
+#include <chrono>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <string>
+#include <type_traits>
+#include <utility>
+
+namespace simul {
+
+template <class T>
+class task;
+template <class T>
+class task_handle;
+
+/// An operation on a task or future in the wrong state (asyncio.InvalidStateError),
+/// such as asking for the result of a task that is not done.
+class invalid_state_error : public error {
+ public:
+  explicit invalid_state_error(const std::string& message) : error(message) {}
+};
+
+/// What the exception handler is told (asyncio's context dict).
+struct exception_context {
+  std::string message;          ///< what happened, in a sentence
+  std::exception_ptr exception; ///< the exception, when there is one
+  std::string task;             ///< the task's name, when a task is involved
+};
+
+class event_loop;
+
+/// Called with every error the loop cannot hand to anyone else.
+using exception_handler = std::function<void(event_loop&, const exception_context&)>;
+
+namespace detail {
+struct loop_impl;
+struct callback_node;
+void callback_node_release(callback_node* node) noexcept;
+} // namespace detail
+
+/// A scheduled callback (asyncio.Handle / TimerHandle): lets its owner cancel it.
+///
+/// Thread-safety: loop thread only. Lifetime: the handle may outlive the
+/// callback and the loop's iteration; it must not outlive the loop.
+class handle {
+ public:
+  handle() noexcept = default;
+  handle(const handle& other) noexcept;
+  handle& operator=(const handle& other) noexcept;
+  handle(handle&& other) noexcept : m_node(std::exchange(other.m_node, nullptr)) {}
+  handle& operator=(handle&& other) noexcept;
+  ~handle() {
+    if (m_node != nullptr) {
+      detail::callback_node_release(m_node);
+    }
+  }
+
+  /// Cancels the callback: it will not run if it has not run yet. Idempotent.
+  void cancel() noexcept;
+  /// True once `cancel()` was called.
+  [[nodiscard]] bool cancelled() const noexcept;
+  /// When a timer callback is due (`call_later` / `call_at`); the epoch otherwise.
+  [[nodiscard]] std::chrono::steady_clock::time_point when() const noexcept;
+  /// True if the handle refers to a callback.
+  explicit operator bool() const noexcept { return m_node != nullptr; }
+
+ private:
+  friend class event_loop;
+  explicit handle(detail::callback_node* node) noexcept : m_node(node) {}
+  detail::callback_node* m_node = nullptr;
+};
+
+/// The event loop. See the file comment.
+///
+/// Thread-safety: see the file comment. Lifetime: not movable; tasks, handles
+/// and awaitables bound to a loop must not outlive it.
+class event_loop {
+ public:
+  using clock = std::chrono::steady_clock;
+
+  /// A new loop, not running. Reads `SIMUL_DEBUG` from the environment.
+  event_loop();
+  /// Closes the loop if it is not closed yet.
+  ~event_loop();
+  event_loop(const event_loop&) = delete;
+  event_loop& operator=(const event_loop&) = delete;
+
+  /// Runs until `stop()` is called (asyncio's run_forever).
+  /// Throws `simul::error` if this or another loop is already running on this thread.
+  void run();
+
+  /// Schedules `t` as a task, runs until it is done and returns its result
+  /// (or rethrows its exception). Throws `simul::error` if `stop()` ended
+  /// the run first.
+  template <class T>
+  T run_until_complete(task<T> t);
+  /// Runs until the already scheduled task `t` is done; returns its result.
+  template <class T>
+  T run_until_complete(task_handle<T> t);
+
+  /// Runs one iteration: due timers, one poll for I/O (blocking until
+  /// something happens if no callback is ready), then the ready callbacks.
+  /// Returns true while the loop has something pending (tasks, timers, callbacks).
+  bool run_once();
+  /// Runs one iteration without blocking; for embedding in a host loop.
+  bool run_nowait();
+  /// The poll file descriptor of the backend (epoll): readable when
+  /// `run_nowait()` has work to do. For embedding in a host loop.
+  [[nodiscard]] int backend_fd() const;
+  /// How long a host may block on `backend_fd()` before calling `run_nowait()`,
+  /// in milliseconds; -1 means until the descriptor is readable; 0 means now.
+  [[nodiscard]] int backend_timeout() const;
+
+  /// Makes `run()` return after the current iteration. Safe from any thread.
+  void stop();
+  /// Cancels pending tasks and lets them unwind, closes every handle, frees
+  /// the loop. Idempotent. Throws `simul::error` while the loop is running.
+  void close();
+  [[nodiscard]] bool is_closed() const noexcept;
+  [[nodiscard]] bool is_running() const noexcept;
+
+  /// The loop's clock (monotonic).
+  [[nodiscard]] clock::time_point time() const noexcept { return clock::now(); }
+
+  /// Runs `f()` on the next iteration, after the callbacks already scheduled.
+  /// Exceptions from `f` go to the exception handler.
+  template <class F>
+  requires std::invocable < std::decay_t<F>
+  & > handle call_soon(F&& f) {
+    return schedule_callback(detail::unique_function<void()>(std::forward<F>(f)), nullptr);
+  }
+
+  /// Runs `f()` once `delay` has passed (at least that long from now).
+  template <class Rep, class Period, class F>
+  requires std::invocable < std::decay_t<F>
+  & > handle call_later(std::chrono::duration<Rep, Period> delay, F&& f) {
+    return call_at(clock::now() + std::chrono::duration_cast<clock::duration>(delay), std::forward<F>(f));
+  }
+
+  /// Runs `f()` at `when` on the loop's clock.
+  template <class F>
+  requires std::invocable < std::decay_t<F>
+  & > handle call_at(clock::time_point when, F&& f) {
+    return schedule_callback(detail::unique_function<void()>(std::forward<F>(f)), &when);
+  }
+
+  /// Runs `f()` on the loop's thread soon; the only scheduling call safe from
+  /// any thread. Calls from other threads are batched through one wake-up.
+  /// Throws `simul::error` once the loop is closed.
+  template <class F>
+  requires std::invocable < std::decay_t<F>
+  & > void call_soon_threadsafe(F&& f) { post_threadsafe(detail::unique_function<void()>(std::forward<F>(f))); }
+
+  /// Schedules `t` as a task of this loop; asyncio's loop.create_task.
+  template <class T>
+  task_handle<T> create_task(task<T> t, std::string name = {});
+
+  /// simul::executor: runs `f(args...)` on the loop's thread and returns a
+  /// future of its result. Safe from any thread; throws `broken_executor`
+  /// after `shutdown()` or `close()`.
+  template <class F, class... Args>
+  requires std::invocable<std::decay_t<F>, std::decay_t<Args>...> future<submit_result_t<F, Args...>>
+  submit(F&& f, Args&&... args);
+
+  /// Stops accepting `submit`s. The options are accepted for the executor
+  /// concept; pending submitted work still runs while the loop runs.
+  void shutdown(shutdown_options = {}) noexcept;
+
+  /// Runs `f(args...)` on executor `ex` and returns its future, which a task
+  /// may `co_await` (it resumes on this loop's thread).
+  template <class E, class F, class... Args>
+  auto run_in_executor(E& ex, F&& f, Args&&... args) {
+    return ex.submit(std::forward<F>(f), std::forward<Args>(args)...);
+  }
+
+  /// Replaces the exception handler (an empty one restores the default).
+  void set_exception_handler(exception_handler handler);
+  /// Reports `context` through the handler; a handler that throws is reported to stderr.
+  void call_exception_handler(const exception_context& context) noexcept;
+  /// The default handler: one line to stderr.
+  static void default_exception_handler(event_loop& loop, const exception_context& context);
+
+  /// Debug mode: reports slow callbacks (over 100 ms), tasks destroyed while
+  /// pending, coroutines never awaited and loop-only calls from other threads.
+  void set_debug(bool enabled) noexcept;
+  [[nodiscard]] bool get_debug() const noexcept;
+  /// How long a callback may run in debug mode before it is reported.
+  void set_slow_callback_duration(std::chrono::nanoseconds limit) noexcept;
+
+  /// The private state (for simul's own sources).
+  [[nodiscard]] detail::loop_impl& impl() const noexcept { return *m_impl; }
+
+ private:
+  handle schedule_callback(detail::unique_function<void()> f, const clock::time_point* when);
+  void post_threadsafe(detail::unique_function<void()> f);
+  void post_submitted(detail::unique_function<void()> f);
+  void check_can_schedule(const char* what) const;
+  void run_until_task_done(detail::task_base& t);
+
+  std::unique_ptr<detail::loop_impl> m_impl;
+};
+
+/// The loop running on this thread (asyncio.get_running_loop).
+/// Throws `simul::error` if no loop is running here.
+event_loop& get_running_loop();
+
+} // namespace simul
+
+#include <simul/loop/task_handle.hpp>

@@ -1,0 +1,298 @@
+// Tasks and waiters: stepping, completion, cancellation.
+
+#include "loop_internal.hpp"
+
+#include <simul/loop/task.hpp>
+#include <simul/loop/task_handle.hpp>
+
+#include <string>
+
+namespace simul::detail {
+
+namespace {
+thread_local task_base* t_current = nullptr;
+
+struct user_link : done_link {
+  unique_function<void()> callback;
+  event_loop* loop = nullptr;
+};
+} // namespace
+
+task_base* current_task_or_null() noexcept { return t_current; }
+
+// ---- waiter ----
+
+bool waiter::suspend_on(std::coroutine_handle<> h) {
+  auto* t = t_current;
+  if (t == nullptr) {
+    throw error("simul: a loop awaitable was awaited outside a task (run the coroutine with simul::run, "
+                "run_until_complete or create_task)");
+  }
+  m_task = t;
+  m_aborted = false;
+  if (t->m_must_cancel) {
+    return false;
+  }
+  t->m_resume = h;
+  t->m_waiter = this;
+  return true;
+}
+
+void waiter::wake() noexcept {
+  auto* t = m_task;
+  if (t->m_waiter == this) {
+    t->m_waiter = nullptr;
+  }
+  loop_schedule(*t->m_loop, ready_item{&task_base::step_thunk, t});
+}
+
+void waiter::check_cancel() {
+  auto* t = m_task;
+  if (m_aborted || t->m_must_cancel) {
+    m_aborted = false;
+    t->m_must_cancel = false;
+    t->throw_if_must_cancel();
+  }
+}
+
+// ---- task_base ----
+
+task_base::task_base(event_loop& loop) : m_loop(&loop), m_id(loop.impl().next_task_id++) {}
+
+task_base::~task_base() = default;
+
+void task_base::start(std::coroutine_handle<> root) {
+  m_resume = root;
+  add_ref(); // the loop's reference, dropped when the task completes
+  loop_access::link(m_loop->impl(), *this);
+  loop_schedule(*m_loop, ready_item{&task_base::step_thunk, this});
+}
+
+void task_base::throw_if_must_cancel() {
+  throw cancelled_error(m_cancel_message.empty() ? std::string("task was cancelled") : m_cancel_message);
+}
+
+std::string task_base::name() const {
+  if (!m_name.empty()) {
+    return m_name;
+  }
+  return "Task-" + std::to_string(m_id);
+}
+
+bool task_base::cancel(const std::string& message) {
+  if (done()) {
+    return false;
+  }
+  ++m_cancel_requests;
+  m_cancel_message = message;
+  if (m_waiter != nullptr && m_waiter->on_cancel()) {
+    return true;
+  }
+  m_must_cancel = true;
+  return true;
+}
+
+void task_base::step() noexcept {
+  if (done()) {
+    return;
+  }
+  auto* previous = t_current;
+  t_current = this;
+  if (!m_started) {
+    m_started = true;
+    m_status = status::running;
+    if (m_must_cancel) {
+      // Cancelled before its first step: the body never runs.
+      m_must_cancel = false;
+      destroy_frame();
+      m_error = std::make_exception_ptr(
+          cancelled_error(m_cancel_message.empty() ? std::string("task was cancelled") : m_cancel_message));
+      t_current = previous;
+      complete(status::cancelled);
+      return;
+    }
+  }
+  // The step may finish the task and free it: nothing touches `this` after.
+  m_resume.resume();
+  t_current = previous;
+}
+
+void task_base::on_root_final() noexcept {
+  auto error = take_result_and_destroy_frame();
+  auto final_status = status::finished;
+  if (error) {
+    final_status = status::failed;
+    try {
+      std::rethrow_exception(error);
+    } catch (const cancelled_error&) {
+      final_status = status::cancelled;
+    } catch (...) {
+    }
+  }
+  m_error = std::move(error);
+  complete(final_status);
+}
+
+void task_base::complete(status final_status) noexcept {
+  m_status = final_status;
+  m_waiter = nullptr;
+  m_must_cancel = false;
+  auto& impl = m_loop->impl();
+  loop_access::unlink(impl, *this);
+  if (final_status == status::failed && !m_retrieved) {
+    m_exc_next = impl.exc_head;
+    m_exc_prev = nullptr;
+    if (impl.exc_head != nullptr) {
+      impl.exc_head->m_exc_prev = this;
+    }
+    impl.exc_head = this;
+    m_in_exc_list = true;
+  }
+  while (m_links != nullptr) {
+    auto* link = m_links;
+    m_links = link->next;
+    if (m_links != nullptr) {
+      m_links->prev = nullptr;
+    } else {
+      m_links_tail = nullptr;
+    }
+    link->next = link->prev = nullptr;
+    link->task = nullptr;
+    link->fn(link);
+  }
+  release(); // the loop's reference
+}
+
+void task_base::mark_retrieved() noexcept {
+  m_retrieved = true;
+  if (m_in_exc_list) {
+    m_in_exc_list = false;
+    if (m_loop != nullptr) {
+      auto& impl = m_loop->impl();
+      if (m_exc_prev != nullptr) {
+        m_exc_prev->m_exc_next = m_exc_next;
+      } else {
+        impl.exc_head = m_exc_next;
+      }
+      if (m_exc_next != nullptr) {
+        m_exc_next->m_exc_prev = m_exc_prev;
+      }
+    }
+    m_exc_prev = m_exc_next = nullptr;
+  }
+}
+
+void task_base::destroy() noexcept {
+  if (m_in_exc_list) {
+    auto* loop = m_loop;
+    const auto task_name = name();
+    const auto error = m_error;
+    mark_retrieved();
+    if (loop != nullptr) {
+      report(*loop, "Task exception was never retrieved", error, task_name);
+    } else {
+      event_loop_detached_report("Task exception was never retrieved", error, task_name);
+    }
+  }
+  destroy_frame();
+  delete this;
+}
+
+void task_base::add_done_link(done_link& link) noexcept {
+  link.task = this;
+  link.next = nullptr;
+  link.prev = m_links_tail;
+  if (m_links_tail != nullptr) {
+    m_links_tail->next = &link;
+  } else {
+    m_links = &link;
+  }
+  m_links_tail = &link;
+}
+
+void task_base::remove_done_link(done_link& link) noexcept {
+  if (link.task != this) {
+    return;
+  }
+  if (link.prev != nullptr) {
+    link.prev->next = link.next;
+  } else {
+    m_links = link.next;
+  }
+  if (link.next != nullptr) {
+    link.next->prev = link.prev;
+  } else {
+    m_links_tail = link.prev;
+  }
+  link.next = link.prev = nullptr;
+  link.task = nullptr;
+}
+
+void task_base::add_done_callback(unique_function<void()> callback) {
+  if (done()) {
+    m_loop->call_soon(std::move(callback));
+    return;
+  }
+  auto* link = new user_link();
+  link->callback = std::move(callback);
+  link->loop = m_loop;
+  link->owner = link;
+  link->fn = [](done_link* l) noexcept {
+    auto* self = static_cast<user_link*>(l);
+    try {
+      self->loop->call_soon(std::move(self->callback));
+    } catch (...) {
+      report(*self->loop, "a done callback could not be scheduled", std::current_exception());
+    }
+    delete self;
+  };
+  add_done_link(*link);
+}
+
+// ---- task plumbing used by the loop ----
+
+void loop_access::link(loop_impl& impl, task_base& t) noexcept {
+  t.m_all_prev = nullptr;
+  t.m_all_next = impl.tasks_head;
+  if (impl.tasks_head != nullptr) {
+    impl.tasks_head->m_all_prev = &t;
+  }
+  impl.tasks_head = &t;
+  ++impl.task_count;
+}
+
+void loop_access::unlink(loop_impl& impl, task_base& t) noexcept {
+  if (t.m_all_prev != nullptr) {
+    t.m_all_prev->m_all_next = t.m_all_next;
+  } else if (impl.tasks_head == &t) {
+    impl.tasks_head = t.m_all_next;
+  }
+  if (t.m_all_next != nullptr) {
+    t.m_all_next->m_all_prev = t.m_all_prev;
+  }
+  t.m_all_prev = t.m_all_next = nullptr;
+  --impl.task_count;
+}
+
+void loop_access::destroy_pending(task_base& t) noexcept {
+  t.destroy_frame();
+  t.m_error = std::make_exception_ptr(cancelled_error("task was destroyed while pending (the loop closed)"));
+  t.m_retrieved = true;
+  t.complete(task_base::status::cancelled);
+}
+
+void loop_access::detach(task_base& t) noexcept {
+  t.m_loop = nullptr;
+  t.m_exc_prev = t.m_exc_next = nullptr;
+}
+
+void task_promise_base::root_finished(task_base& t) noexcept { t.on_root_final(); }
+
+void report_never_awaited() noexcept {
+  auto* loop = running_loop_or_null();
+  if (loop != nullptr && loop->get_debug()) {
+    report(*loop, "a coroutine (simul::task) was destroyed without being awaited or scheduled");
+  }
+}
+
+} // namespace simul::detail
