@@ -15,3 +15,4 @@
 #include <simul/loop/sleep.hpp>
 #include <simul/loop/task.hpp>
 #include <simul/loop/task_handle.hpp>
+#include <simul/loop/io.hpp>
