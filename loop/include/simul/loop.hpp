@@ -7,12 +7,20 @@
 // - <simul/loop/task.hpp>         task<T>, the coroutine type
 // - <simul/loop/task_handle.hpp>  create_task, task_handle<T>, run, current_task, all_tasks
 // - <simul/loop/sleep.hpp>        sleep, yield_now
+// - <simul/loop/gather.hpp>       gather, return_exceptions, outcome
+// - <simul/loop/wait.hpp>         wait, wait_for, as_completed, shield
+// - <simul/loop/timeout.hpp>      timeout, timeout_at (deadline scopes)
+// - <simul/loop/task_group.hpp>   task_group, with_task_group, exception_group
 //
 // libuv is linked privately: none of these headers includes <uv.h>.
 
 #include <simul/core.hpp>
 #include <simul/loop/event_loop.hpp>
+#include <simul/loop/gather.hpp>
 #include <simul/loop/sleep.hpp>
 #include <simul/loop/task.hpp>
+#include <simul/loop/task_group.hpp>
 #include <simul/loop/task_handle.hpp>
+#include <simul/loop/timeout.hpp>
+#include <simul/loop/wait.hpp>
 #include <simul/loop/io.hpp>

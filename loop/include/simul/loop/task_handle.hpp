@@ -136,6 +136,13 @@ class task_wait_base : public waiter {
     m_target->mark_retrieved();
   }
 
+  void unlink() noexcept {
+    if (m_linked) {
+      m_target->remove_done_link(m_link);
+      m_linked = false;
+    }
+  }
+
   task_base* m_target;
 
  private:

@@ -28,6 +28,7 @@
 #include <cstdint>
 #include <exception>
 #include <string>
+#include <utility>
 
 namespace simul {
 class event_loop;
@@ -153,6 +154,9 @@ class task_base {
   void remove_done_link(done_link& link) noexcept;
   /// A user callback, scheduled with call_soon when the task completes (or now, if done).
   void add_done_callback(unique_function<void()> callback);
+
+  /// Consumes a pending cancellation; true if there was one.
+  bool take_must_cancel() noexcept { return std::exchange(m_must_cancel, false); }
 
   /// Throws the pending cancellation, if any (used by waiters).
   void throw_if_must_cancel();

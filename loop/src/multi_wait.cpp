@@ -1,0 +1,154 @@
+// multi_wait: gather, wait and wait_for share one suspension over many tasks.
+
+#include "loop_internal.hpp"
+
+#include <simul/loop/detail/multi_wait.hpp>
+
+namespace simul::detail {
+
+multi_wait::multi_wait(std::vector<task_base*> children, mode m,
+                       std::optional<std::chrono::steady_clock::time_point> deadline)
+    : m_children(std::move(children)), m_deadline(deadline), m_mode(m) {
+  for (auto* c : m_children) {
+    if (c->done()) {
+      note_done(*c);
+    }
+  }
+}
+
+multi_wait::~multi_wait() { detach(); }
+
+void multi_wait::note_done(task_base& child) noexcept {
+  ++m_done;
+  if (m_first_failure == nullptr && (child.state() == task_base::status::failed || child.is_cancelled())) {
+    m_first_failure = &child;
+  }
+}
+
+bool multi_wait::satisfied() const noexcept {
+  const bool all = m_done == m_children.size();
+  switch (m_mode) {
+  case mode::all_completed:
+  case mode::gather_settled:
+  case mode::wait_for:
+    return all;
+  case mode::first_completed:
+    return all || m_done > 0;
+  case mode::first_exception:
+    return all || (m_first_failure != nullptr && m_first_failure->state() == task_base::status::failed);
+  case mode::gather:
+    return all || m_first_failure != nullptr;
+  }
+  return all;
+}
+
+bool multi_wait::await_ready() noexcept {
+  if (satisfied()) {
+    return true;
+  }
+  // A deadline already past: wait() and wait_for() still look once at the loop.
+  return false;
+}
+
+bool multi_wait::await_suspend(std::coroutine_handle<> h) {
+  if (!suspend_on(h)) {
+    return false;
+  }
+  m_links.resize(m_children.size());
+  for (std::size_t i = 0; i < m_children.size(); ++i) {
+    if (!m_children[i]->done()) {
+      auto& link = m_links[i];
+      link.fn = &multi_wait::on_child_done;
+      link.self = this;
+      link.owner = &link;
+      m_children[i]->add_done_link(link);
+    }
+  }
+  if (m_deadline) {
+    m_timer.deadline = *m_deadline;
+    m_timer.owner = this;
+    m_timer.fire = &multi_wait::on_deadline;
+    loop_add_timer(m_task->loop(), m_timer);
+  }
+  m_suspended = true;
+  return true;
+}
+
+void multi_wait::on_child_done(done_link* link) noexcept {
+  auto* self = static_cast<child_link*>(link)->self;
+  // `link->task` was cleared by the completing task; find it by position.
+  const auto index = static_cast<std::size_t>(static_cast<child_link*>(link) - self->m_links.data());
+  self->note_done(*self->m_children[index]);
+  if (!self->m_woken && self->satisfied()) {
+    self->m_woken = true;
+    self->wake();
+  }
+}
+
+void multi_wait::on_deadline(timer_entry* e) noexcept {
+  auto* self = static_cast<multi_wait*>(e->owner);
+  self->m_timed_out = true;
+  if (self->m_woken) {
+    return;
+  }
+  if (self->m_mode == mode::wait_for) {
+    // asyncio: cancel the awaited task and wait for it to finish.
+    for (auto* c : self->m_children) {
+      c->cancel();
+    }
+    return;
+  }
+  self->m_woken = true;
+  self->wake();
+}
+
+bool multi_wait::on_cancel() noexcept {
+  if (m_woken) {
+    return false;
+  }
+  switch (m_mode) {
+  case mode::gather:
+  case mode::gather_settled:
+  case mode::wait_for: {
+    bool accepted = false;
+    for (auto* c : m_children) {
+      if (c->cancel(m_task->cancel_message())) {
+        accepted = true;
+      }
+    }
+    if (accepted) {
+      m_cancel_forwarded = true;
+      return true; // the children's completion wakes us
+    }
+    return false;
+  }
+  default:
+    m_woken = true;
+    abort_and_wake();
+    return true;
+  }
+}
+
+void multi_wait::detach() noexcept {
+  if (!m_suspended) {
+    return;
+  }
+  m_suspended = false;
+  for (std::size_t i = 0; i < m_links.size(); ++i) {
+    if (m_links[i].task != nullptr) {
+      m_children[i]->remove_done_link(m_links[i]);
+    }
+  }
+  if (m_timer.armed()) {
+    loop_remove_timer(m_task->loop(), m_timer);
+  }
+}
+
+void multi_wait::await_resume() {
+  detach();
+  if (m_task != nullptr) {
+    check_cancel();
+  }
+}
+
+} // namespace simul::detail

@@ -1,0 +1,176 @@
+// task_group: structured concurrency with asyncio's rules.
+
+#include <simul/loop.hpp>
+
+#include "co_assert.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+
+namespace {
+
+simul::task<int> after(std::chrono::milliseconds d, int v) {
+  co_await simul::sleep(d);
+  co_return v;
+}
+
+simul::task<void> fail_after(std::chrono::milliseconds d, std::string message) {
+  co_await simul::sleep(d);
+  throw std::runtime_error(message);
+}
+
+simul::task<void> sleep_forever() { co_await simul::sleep(1h); }
+
+} // namespace
+
+TEST(TaskGroup, JoinWaitsForEveryTaskIncludingOnesAddedWhileWaiting) {
+  auto main = []() -> simul::task<void> {
+    std::vector<int> done;
+    simul::task_group tg;
+    auto record = [&](int v, std::chrono::milliseconds d) -> simul::task<void> {
+      co_await simul::sleep(d);
+      done.push_back(v);
+    };
+    auto spawner = [&]() -> simul::task<void> {
+      co_await simul::sleep(2ms);
+      tg.create_task(record(3, 5ms));
+    };
+    tg.create_task(record(1, 1ms));
+    tg.create_task(spawner());
+    co_await tg.join();
+    EXPECT_EQ(done, (std::vector<int>{1, 3}));
+    EXPECT_THROW(tg.create_task(after(1ms, 1)), simul::error); // finished
+  };
+  simul::run(main());
+}
+
+TEST(TaskGroup, FirstFailureCancelsSiblingsAndAllErrorsComeTogether) {
+  auto main = []() -> simul::task<void> {
+    bool sibling_cancelled = false;
+    auto sibling = [&]() -> simul::task<void> {
+      try {
+        co_await simul::sleep(1h);
+      } catch (const simul::cancelled_error&) {
+        sibling_cancelled = true;
+        throw;
+      }
+    };
+    auto second = []() -> simul::task<void> {
+      try {
+        co_await simul::sleep(1h);
+      } catch (const simul::cancelled_error&) {
+        throw std::logic_error("cleanup failed"); // a second error, while cancelled
+      }
+    };
+    try {
+      co_await simul::with_task_group([&](simul::task_group& tg) -> simul::task<void> {
+        tg.create_task(sibling());
+        tg.create_task(second());
+        tg.create_task(fail_after(2ms, "first"));
+        co_await simul::sleep(1h); // the body is interrupted too
+      });
+      ADD_FAILURE() << "the group should throw";
+    } catch (const simul::exception_group& g) {
+      CO_ASSERT_EQ(g.exceptions().size(), 2u);
+      EXPECT_THROW(std::rethrow_exception(g.exceptions()[0]), std::runtime_error);
+      EXPECT_THROW(std::rethrow_exception(g.exceptions()[1]), std::logic_error);
+      EXPECT_NE(std::string(g.what()).find("first"), std::string::npos);
+      EXPECT_NE(std::string(g.what()).find("cleanup failed"), std::string::npos);
+    }
+    EXPECT_TRUE(sibling_cancelled);
+    EXPECT_EQ(simul::current_task().cancelling(), 0); // the group took back its request
+    co_await simul::sleep(1ms);                       // and nothing stays pending
+  };
+  simul::run(main());
+}
+
+TEST(TaskGroup, BodyExceptionCancelsTheTasksAndIsReportedInTheGroup) {
+  auto main = []() -> simul::task<void> {
+    auto t = simul::task_handle<void>();
+    try {
+      co_await simul::with_task_group([&](simul::task_group& tg) -> simul::task<void> {
+        t = tg.create_task(sleep_forever());
+        co_await simul::yield_now();
+        throw std::runtime_error("body");
+      });
+    } catch (const simul::exception_group& g) {
+      CO_ASSERT_EQ(g.exceptions().size(), 1u);
+    }
+    EXPECT_TRUE(t.cancelled());
+  };
+  simul::run(main());
+}
+
+TEST(TaskGroup, OutsideCancellationWhileJoiningCancelsTasksAndPropagates) {
+  auto main = []() -> simul::task<void> {
+    auto owner = []() -> simul::task<void> {
+      simul::task_group tg;
+      tg.create_task(sleep_forever());
+      tg.create_task(sleep_forever());
+      co_await tg.join();
+    };
+    auto t = simul::create_task(owner());
+    co_await simul::sleep(1ms);
+    t.cancel();
+    EXPECT_THROW(co_await t, simul::cancelled_error);
+    EXPECT_TRUE(t.cancelled());
+  };
+  simul::run(main());
+}
+
+TEST(TaskGroup, OutsideCancellationRacingAChildFailureIsNotLost) {
+  // A child fails and the owner is cancelled from outside in the same
+  // iteration: the errors are raised, and the outside cancellation is still
+  // delivered at the owner's next await (asyncio gh-116720 family of races).
+  auto main = []() -> simul::task<void> {
+    bool next_await_cancelled = false;
+    auto owner = [&]() -> simul::task<void> {
+      try {
+        co_await simul::with_task_group([&](simul::task_group& tg) -> simul::task<void> {
+          tg.create_task(fail_after(3ms, "child"));
+          co_await simul::sleep(1h);
+        });
+      } catch (const simul::exception_group&) {
+      }
+      try {
+        co_await simul::sleep(1h);
+      } catch (const simul::cancelled_error&) {
+        next_await_cancelled = true;
+        throw;
+      }
+    };
+    auto t = simul::create_task(owner());
+    simul::get_running_loop().call_later(3ms, [t]() mutable { t.cancel(); });
+    co_await simul::sleep(30ms);
+    CO_ASSERT_TRUE(t.done());
+    EXPECT_TRUE(t.cancelled());
+    EXPECT_TRUE(next_await_cancelled);
+  };
+  simul::run(main());
+}
+
+TEST(TaskGroup, CancelledChildrenAreNotErrors) {
+  auto main = []() -> simul::task<void> {
+    simul::task_group tg;
+    auto t = tg.create_task(sleep_forever());
+    auto ok = tg.create_task(after(2ms, 4));
+    co_await simul::yield_now();
+    t.cancel();
+    co_await tg.join(); // no exception
+    EXPECT_EQ(ok.result(), 4);
+  };
+  simul::run(main());
+}
+
+TEST(TaskGroup, OutsideTaskIsAnError) {
+  simul::event_loop loop;
+  loop.call_soon([] { EXPECT_THROW(simul::task_group{}, simul::error); });
+  loop.run_once();
+  loop.close();
+}
