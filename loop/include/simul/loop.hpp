@@ -31,3 +31,4 @@
 #include <simul/loop/task_handle.hpp>
 #include <simul/loop/timeout.hpp>
 #include <simul/loop/wait.hpp>
+#include <simul/loop/io.hpp>

@@ -1,0 +1,143 @@
+#pragma once
+
+// Connections and servers over TCP and Unix-domain sockets (asyncio's
+// open_connection, start_server, open_unix_connection, start_unix_server).
+//
+//   auto [reader, writer] = co_await simul::open_connection("example.org", 80);
+//   auto srv = co_await simul::start_server(handler, "127.0.0.1", 0);
+//   srv.port();                 // the port chosen when 0 was asked for
+//
+// A handler is any callable `task<void>(stream_reader, stream_writer)`; each
+// accepted connection runs it as a task of its own. An exception escaping a
+// handler is reported through the loop's exception handler (with the peer's
+// address); a cancelled handler ends quietly. When the handler is done with
+// its reader and writer the connection closes itself (see stream.hpp).
+//
+// `open_connection` resolves the host (numeric addresses skip DNS), tries each
+// address in turn and throws `connection_error` naming the address and the
+// system's text when none accepts ("connect to 127.0.0.1:9: connection
+// refused (ECONNREFUSED)"), or `dns_error` when the name does not resolve.
+// TCP connections have Nagle's algorithm off (TCP_NODELAY), as asyncio does.
+//
+// `start_server` binds the first address the host resolves to (an empty host
+// means 0.0.0.0) and listens. `close()` stops listening (open connections keep
+// going); `wait_closed()` waits until the listener is closed and every handler
+// task is done; `close_clients()` cancels the running handlers;
+// `serve_forever()` suspends until the server is closed (cancelling it closes
+// the server). A Unix server removes a stale socket file before binding and
+// its own socket file when it closes.
+//
+// Thread-safety: loop thread only, inside a task for the coroutines.
+// Lifetime: a `server` is a handle shared by its copies; the listener closes
+// when `close()` is called or the last copy goes away. Handler tasks keep
+// running after that until they end. Nothing may outlive the loop.
+
+#include <simul/loop/detail/io_wait.hpp>
+#include <simul/loop/io_error.hpp>
+#include <simul/loop/stream.hpp>
+#include <simul/loop/task.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <utility>
+
+namespace simul {
+
+/// What a server runs for each accepted connection.
+using connection_handler = std::function<task<void>(stream_reader, stream_writer)>;
+
+/// Options of `open_connection` / `open_unix_connection`.
+struct connection_options {
+  std::size_t limit = 64 * 1024; ///< the reader's limit (see stream_reader)
+};
+
+/// Options of `start_server` / `start_unix_server`.
+struct server_options {
+  int backlog = 128;             ///< the listen queue's length
+  std::size_t limit = 64 * 1024; ///< each connection's reader limit
+};
+
+namespace detail {
+class server_state;
+void server_acquire(server_state* s) noexcept;
+void server_release(server_state* s) noexcept;
+
+/// The awaitable of `server::wait_closed()` and `serve_forever()`.
+class server_wait_awaiter final : public io_waiter {
+ public:
+  server_wait_awaiter(server_state* s, bool all_done);
+  server_wait_awaiter(server_wait_awaiter&& o) noexcept;
+  ~server_wait_awaiter();
+  bool await_ready() const noexcept;
+  bool await_suspend(std::coroutine_handle<> h);
+  void await_resume();
+
+ private:
+  server_state* m_server;
+  bool m_all_done; // wait for the handlers too, not only the listener
+};
+} // namespace detail
+
+/// A listening server (asyncio.Server). See the file comment.
+///
+/// Thread-safety: loop thread only. Lifetime: copies share one server; the
+/// listener closes with `close()` or when the last copy is destroyed.
+class server {
+ public:
+  server() noexcept = default;
+  explicit server(detail::server_state* s) noexcept; // internal: shares `s`
+  server(const server& o) noexcept;
+  server(server&& o) noexcept : m_state(std::exchange(o.m_state, nullptr)) {}
+  server& operator=(server o) noexcept {
+    std::swap(m_state, o.m_state);
+    return *this;
+  }
+  ~server();
+
+  /// The port listened on (TCP); 0 for a Unix server.
+  [[nodiscard]] int port() const;
+  /// "host:port" (TCP) or the socket path (Unix).
+  [[nodiscard]] std::string sockname() const;
+  /// True while listening.
+  [[nodiscard]] bool is_serving() const;
+  /// Stops listening; open connections keep going. Idempotent.
+  void close();
+  /// Cancels every running handler task.
+  void close_clients();
+  /// How many handler tasks are running.
+  [[nodiscard]] std::size_t active_connections() const;
+  /// Suspends until the listener is closed and every handler task is done.
+  [[nodiscard]] detail::server_wait_awaiter wait_closed() const;
+  /// Suspends until the server is closed; cancelling it closes the server.
+  [[nodiscard]] task<void> serve_forever() const;
+
+  explicit operator bool() const noexcept { return m_state != nullptr; }
+
+  /// The server's internals (for simul's own sources).
+  [[nodiscard]] detail::server_state& state() const;
+
+ private:
+  detail::server_state* m_state = nullptr;
+};
+
+/// Connects to `host:port` over TCP (asyncio.open_connection).
+/// Throws `dns_error`, `connection_error` (see the file comment).
+[[nodiscard]] task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port,
+                                                                            connection_options options = {});
+
+/// Listens on `host:port` (port 0: a free port) and runs `handler` for each
+/// connection (asyncio.start_server). Throws `io_error` if it cannot bind
+/// (address in use...), `dns_error` if the host does not resolve.
+[[nodiscard]] task<server> start_server(connection_handler handler, std::string host, int port,
+                                        server_options options = {});
+
+/// Connects to the Unix-domain socket at `path`.
+[[nodiscard]] task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path,
+                                                                                 connection_options options = {});
+
+/// Listens on the Unix-domain socket at `path`.
+[[nodiscard]] task<server> start_unix_server(connection_handler handler, std::string path, server_options options = {});
+
+} // namespace simul

@@ -1,0 +1,223 @@
+#pragma once
+
+// Streams: the two halves of a TCP or Unix-domain connection, as asyncio's
+// StreamReader and StreamWriter.
+//
+// `open_connection` (see <simul/loop/server.hpp>) and a server's handler give
+// a `stream_reader` and a `stream_writer` over one connection. Data is
+// `std::string` used as bytes, like Python's `bytes`.
+//
+// Reading. The loop reads from the socket as data arrives and keeps it in the
+// reader's buffer; the reader's coroutines take from that buffer:
+// `read(n)` (up to n bytes, "" at EOF; `read()` everything until EOF),
+// `readexactly(n)` (`incomplete_read_error` with the partial data at EOF),
+// `readline()` and `readuntil(sep)`. The buffer is bounded by the reader's
+// limit (64 KiB by default): the loop stops reading from the socket while
+// more than twice the limit is buffered, and `readuntil` throws
+// `limit_overrun_error` when no separator shows up within the limit, leaving
+// the data buffered. A connection error (reset by the peer) is thrown by the
+// read that finds the buffer empty: data that arrived before it is read first.
+// One task at a time may wait on a reader.
+//
+// Writing. `write(data)` never blocks: it sends what the socket takes at once
+// and queues the rest. `co_await drain()` suspends while more than the high
+// water mark (64 KiB by default) is queued, until the queue is back under the
+// low water mark (16 KiB), so a writer that drains after writing cannot grow
+// memory without bound when its peer reads slowly. `close()` closes the
+// connection once the queue is flushed; `wait_closed()` waits for that.
+// Writing to a closed stream, or after the connection failed, throws
+// `connection_error`.
+//
+// Cancellation: every `co_await` here is a cancellation point; a cancelled
+// read consumes nothing (the data stays buffered).
+//
+// Thread-safety: loop thread only. Lifetime: readers and writers are cheap
+// handles sharing the connection; the connection closes itself (flushing
+// what is queued) when the last reader and writer referring to it are gone.
+// They must not outlive their loop.
+
+#include <simul/loop/detail/io_wait.hpp>
+#include <simul/loop/io_error.hpp>
+
+#include <cstddef>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+
+namespace simul {
+
+class event_loop;
+
+namespace detail {
+
+class stream_state;
+void stream_acquire(stream_state* s) noexcept;
+void stream_release(stream_state* s) noexcept;
+
+/// Shared, counted reference to a connection (loop thread only).
+class stream_ref {
+ public:
+  stream_ref() noexcept = default;
+  explicit stream_ref(stream_state* s) noexcept : m_state(s) {
+    if (s != nullptr) {
+      stream_acquire(s);
+    }
+  }
+  stream_ref(const stream_ref& o) noexcept : stream_ref(o.m_state) {}
+  stream_ref(stream_ref&& o) noexcept : m_state(std::exchange(o.m_state, nullptr)) {}
+  stream_ref& operator=(stream_ref o) noexcept {
+    std::swap(m_state, o.m_state);
+    return *this;
+  }
+  ~stream_ref() {
+    if (m_state != nullptr) {
+      stream_release(m_state);
+    }
+  }
+  [[nodiscard]] stream_state* get() const noexcept { return m_state; }
+  explicit operator bool() const noexcept { return m_state != nullptr; }
+
+ private:
+  stream_state* m_state = nullptr;
+};
+
+/// The awaitable of the reader's coroutines. Consumes data only when it resumes.
+class stream_read_awaiter final : public io_waiter {
+ public:
+  enum class kind : std::uint8_t { some, all, exactly, until, line };
+  stream_read_awaiter(stream_ref s, kind k, std::size_t n, std::string sep)
+      : m_stream(std::move(s)), m_kind(k), m_n(n), m_sep(std::move(sep)) {}
+  stream_read_awaiter(stream_read_awaiter&&) = default;
+
+  bool await_ready();
+  bool await_suspend(std::coroutine_handle<> h);
+  std::string await_resume();
+
+  /// Called by the stream when data, EOF or an error arrived: true if this
+  /// read can complete now.
+  [[nodiscard]] bool satisfied() noexcept;
+
+ private:
+  stream_ref m_stream;
+  kind m_kind;
+  std::size_t m_n;
+  std::string m_sep;
+  std::size_t m_search_from = 0; // buffered bytes already searched for the separator
+};
+
+/// The awaitable of `drain()` and `wait_closed()`.
+class stream_event_awaiter final : public io_waiter {
+ public:
+  enum class kind : std::uint8_t { drain, closed };
+  stream_event_awaiter(stream_ref s, kind k) : m_stream(std::move(s)), m_kind(k) {}
+  stream_event_awaiter(stream_event_awaiter&&) = default;
+
+  bool await_ready();
+  bool await_suspend(std::coroutine_handle<> h);
+  void await_resume();
+
+ private:
+  stream_ref m_stream;
+  kind m_kind;
+};
+
+} // namespace detail
+
+/// The reading half of a connection (asyncio.StreamReader). See the file comment.
+///
+/// Thread-safety: loop thread only; one task at a time may await a read.
+/// Lifetime: shares the connection with its writer; must not outlive the loop.
+class stream_reader {
+ public:
+  /// An empty reader (not connected).
+  stream_reader() noexcept = default;
+  explicit stream_reader(detail::stream_ref s) noexcept : m_stream(std::move(s)) {}
+
+  /// Up to `n` bytes: what is buffered, or the next data to arrive; "" at EOF
+  /// (and for n == 0). Throws `connection_error` if the connection failed and
+  /// nothing is left buffered.
+  [[nodiscard]] detail::stream_read_awaiter read(std::size_t n);
+  /// Everything until EOF.
+  [[nodiscard]] detail::stream_read_awaiter read();
+  /// Exactly `n` bytes; at EOF throws `incomplete_read_error` with what arrived.
+  [[nodiscard]] detail::stream_read_awaiter readexactly(std::size_t n);
+  /// A line ending with "\n" (kept); at EOF, what is left (maybe ""). Throws
+  /// `limit_overrun_error` (data stays buffered) if no "\n" is within the limit.
+  [[nodiscard]] detail::stream_read_awaiter readline();
+  /// Data up to and including `separator` (not empty). At EOF throws
+  /// `incomplete_read_error` with the rest; past the limit throws
+  /// `limit_overrun_error` and the data stays buffered.
+  [[nodiscard]] detail::stream_read_awaiter readuntil(std::string separator = "\n");
+
+  /// True once EOF was received and the buffer is empty.
+  [[nodiscard]] bool at_eof() const;
+  /// The reader's limit in bytes.
+  [[nodiscard]] std::size_t limit() const;
+  /// How many bytes are buffered now.
+  [[nodiscard]] std::size_t buffered() const;
+
+  explicit operator bool() const noexcept { return static_cast<bool>(m_stream); }
+
+ private:
+  detail::stream_state& state() const;
+  detail::stream_ref m_stream;
+};
+
+/// The writing half of a connection (asyncio.StreamWriter). See the file comment.
+///
+/// Thread-safety: loop thread only. Lifetime: shares the connection with its
+/// reader; must not outlive the loop.
+class stream_writer {
+ public:
+  /// An empty writer (not connected).
+  stream_writer() noexcept = default;
+  explicit stream_writer(detail::stream_ref s) noexcept : m_stream(std::move(s)) {}
+
+  /// Sends `data` now or queues it; never blocks. Throws `connection_error`
+  /// after `close()` or once the connection failed.
+  void write(std::string_view data);
+  /// Writes each string of `lines` in order (nothing is added between them).
+  template <class Range>
+  void writelines(const Range& lines) {
+    for (const auto& line : lines) {
+      write(std::string_view(line));
+    }
+  }
+  /// Suspends while more than the high water mark is queued, until the queue
+  /// is under the low water mark. Throws `connection_error` if the connection
+  /// failed (or closed with data still queued).
+  [[nodiscard]] detail::stream_event_awaiter drain();
+  /// Sets the water marks (asyncio's set_write_buffer_limits); `low`
+  /// defaults to high / 4. Throws `simul::error` if low > high.
+  void set_write_buffer_limits(std::size_t high = 64 * 1024, std::optional<std::size_t> low = std::nullopt);
+  /// Bytes queued and not yet taken by the socket.
+  [[nodiscard]] std::size_t get_write_buffer_size() const;
+
+  /// True if `write_eof()` is possible (TCP and pipes: yes).
+  [[nodiscard]] bool can_write_eof() const;
+  /// Shuts down the sending side once the queue is flushed; the peer reads EOF.
+  void write_eof();
+  /// Closes the connection once the queue is flushed. Idempotent.
+  void close();
+  /// Closes at once, dropping what is queued; TCP sends a reset (RST).
+  void abort();
+  /// True once `close()`/`abort()` was called or the connection closed.
+  [[nodiscard]] bool is_closing() const;
+  /// Suspends until the connection is closed. Throws `connection_error` if it
+  /// closed with an error (reset by the peer...).
+  [[nodiscard]] detail::stream_event_awaiter wait_closed();
+
+  /// "peername" or "sockname": "host:port" ("[v6]:port") for TCP, the path
+  /// for Unix sockets; "fileno": the descriptor. "" when unknown.
+  [[nodiscard]] std::string get_extra_info(std::string_view name) const;
+
+  explicit operator bool() const noexcept { return static_cast<bool>(m_stream); }
+
+ private:
+  detail::stream_state& state() const;
+  detail::stream_ref m_stream;
+};
+
+} // namespace simul

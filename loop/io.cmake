@@ -1,0 +1,6 @@
+# The loop's I/O (streams, servers, DNS, UDP, files, signals, subprocesses):
+# sources added to simul_loop. Included from loop/CMakeLists.txt.
+target_sources(simul_loop PRIVATE
+  ${CMAKE_CURRENT_LIST_DIR}/src/io/io_common.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/io/stream.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/io/server.cpp)

@@ -1,0 +1,304 @@
+// Errors, addresses and name resolution shared by the loop's I/O.
+
+#include "io/io_internal.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+#include <netinet/in.h>
+
+#include <array>
+#include <cerrno>
+#include <csignal>
+#include <cstring>
+#include <mutex>
+
+namespace simul::detail {
+
+namespace {
+
+bool is_dns_code(int code) noexcept { return code <= UV__EAI_ADDRFAMILY && code >= UV__EAI_PROTOCOL; }
+
+bool is_connection_code(int code) noexcept {
+  switch (code) {
+  case UV_ECONNREFUSED:
+  case UV_ECONNRESET:
+  case UV_ECONNABORTED:
+  case UV_EPIPE:
+  case UV_ETIMEDOUT:
+  case UV_ENETUNREACH:
+  case UV_EHOSTUNREACH:
+  case UV_ENOTCONN:
+  case UV_EOF:
+    return true;
+  default:
+    return false;
+  }
+}
+
+} // namespace
+
+int errno_of(int uv_code) noexcept {
+  switch (uv_code) {
+  case UV__EAI_ADDRFAMILY:
+#ifdef EAI_ADDRFAMILY
+    return EAI_ADDRFAMILY;
+#else
+    return EAI_FAMILY;
+#endif
+  case UV__EAI_AGAIN:
+    return EAI_AGAIN;
+  case UV__EAI_BADFLAGS:
+    return EAI_BADFLAGS;
+  case UV__EAI_CANCELED:
+#ifdef EAI_CANCELED
+    return EAI_CANCELED;
+#else
+    return EAI_FAIL;
+#endif
+  case UV__EAI_FAIL:
+    return EAI_FAIL;
+  case UV__EAI_FAMILY:
+    return EAI_FAMILY;
+  case UV__EAI_MEMORY:
+    return EAI_MEMORY;
+  case UV__EAI_NODATA:
+#ifdef EAI_NODATA
+    return EAI_NODATA;
+#else
+    return EAI_NONAME;
+#endif
+  case UV__EAI_NONAME:
+    return EAI_NONAME;
+  case UV__EAI_OVERFLOW:
+    return EAI_OVERFLOW;
+  case UV__EAI_SERVICE:
+    return EAI_SERVICE;
+  case UV__EAI_SOCKTYPE:
+    return EAI_SOCKTYPE;
+  default:
+    break;
+  }
+  if (uv_code == UV_EOF) {
+    return ECONNRESET; // an unexpected end of a connection
+  }
+  return uv_code < 0 ? -uv_code : uv_code;
+}
+
+std::exception_ptr make_io_error(int uv_code, const std::string& what, const std::string& address) {
+  std::string message = what;
+  if (!address.empty()) {
+    message += ' ';
+    message += address;
+  }
+  message += ": ";
+  message += uv_strerror(uv_code);
+  message += " (";
+  message += uv_err_name(uv_code);
+  message += ')';
+  const int code = errno_of(uv_code);
+  if (is_dns_code(uv_code)) {
+    return std::make_exception_ptr(dns_error(code, message, address));
+  }
+  if (is_connection_code(uv_code)) {
+    return std::make_exception_ptr(connection_error(code, message, address));
+  }
+  return std::make_exception_ptr(io_error(code, message, address));
+}
+
+void throw_io_error(int uv_code, const std::string& what, const std::string& address) {
+  std::rethrow_exception(make_io_error(uv_code, what, address));
+}
+
+std::string join_host_port(const std::string& host, int port) {
+  if (host.find(':') != std::string::npos) {
+    return "[" + host + "]:" + std::to_string(port);
+  }
+  return host + ":" + std::to_string(port);
+}
+
+std::string format_address(const sockaddr* sa) {
+  std::array<char, INET6_ADDRSTRLEN + 1> text{};
+  if (sa->sa_family == AF_INET) {
+    const auto* in = reinterpret_cast<const sockaddr_in*>(sa);
+    uv_ip4_name(in, text.data(), text.size());
+    return join_host_port(text.data(), ntohs(in->sin_port));
+  }
+  if (sa->sa_family == AF_INET6) {
+    const auto* in6 = reinterpret_cast<const sockaddr_in6*>(sa);
+    uv_ip6_name(in6, text.data(), text.size());
+    return join_host_port(text.data(), ntohs(in6->sin6_port));
+  }
+  return {};
+}
+
+void ignore_sigpipe_once() noexcept {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction current {};
+    if (sigaction(SIGPIPE, nullptr, &current) == 0 && current.sa_handler == SIG_DFL) {
+      std::signal(SIGPIPE, SIG_IGN);
+    }
+  });
+}
+
+uv_buf_t read_scratch(std::size_t) noexcept {
+  thread_local std::array<char, 64 * 1024> scratch;
+  return uv_buf_init(scratch.data(), static_cast<unsigned>(scratch.size()));
+}
+
+// ---- getaddrinfo ----
+
+namespace {
+
+struct gai_op {
+  uv_getaddrinfo_t req{};
+  class gai_awaiter* waiter = nullptr;
+  int status = 0;
+  std::vector<resolved_address> result;
+};
+
+class gai_awaiter final : public waiter {
+ public:
+  gai_awaiter(event_loop& loop, std::string host, std::string service, addrinfo hints)
+      : m_loop(loop), m_host(std::move(host)), m_service(std::move(service)), m_hints(hints) {}
+  gai_awaiter(const gai_awaiter&) = delete;
+  gai_awaiter& operator=(const gai_awaiter&) = delete;
+  ~gai_awaiter() { detach(); }
+
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> h) {
+    if (!suspend_on(h)) {
+      return false;
+    }
+    auto* op = new gai_op();
+    op->waiter = this;
+    op->req.data = op;
+    const int rc = uv_getaddrinfo(uv_loop(m_loop), &op->req, &on_done, m_host.empty() ? nullptr : m_host.c_str(),
+                                  m_service.empty() ? nullptr : m_service.c_str(), &m_hints);
+    if (rc < 0) {
+      delete op;
+      m_status = rc;
+      wake();
+      return true;
+    }
+    m_op = op;
+    return true;
+  }
+  bool on_cancel() noexcept override {
+    detach();
+    abort_and_wake();
+    return true;
+  }
+  std::vector<resolved_address> await_resume() {
+    check_cancel();
+    if (m_status < 0) {
+      throw_io_error(m_status, "getaddrinfo", m_service.empty() ? m_host : join_host_port(m_host, port_or_zero()));
+    }
+    return std::move(m_result);
+  }
+
+ private:
+  int port_or_zero() const noexcept { return std::atoi(m_service.c_str()); }
+
+  void detach() noexcept {
+    if (m_op != nullptr) {
+      m_op->waiter = nullptr;
+      uv_cancel(reinterpret_cast<uv_req_t*>(&m_op->req)); // best effort: the callback frees the op
+      m_op = nullptr;
+    }
+  }
+
+  static void on_done(uv_getaddrinfo_t* req, int status, addrinfo* res) {
+    auto* op = static_cast<gai_op*>(req->data);
+    auto* self = op->waiter;
+    if (self != nullptr && status == 0) {
+      try {
+        for (auto* ai = res; ai != nullptr; ai = ai->ai_next) {
+          resolved_address r;
+          std::memcpy(&r.addr, ai->ai_addr, std::min<std::size_t>(ai->ai_addrlen, sizeof r.addr));
+          r.family = ai->ai_family;
+          r.socktype = ai->ai_socktype;
+          r.protocol = ai->ai_protocol;
+          if (ai->ai_canonname != nullptr) {
+            r.canonical_name = ai->ai_canonname;
+          }
+          self->m_result.push_back(std::move(r));
+        }
+      } catch (...) {
+        status = UV_ENOMEM;
+      }
+    }
+    uv_freeaddrinfo(res);
+    if (self != nullptr) {
+      self->m_op = nullptr;
+      self->m_status = status;
+      self->wake();
+    }
+    delete op;
+  }
+
+  event_loop& m_loop;
+  std::string m_host;
+  std::string m_service;
+  addrinfo m_hints;
+  gai_op* m_op = nullptr;
+  int m_status = 0;
+  std::vector<resolved_address> m_result;
+};
+
+bool parse_numeric(const std::string& host, int port, resolved_address& out) {
+  if (host.empty()) {
+    return false;
+  }
+  std::string h = host;
+  if (h.size() > 2 && h.front() == '[' && h.back() == ']') {
+    h = h.substr(1, h.size() - 2);
+  }
+  if (uv_ip4_addr(h.c_str(), port, reinterpret_cast<sockaddr_in*>(&out.addr)) == 0) {
+    out.family = AF_INET;
+    return true;
+  }
+  if (uv_ip6_addr(h.c_str(), port, reinterpret_cast<sockaddr_in6*>(&out.addr)) == 0) {
+    out.family = AF_INET6;
+    return true;
+  }
+  return false;
+}
+
+bool numeric_port(const std::string& service, int& port) {
+  if (service.empty() || service.size() > 5) {
+    return false;
+  }
+  port = 0;
+  for (char c : service) {
+    if (c < '0' || c > '9') {
+      return false;
+    }
+    port = port * 10 + (c - '0');
+  }
+  return port <= 65535;
+}
+
+} // namespace
+
+task<std::vector<resolved_address>> resolve(std::string host, std::string service, int family, int socktype,
+                                            int protocol, int hints_flags) {
+  auto& loop = running_loop_checked("getaddrinfo");
+  int port = 0;
+  if (numeric_port(service, port) && (hints_flags & AI_CANONNAME) == 0) {
+    resolved_address r;
+    if (parse_numeric(host, port, r) && (family == AF_UNSPEC || family == r.family)) {
+      r.socktype = socktype;
+      r.protocol = protocol;
+      co_return std::vector<resolved_address>{r};
+    }
+  }
+  addrinfo hints{};
+  hints.ai_family = family;
+  hints.ai_socktype = socktype;
+  hints.ai_protocol = protocol;
+  hints.ai_flags = hints_flags;
+  co_return co_await gai_awaiter(loop, std::move(host), std::move(service), hints);
+}
+
+} // namespace simul::detail

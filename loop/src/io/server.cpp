@@ -1,0 +1,514 @@
+// Connections and servers: open_connection, start_server and their Unix twins.
+
+#include "io/stream_state.hpp"
+
+#include <simul/loop/server.hpp>
+#include <simul/loop/task_handle.hpp>
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <list>
+
+namespace simul::detail {
+
+// ---- connecting ----
+
+namespace {
+
+struct connect_op {
+  uv_connect_t req{};
+  class connect_awaiter* waiter = nullptr;
+};
+
+/// Connects the (fresh) handle of `stream` to an address or a socket path.
+/// Gives libuv's status; cancellable (the handle closes with the stream).
+class connect_awaiter final : public waiter {
+ public:
+  connect_awaiter(stream_state& s, const sockaddr* addr, const std::string* path)
+      : m_stream(s), m_addr(addr), m_path(path) {}
+  connect_awaiter(const connect_awaiter&) = delete;
+  connect_awaiter& operator=(const connect_awaiter&) = delete;
+  ~connect_awaiter() { detach(); }
+
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> h) {
+    if (!suspend_on(h)) {
+      return false;
+    }
+    auto* op = new connect_op();
+    op->waiter = this;
+    op->req.data = op;
+    if (m_addr != nullptr) {
+      const int rc = uv_tcp_connect(&op->req, reinterpret_cast<uv_tcp_t*>(m_stream.stream()), m_addr, &on_connect);
+      if (rc < 0) {
+        delete op;
+        m_status = rc;
+        wake();
+        return true;
+      }
+    } else {
+      uv_pipe_connect(&op->req, reinterpret_cast<uv_pipe_t*>(m_stream.stream()), m_path->c_str(), &on_connect);
+    }
+    m_op = op;
+    return true;
+  }
+  bool on_cancel() noexcept override {
+    detach(); // the request completes with ECANCELED when the handle closes
+    abort_and_wake();
+    return true;
+  }
+  int await_resume() {
+    check_cancel();
+    return m_status;
+  }
+
+ private:
+  void detach() noexcept {
+    if (m_op != nullptr) {
+      m_op->waiter = nullptr;
+      m_op = nullptr;
+    }
+  }
+  static void on_connect(uv_connect_t* req, int status) {
+    auto* op = static_cast<connect_op*>(req->data);
+    if (auto* self = op->waiter; self != nullptr) {
+      self->m_op = nullptr;
+      self->m_status = status;
+      self->wake();
+    }
+    delete op;
+  }
+
+  stream_state& m_stream;
+  const sockaddr* m_addr;
+  const std::string* m_path;
+  connect_op* m_op = nullptr;
+  int m_status = 0;
+};
+
+std::pair<stream_reader, stream_writer> make_pair_of(const stream_ref& ref) {
+  return {stream_reader(ref), stream_writer(ref)};
+}
+
+} // namespace
+
+// ---- the server ----
+
+class server_state {
+ public:
+  server_state(event_loop& loop, stream_state::kind k, connection_handler handler, server_options options)
+      : m_loop(&loop), m_kind(k), m_handler(std::move(handler)), m_options(options) {
+    if (k == stream_state::kind::tcp) {
+      auto* tcp = new uv_tcp_t();
+      uv_tcp_init(uv_loop(loop), tcp);
+      m_listener = reinterpret_cast<uv_stream_t*>(tcp);
+    } else {
+      auto* pipe = new uv_pipe_t();
+      uv_pipe_init(uv_loop(loop), pipe, 0);
+      m_listener = reinterpret_cast<uv_stream_t*>(pipe);
+    }
+    m_listener->data = this;
+  }
+  server_state(const server_state&) = delete;
+  server_state& operator=(const server_state&) = delete;
+
+  [[nodiscard]] uv_stream_t* listener() const noexcept { return m_listener; }
+  [[nodiscard]] stream_state::kind type() const noexcept { return m_kind; }
+  [[nodiscard]] event_loop& loop() const noexcept { return *m_loop; }
+
+  int listen(int backlog) {
+    const int rc = uv_listen(m_listener, backlog, &on_connection);
+    if (rc == 0) {
+      m_serving = true;
+    }
+    return rc;
+  }
+
+  void close() noexcept {
+    m_serving = false;
+    if (!m_listener_alive || m_close_started) {
+      return;
+    }
+    m_close_started = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(m_listener), &on_listener_close);
+  }
+
+  void close_clients() {
+    // Copies: a cancelled handler that ends at once erases its own entry.
+    std::vector<basic_task_handle> running(m_handlers.begin(), m_handlers.end());
+    for (auto& t : running) {
+      t.cancel("the server closed its clients");
+    }
+  }
+
+  [[nodiscard]] bool serving() const noexcept { return m_serving; }
+  [[nodiscard]] bool listener_closed() const noexcept { return !m_listener_alive; }
+  [[nodiscard]] bool all_done() const noexcept { return !m_listener_alive && m_handlers.empty(); }
+  [[nodiscard]] std::size_t active() const noexcept { return m_handlers.size(); }
+  io_wait_list& closed_waiters() noexcept { return m_closed_waiters; }
+  io_wait_list& done_waiters() noexcept { return m_done_waiters; }
+
+  int port() const {
+    if (m_kind != stream_state::kind::tcp || !m_listener_alive) {
+      return m_port;
+    }
+    sockaddr_storage addr{};
+    int len = sizeof addr;
+    if (uv_tcp_getsockname(reinterpret_cast<uv_tcp_t*>(m_listener), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+      return 0;
+    }
+    if (addr.ss_family == AF_INET) {
+      return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
+    }
+    return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
+  }
+  std::string sockname() const { return m_name; }
+  void set_name(std::string name, int port) {
+    m_name = std::move(name);
+    m_port = port;
+  }
+  void set_unix_path(std::string path) { m_unix_path = std::move(path); }
+
+  // Ownership: users are `server` objects; internal references are handler
+  // tasks and awaitables; the listener handle counts while open.
+  void acquire_user() noexcept { ++m_users; }
+  void release_user() noexcept {
+    if (--m_users == 0) {
+      if (m_listener_alive && m_loop->is_closed()) {
+        free_listener(); // the loop closed it without our callback
+      }
+      close();
+    }
+    maybe_delete();
+  }
+  void acquire() noexcept { ++m_internal; }
+  void release() noexcept {
+    --m_internal;
+    maybe_delete();
+  }
+
+  /// Handler tasks: a slot for each, erased when it ends.
+  using slot = std::list<basic_task_handle>::iterator;
+  slot add_handler_slot() { return m_handlers.emplace(m_handlers.end()); }
+  void handler_done(slot s) noexcept {
+    m_handlers.erase(s);
+    if (all_done()) {
+      m_done_waiters.notify_all();
+    }
+  }
+  const connection_handler& handler() const noexcept { return m_handler; }
+
+ private:
+  ~server_state() = default;
+
+  void maybe_delete() noexcept {
+    if (m_users == 0 && m_internal == 0 && !m_listener_alive) {
+      delete this;
+    }
+  }
+
+  void free_listener() noexcept {
+    if (m_kind == stream_state::kind::tcp) {
+      delete reinterpret_cast<uv_tcp_t*>(m_listener);
+    } else {
+      delete reinterpret_cast<uv_pipe_t*>(m_listener);
+    }
+    m_listener = nullptr;
+    m_listener_alive = false;
+  }
+
+  static void on_listener_close(uv_handle_t* h) noexcept {
+    auto* self = static_cast<server_state*>(h->data);
+    if (!self->m_unix_path.empty()) {
+      ::unlink(self->m_unix_path.c_str());
+    }
+    self->free_listener();
+    self->m_closed_waiters.notify_all();
+    if (self->all_done()) {
+      self->m_done_waiters.notify_all();
+    }
+    self->maybe_delete();
+  }
+
+  static void on_connection(uv_stream_t* listener, int status) noexcept;
+
+  event_loop* m_loop;
+  stream_state::kind m_kind;
+  connection_handler m_handler;
+  server_options m_options;
+  uv_stream_t* m_listener = nullptr;
+  std::string m_name;
+  std::string m_unix_path;
+  int m_port = 0;
+  unsigned m_users = 0;
+  unsigned m_internal = 0;
+  bool m_listener_alive = true;
+  bool m_close_started = false;
+  bool m_serving = false;
+  std::list<basic_task_handle> m_handlers;
+  io_wait_list m_closed_waiters;
+  io_wait_list m_done_waiters;
+};
+
+void server_acquire(server_state* s) noexcept { s->acquire_user(); }
+void server_release(server_state* s) noexcept { s->release_user(); }
+
+namespace {
+
+/// Keeps a server alive from a handler task and frees the task's slot when
+/// the task ends, however it ends (even when its frame is destroyed).
+///
+/// It is a parameter of the handler's coroutine, so it lives in the frame
+/// from the moment the task is made, even if the task is cancelled (or the
+/// loop closes) before its first step.
+class handler_guard {
+ public:
+  handler_guard(server_state* s, server_state::slot slot) noexcept : m_server(s), m_slot(slot) { s->acquire(); }
+  handler_guard(handler_guard&& o) noexcept : m_server(std::exchange(o.m_server, nullptr)), m_slot(o.m_slot) {}
+  handler_guard(const handler_guard&) = delete;
+  handler_guard& operator=(const handler_guard&) = delete;
+  handler_guard& operator=(handler_guard&&) = delete;
+  ~handler_guard() {
+    if (m_server != nullptr) {
+      m_server->handler_done(m_slot);
+      m_server->release();
+    }
+  }
+  [[nodiscard]] server_state& owner() const noexcept { return *m_server; }
+
+ private:
+  server_state* m_server;
+  server_state::slot m_slot;
+};
+
+task<void> serve_client(handler_guard guard, stream_reader reader, stream_writer writer) {
+  auto* s = &guard.owner();
+  std::string peer = writer.get_extra_info("peername");
+  try {
+    co_await s->handler()(std::move(reader), std::move(writer));
+  } catch (const cancelled_error&) {
+    // A cancelled handler ends quietly (close_clients, the loop closing).
+  } catch (...) {
+    report(s->loop(), "Unhandled exception in a connection handler (peer " + peer + ")", std::current_exception());
+  }
+}
+
+} // namespace
+
+void server_state::on_connection(uv_stream_t* listener, int status) noexcept {
+  auto* self = static_cast<server_state*>(listener->data);
+  if (status < 0) {
+    report(*self->m_loop, "accept failed on " + self->m_name, make_io_error(status, "accept on", self->m_name));
+    return;
+  }
+  try {
+    stream_ref ref(new stream_state(*self->m_loop, self->m_kind, self->m_options.limit));
+    auto& conn = *ref.get();
+    if (const int rc = uv_accept(listener, conn.stream()); rc < 0) {
+      report(*self->m_loop, "accept failed on " + self->m_name, make_io_error(rc, "accept on", self->m_name));
+      return;
+    }
+    if (self->m_kind == stream_state::kind::tcp) {
+      auto* tcp = reinterpret_cast<uv_tcp_t*>(conn.stream());
+      uv_tcp_nodelay(tcp, 1);
+      sockaddr_storage addr{};
+      int len = sizeof addr;
+      if (uv_tcp_getpeername(tcp, reinterpret_cast<sockaddr*>(&addr), &len) == 0) {
+        conn.set_peer(format_address(reinterpret_cast<sockaddr*>(&addr)));
+      }
+    } else {
+      conn.set_peer(self->m_name);
+    }
+    conn.on_connected();
+    // If making or scheduling the task fails, the guard frees the slot.
+    auto slot = self->add_handler_slot();
+    auto client = serve_client(handler_guard(self, slot), stream_reader(ref), stream_writer(ref));
+    *slot = self->m_loop->create_task(std::move(client));
+  } catch (...) {
+    report(*self->m_loop, "could not start a connection handler on " + self->m_name, std::current_exception());
+  }
+}
+
+// ---- server_wait_awaiter ----
+
+server_wait_awaiter::server_wait_awaiter(server_state* s, bool all_done) : m_server(s), m_all_done(all_done) {
+  s->acquire();
+}
+server_wait_awaiter::server_wait_awaiter(server_wait_awaiter&& o) noexcept
+    : io_waiter(), m_server(std::exchange(o.m_server, nullptr)), m_all_done(o.m_all_done) {}
+server_wait_awaiter::~server_wait_awaiter() {
+  unlink();
+  if (m_server != nullptr) {
+    m_server->release();
+  }
+}
+bool server_wait_awaiter::await_ready() const noexcept {
+  return m_all_done ? m_server->all_done() : m_server->listener_closed();
+}
+bool server_wait_awaiter::await_suspend(std::coroutine_handle<> h) {
+  return park(m_all_done ? m_server->done_waiters() : m_server->closed_waiters(), h);
+}
+void server_wait_awaiter::await_resume() {
+  if (m_task != nullptr) {
+    check_cancel();
+  }
+}
+
+namespace {
+
+task<void> serve_forever_impl(server srv, server_state* s) {
+  try {
+    co_await server_wait_awaiter(s, false);
+  } catch (const cancelled_error&) {
+    srv.close();
+    throw;
+  }
+}
+
+} // namespace
+
+} // namespace simul::detail
+
+namespace simul {
+
+using detail::server_state;
+using detail::stream_ref;
+using detail::stream_state;
+
+// ---- server ----
+
+server::server(detail::server_state* s) noexcept : m_state(s) {
+  if (s != nullptr) {
+    s->acquire_user();
+  }
+}
+server::server(const server& o) noexcept : server(o.m_state) {}
+server::~server() {
+  if (m_state != nullptr) {
+    m_state->release_user();
+  }
+}
+
+detail::server_state& server::state() const {
+  if (m_state == nullptr) {
+    throw error("server: the server object is empty");
+  }
+  return *m_state;
+}
+
+int server::port() const { return state().port(); }
+std::string server::sockname() const { return state().sockname(); }
+bool server::is_serving() const { return state().serving(); }
+void server::close() { state().close(); }
+void server::close_clients() { state().close_clients(); }
+std::size_t server::active_connections() const { return state().active(); }
+detail::server_wait_awaiter server::wait_closed() const { return {&state(), true}; }
+task<void> server::serve_forever() const { return detail::serve_forever_impl(*this, &state()); }
+
+// ---- TCP ----
+
+task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port, connection_options options) {
+  auto& loop = detail::running_loop_checked("open_connection");
+  detail::ignore_sigpipe_once();
+  if (port < 0 || port > 65535) {
+    throw error("open_connection: port " + std::to_string(port) + " is out of range");
+  }
+  const auto where = detail::join_host_port(host, port);
+  auto addresses = co_await detail::resolve(host, std::to_string(port), AF_UNSPEC, SOCK_STREAM, 0, 0);
+  int last = UV_EADDRNOTAVAIL;
+  for (auto& a : addresses) {
+    stream_ref ref(new stream_state(loop, stream_state::kind::tcp, options.limit));
+    const int rc = co_await detail::connect_awaiter(*ref.get(), reinterpret_cast<const sockaddr*>(&a.addr), nullptr);
+    if (rc == 0) {
+      auto& s = *ref.get();
+      uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(s.stream()), 1);
+      s.set_peer(detail::format_address(reinterpret_cast<const sockaddr*>(&a.addr)));
+      s.on_connected();
+      co_return detail::make_pair_of(ref);
+    }
+    last = rc;
+  }
+  detail::throw_io_error(last, "connect to", where);
+}
+
+task<server> start_server(connection_handler handler, std::string host, int port, server_options options) {
+  if (!handler) {
+    throw error("start_server: the handler is empty");
+  }
+  if (port < 0 || port > 65535) {
+    throw error("start_server: port " + std::to_string(port) + " is out of range");
+  }
+  if (options.limit == 0) {
+    throw error("start_server: the reader limit must be positive");
+  }
+  auto& loop = detail::running_loop_checked("start_server");
+  detail::ignore_sigpipe_once();
+  const std::string bind_host = host.empty() ? "0.0.0.0" : host;
+  const auto where = detail::join_host_port(bind_host, port);
+  auto addresses = co_await detail::resolve(bind_host, std::to_string(port), AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE);
+  if (addresses.empty()) {
+    detail::throw_io_error(UV_EADDRNOTAVAIL, "bind to", where);
+  }
+  server srv(new server_state(loop, stream_state::kind::tcp, std::move(handler), options));
+  auto& s = srv.state();
+  const auto* addr = reinterpret_cast<const sockaddr*>(&addresses.front().addr);
+  int rc = uv_tcp_bind(reinterpret_cast<uv_tcp_t*>(s.listener()), addr, 0);
+  if (rc == 0) {
+    rc = s.listen(options.backlog);
+  }
+  if (rc < 0) {
+    srv.close();
+    detail::throw_io_error(rc, "bind to", where);
+  }
+  const int bound = s.port();
+  s.set_name(detail::join_host_port(bind_host, bound), bound);
+  co_return srv;
+}
+
+// ---- Unix-domain sockets ----
+
+task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path, connection_options options) {
+  auto& loop = detail::running_loop_checked("open_unix_connection");
+  detail::ignore_sigpipe_once();
+  stream_ref ref(new stream_state(loop, stream_state::kind::pipe, options.limit));
+  const int rc = co_await detail::connect_awaiter(*ref.get(), nullptr, &path);
+  if (rc < 0) {
+    detail::throw_io_error(rc, "connect to", path);
+  }
+  ref.get()->set_peer(path);
+  ref.get()->on_connected();
+  co_return detail::make_pair_of(ref);
+}
+
+task<server> start_unix_server(connection_handler handler, std::string path, server_options options) {
+  if (!handler) {
+    throw error("start_unix_server: the handler is empty");
+  }
+  if (path.empty()) {
+    throw error("start_unix_server: the socket path is empty");
+  }
+  auto& loop = detail::running_loop_checked("start_unix_server");
+  detail::ignore_sigpipe_once();
+  // A socket file left by an earlier server would make bind fail: remove it,
+  // and only if it is a socket.
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0 && S_ISSOCK(st.st_mode)) {
+    ::unlink(path.c_str());
+  }
+  server srv(new server_state(loop, stream_state::kind::pipe, std::move(handler), options));
+  auto& s = srv.state();
+  int rc = uv_pipe_bind(reinterpret_cast<uv_pipe_t*>(s.listener()), path.c_str());
+  if (rc == 0) {
+    s.set_unix_path(path);
+    rc = s.listen(options.backlog);
+  }
+  if (rc < 0) {
+    srv.close();
+    detail::throw_io_error(rc, "bind to", path);
+  }
+  s.set_name(path, 0);
+  co_return srv;
+}
+
+} // namespace simul

@@ -1,0 +1,121 @@
+#pragma once
+
+// The connection behind a stream_reader / stream_writer pair.
+//
+// Ownership: the state is shared by the reader/writer handles (and the
+// awaitables, through their handles), counted in `users`, and by its libuv
+// handle while the handle is open. It is freed when both are gone: the last
+// user starts a graceful close (flush, then uv_close) and the close callback
+// frees the handle, or the close callback comes first and the last user frees
+// the state. If the loop closed first (it closes every handle itself, without
+// our callback), the last user frees the handle memory too.
+
+#include "io/io_internal.hpp"
+
+#include <simul/loop/stream.hpp>
+
+#include <cstddef>
+#include <string>
+
+namespace simul::detail {
+
+class stream_state {
+ public:
+  enum class kind : std::uint8_t { tcp, pipe };
+
+  /// A state with a fresh, initialised handle (not yet connected).
+  stream_state(event_loop& loop, kind k, std::size_t limit);
+  stream_state(const stream_state&) = delete;
+  stream_state& operator=(const stream_state&) = delete;
+
+  /// The handle is connected: start reading (and remember the peer's name).
+  void on_connected();
+
+  [[nodiscard]] uv_stream_t* stream() const noexcept { return m_handle; }
+  [[nodiscard]] event_loop& loop() const noexcept { return *m_loop; }
+  [[nodiscard]] kind type() const noexcept { return m_kind; }
+  [[nodiscard]] const std::string& peer() const noexcept { return m_peer; }
+  void set_peer(std::string peer) { m_peer = std::move(peer); }
+
+  // ---- reading ----
+  [[nodiscard]] std::size_t buffered() const noexcept { return m_buf.size() - m_pos; }
+  [[nodiscard]] const char* data() const noexcept { return m_buf.data() + m_pos; }
+  [[nodiscard]] bool eof() const noexcept { return m_eof; }
+  [[nodiscard]] int read_error() const noexcept { return m_read_error; }
+  [[nodiscard]] std::size_t limit() const noexcept { return m_limit; }
+  /// Takes `n` buffered bytes.
+  std::string take(std::size_t n);
+  io_wait_list& read_waiters() noexcept { return m_read_waiters; }
+  [[noreturn]] void throw_read_error() const;
+
+  // ---- writing ----
+  void write(const char* data, std::size_t size);
+  [[nodiscard]] std::size_t queued() const noexcept { return m_queued; }
+  [[nodiscard]] std::size_t high_water() const noexcept { return m_high; }
+  void set_limits(std::size_t high, std::size_t low) noexcept {
+    m_high = high;
+    m_low = low;
+  }
+  [[nodiscard]] int write_error() const noexcept { return m_write_error; }
+  [[noreturn]] void throw_write_error() const;
+  io_wait_list& drain_waiters() noexcept { return m_drain_waiters; }
+  void write_eof();
+
+  // ---- closing ----
+  void close();
+  void abort();
+  [[nodiscard]] bool closing() const noexcept { return m_closing; }
+  [[nodiscard]] bool closed() const noexcept { return m_closed; }
+  io_wait_list& closed_waiters() noexcept { return m_closed_waiters; }
+
+  // ---- ownership ----
+  void acquire() noexcept { ++m_users; }
+  void release() noexcept;
+
+ private:
+  ~stream_state() = default;
+
+  static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* buf) noexcept;
+  static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept;
+  static void on_write(uv_write_t* req, int status) noexcept;
+  static void on_shutdown(uv_shutdown_t* req, int status) noexcept;
+  static void on_close(uv_handle_t* h) noexcept;
+
+  void start_reading() noexcept;
+  void stop_reading() noexcept;
+  void queue_write(const char* data, std::size_t size);
+  void set_failed(int code) noexcept;
+  void maybe_close_handle() noexcept;
+  void notify_reader() noexcept;
+  void free_handle_memory() noexcept;
+
+  event_loop* m_loop;
+  uv_stream_t* m_handle = nullptr;
+  kind m_kind;
+  std::string m_peer;
+  unsigned m_users = 0;
+  bool m_handle_alive = true; // the handle (and its close callback) still refers to us
+
+  std::string m_buf;
+  std::size_t m_pos = 0;
+  std::size_t m_limit;
+  bool m_eof = false;
+  bool m_reading = false;
+  int m_read_error = 0;
+  io_wait_list m_read_waiters;
+
+  std::size_t m_queued = 0;
+  std::size_t m_high = 64 * 1024;
+  std::size_t m_low = 16 * 1024;
+  unsigned m_pending_writes = 0;
+  int m_write_error = 0;
+  bool m_eof_requested = false;
+  io_wait_list m_drain_waiters;
+
+  bool m_closing = false;
+  bool m_close_started = false;
+  bool m_closed = false;
+  io_wait_list m_closed_waiters;
+};
+
+} // namespace simul::detail

@@ -1,0 +1,490 @@
+// TCP and Unix streams: reading, writing, flow control, servers and errors.
+
+#include "io_test_util.hpp"
+
+#include <simul/loop.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <string>
+#include <sys/stat.h>
+#include <vector>
+
+using namespace std::chrono_literals;
+using simul::stream_reader;
+using simul::stream_writer;
+using simul::task;
+using simul::test::open_fd_count;
+using simul::test::until;
+
+namespace {
+
+task<void> echo_lines(stream_reader reader, stream_writer writer) {
+  while (true) {
+    auto line = co_await reader.readline();
+    if (line.empty()) {
+      break;
+    }
+    writer.write(line);
+    co_await writer.drain();
+  }
+  writer.close();
+}
+
+/// A handler that writes `payload` and closes.
+simul::connection_handler send_and_close(std::string payload) {
+  return [payload](stream_reader, stream_writer writer) -> task<void> {
+    writer.write(payload);
+    writer.close();
+    co_await writer.wait_closed();
+  };
+}
+
+} // namespace
+
+TEST(LoopStreams, EchoRoundTripsAndLeavesNoDescriptor) {
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(echo_lines, "127.0.0.1", 0);
+    EXPECT_GT(srv.port(), 0);
+    EXPECT_TRUE(srv.is_serving());
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    EXPECT_EQ(writer.get_extra_info("peername"), "127.0.0.1:" + std::to_string(srv.port()));
+    EXPECT_NE(writer.get_extra_info("sockname").find("127.0.0.1:"), std::string::npos);
+    for (int i = 0; i < 50; ++i) {
+      const auto msg = "line " + std::to_string(i) + "\n";
+      writer.write(msg);
+      EXPECT_EQ(co_await reader.readline(), msg);
+    }
+    writer.writelines(std::vector<std::string>{"a", "b\n", "c\n"});
+    EXPECT_EQ(co_await reader.readline(), "ab\n");
+    EXPECT_EQ(co_await reader.readline(), "c\n");
+    writer.close();
+    co_await writer.wait_closed();
+    EXPECT_TRUE(writer.is_closing());
+    srv.close();
+    co_await srv.wait_closed();
+    EXPECT_FALSE(srv.is_serving());
+    EXPECT_EQ(srv.active_connections(), 0u);
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST(LoopStreams, ReadLineUntilAndToEof) {
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(send_and_close("hello\nworld|rest of it"), "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    EXPECT_EQ(co_await reader.readline(), "hello\n");
+    EXPECT_EQ(co_await reader.readuntil("|"), "world|");
+    EXPECT_EQ(co_await reader.read(4), "rest");
+    EXPECT_EQ(co_await reader.read(), " of it");
+    EXPECT_TRUE(reader.at_eof());
+    EXPECT_EQ(co_await reader.read(10), "");
+    EXPECT_EQ(co_await reader.readline(), "");
+    EXPECT_THROW(reader.readuntil(""), simul::error);
+    srv.close();
+    co_await srv.wait_closed();
+  }());
+}
+
+TEST(LoopStreams, ReadExactlyAtEofCarriesThePartialData) {
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(send_and_close("12345"), "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    try {
+      (void)co_await reader.readexactly(10);
+      ADD_FAILURE() << "readexactly should have thrown";
+    } catch (const simul::incomplete_read_error& e) {
+      EXPECT_EQ(e.partial(), "12345");
+      EXPECT_EQ(e.expected(), 10u);
+    }
+    EXPECT_TRUE(reader.at_eof());
+    srv.close();
+  }());
+}
+
+TEST(LoopStreams, ReadUntilAtEofIsIncomplete) {
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(send_and_close("no separator"), "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    try {
+      (void)co_await reader.readuntil("\r\n");
+      ADD_FAILURE() << "readuntil should have thrown";
+    } catch (const simul::incomplete_read_error& e) {
+      EXPECT_EQ(e.partial(), "no separator");
+    }
+    srv.close();
+  }());
+}
+
+TEST(LoopStreams, LimitOverrunKeepsTheDataBuffered) {
+  simul::run([]() -> task<void> {
+    const std::string payload(40, 'x');
+    auto srv = co_await simul::start_server(send_and_close(payload + "\nnext\n"), "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port(), {.limit = 16});
+    EXPECT_EQ(reader.limit(), 16u);
+    co_await until([&] { return reader.buffered() >= payload.size() + 6; });
+    try {
+      (void)co_await reader.readline();
+      ADD_FAILURE() << "readline should have thrown";
+    } catch (const simul::limit_overrun_error& e) {
+      EXPECT_EQ(e.consumed(), 40u); // the separator's offset
+    }
+    // Nothing was consumed: the data is all still there.
+    EXPECT_EQ(co_await reader.readexactly(40), payload);
+    EXPECT_EQ(co_await reader.readline(), "\n");
+    EXPECT_EQ(co_await reader.readline(), "next\n");
+    srv.close();
+  }());
+}
+
+TEST(LoopStreams, LimitOverrunWithoutSeparator) {
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(send_and_close(std::string(100, 'y')), "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port(), {.limit = 16});
+    EXPECT_THROW((void)co_await reader.readuntil("|"), simul::limit_overrun_error);
+    std::string all;
+    while (!reader.at_eof()) {
+      all += co_await reader.read(7);
+    }
+    EXPECT_EQ(all, std::string(100, 'y'));
+    srv.close();
+  }());
+}
+
+TEST(LoopStreams, ConnectionRefusedNamesTheAddress) {
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(echo_lines, "127.0.0.1", 0);
+    const int port = srv.port();
+    srv.close();
+    co_await srv.wait_closed();
+    try {
+      (void)co_await simul::open_connection("127.0.0.1", port);
+      ADD_FAILURE() << "connect should have failed";
+    } catch (const simul::connection_error& e) {
+      EXPECT_EQ(e.code(), ECONNREFUSED);
+      EXPECT_EQ(e.address(), "127.0.0.1:" + std::to_string(port));
+      const std::string text = e.what();
+      EXPECT_NE(text.find("127.0.0.1:" + std::to_string(port)), std::string::npos) << text;
+      EXPECT_NE(text.find("refused"), std::string::npos) << text;
+    }
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST(LoopStreams, UnknownHostIsADnsError) {
+  simul::run([]() -> task<void> {
+    try {
+      (void)co_await simul::open_connection("no-such-host.invalid", 80);
+      ADD_FAILURE() << "the name should not resolve";
+    } catch (const simul::dns_error& e) {
+      EXPECT_NE(std::string(e.what()).find("no-such-host.invalid"), std::string::npos) << e.what();
+      EXPECT_NE(e.code(), 0);
+    }
+  }());
+}
+
+TEST(LoopStreams, BadArgumentsAreErrors) {
+  simul::run([]() -> task<void> {
+    EXPECT_THROW((void)co_await simul::open_connection("127.0.0.1", 70000), simul::error);
+    EXPECT_THROW((void)co_await simul::start_server(nullptr, "127.0.0.1", 0), simul::error);
+    EXPECT_THROW((void)co_await simul::start_server(echo_lines, "127.0.0.1", -1), simul::error);
+    auto srv = co_await simul::start_server(echo_lines, "127.0.0.1", 0);
+    try {
+      (void)co_await simul::start_server(echo_lines, "127.0.0.1", srv.port());
+      ADD_FAILURE() << "a second bind to the same port should fail";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), EADDRINUSE);
+      EXPECT_NE(std::string(e.what()).find(std::to_string(srv.port())), std::string::npos);
+    }
+    stream_reader empty;
+    EXPECT_THROW(empty.read(1), simul::error);
+    srv.close();
+  }());
+}
+
+TEST(LoopStreams, ResetByPeerIsAConnectionError) {
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(
+        [](stream_reader reader, stream_writer writer) -> task<void> {
+          (void)co_await reader.readline();
+          writer.abort(); // RST
+          co_return;
+        },
+        "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    writer.write("hi\n");
+    try {
+      auto got = co_await reader.read(100);
+      ADD_FAILURE() << "read should have failed, got " << got.size() << " bytes";
+    } catch (const simul::connection_error& e) {
+      EXPECT_EQ(e.code(), ECONNRESET);
+      EXPECT_NE(std::string(e.what()).find("127.0.0.1:"), std::string::npos);
+    }
+    EXPECT_THROW(writer.write("more"), simul::connection_error);
+    EXPECT_THROW(co_await writer.drain(), simul::connection_error);
+    srv.close();
+  }());
+}
+
+TEST(LoopStreams, WriteAfterCloseThrows) {
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(echo_lines, "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    writer.close();
+    EXPECT_TRUE(writer.is_closing());
+    try {
+      writer.write("late");
+      ADD_FAILURE() << "write after close should throw";
+    } catch (const simul::connection_error& e) {
+      EXPECT_EQ(e.code(), EPIPE);
+      EXPECT_NE(std::string(e.what()).find("closed"), std::string::npos);
+    }
+    co_await writer.wait_closed();
+    EXPECT_EQ(co_await reader.read(10), "");
+    srv.close();
+  }());
+}
+
+TEST(LoopStreams, WriteEofLetsThePeerSeeTheEnd) {
+  simul::run([]() -> task<void> {
+    std::string received;
+    auto srv = co_await simul::start_server(
+        [&](stream_reader reader, stream_writer writer) -> task<void> {
+          received = co_await reader.read(); // until EOF
+          writer.write("got " + std::to_string(received.size()));
+          writer.close();
+        },
+        "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    EXPECT_TRUE(writer.can_write_eof());
+    writer.write(std::string(1000, 'z'));
+    writer.write_eof();
+    EXPECT_THROW(writer.write("x"), simul::connection_error);
+    EXPECT_EQ(co_await reader.read(), "got 1000");
+    EXPECT_EQ(received, std::string(1000, 'z'));
+    srv.close();
+    co_await srv.wait_closed();
+  }());
+}
+
+TEST(LoopStreams, DrainWaitsForASlowReaderWithinTheWaterMarks) {
+  simul::run([]() -> task<void> {
+    bool start_reading = false;
+    std::size_t total_read = 0;
+    auto srv = co_await simul::start_server(
+        [&](stream_reader reader, stream_writer) -> task<void> {
+          co_await until([&] { return start_reading; });
+          while (true) {
+            auto chunk = co_await reader.read(4096);
+            if (chunk.empty()) {
+              break;
+            }
+            total_read += chunk.size();
+            co_await simul::yield_now(); // a slow reader
+          }
+        },
+        "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    writer.set_write_buffer_limits(64 * 1024, 16 * 1024);
+    EXPECT_THROW(writer.set_write_buffer_limits(10, 20), simul::error);
+    const std::string chunk(64 * 1024, 'd');
+    std::size_t written = 0;
+    // Fill the socket's buffers: the peer reads nothing yet.
+    while (writer.get_write_buffer_size() <= 64 * 1024) {
+      writer.write(chunk);
+      written += chunk.size();
+    }
+    bool drained = false;
+    auto drainer = simul::create_task([](stream_writer w, bool& done) -> task<void> {
+      co_await w.drain();
+      done = true;
+    }(writer, drained));
+    co_await simul::sleep(20ms);
+    EXPECT_FALSE(drained) << "drain returned while the peer read nothing";
+    start_reading = true;
+    co_await drainer;
+    EXPECT_TRUE(drained);
+    EXPECT_LE(writer.get_write_buffer_size(), 16u * 1024);
+    // A writer that drains after each write stays under the high mark.
+    std::size_t worst = 0;
+    for (int i = 0; i < 64; ++i) {
+      writer.write(chunk);
+      written += chunk.size();
+      co_await writer.drain();
+      worst = std::max(worst, writer.get_write_buffer_size());
+    }
+    EXPECT_LE(worst, 64u * 1024);
+    writer.close();
+    co_await writer.wait_closed();
+    co_await until([&] { return srv.active_connections() == 0; });
+    EXPECT_EQ(total_read, written);
+    srv.close();
+  }());
+}
+
+TEST(LoopStreams, CancelledReadConsumesNothing) {
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(
+        [](stream_reader reader, stream_writer writer) -> task<void> {
+          writer.write("12345");
+          (void)co_await reader.read(); // stays open until the client closes
+        },
+        "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    co_await until([&] { return reader.buffered() == 5; });
+    auto waiting = simul::create_task(
+        [](stream_reader r) -> task<std::string> { co_return co_await r.readuntil("never"); }(reader));
+    co_await simul::yield_now();
+    waiting.cancel();
+    EXPECT_THROW(co_await waiting, simul::cancelled_error);
+    EXPECT_EQ(co_await reader.read(100), "12345");
+    srv.close();
+  }());
+}
+
+TEST(LoopStreams, TwoReadersAtOnceIsAnError) {
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(echo_lines, "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    auto first =
+        simul::create_task([](stream_reader r) -> task<std::string> { co_return co_await r.readline(); }(reader));
+    co_await simul::yield_now();
+    EXPECT_THROW((void)co_await reader.readline(), simul::error);
+    writer.write("x\n");
+    EXPECT_EQ(co_await first, "x\n");
+    srv.close();
+  }());
+}
+
+TEST(LoopStreams, HandlerErrorsAreReportedWithThePeer) {
+  std::vector<std::string> reports;
+  simul::event_loop loop;
+  loop.set_exception_handler(
+      [&](simul::event_loop&, const simul::exception_context& c) { reports.push_back(c.message); });
+  loop.run_until_complete([]() -> task<void> {
+    auto srv = co_await simul::start_server(
+        [](stream_reader, stream_writer) -> task<void> {
+          throw std::runtime_error("handler failed");
+          co_return;
+        },
+        "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    EXPECT_EQ(co_await reader.read(), ""); // the connection closes when the handler ends
+    srv.close();
+    co_await srv.wait_closed();
+  }());
+  loop.close();
+  ASSERT_EQ(reports.size(), 1u);
+  EXPECT_NE(reports[0].find("connection handler"), std::string::npos) << reports[0];
+  EXPECT_NE(reports[0].find("127.0.0.1:"), std::string::npos) << reports[0];
+}
+
+TEST(LoopStreams, CloseClientsCancelsHandlersAndServeForeverEndsOnClose) {
+  simul::run([]() -> task<void> {
+    int cancelled = 0;
+    auto srv = co_await simul::start_server(
+        [&](stream_reader reader, stream_writer) -> task<void> {
+          try {
+            (void)co_await reader.readline(); // the client never writes
+          } catch (const simul::cancelled_error&) {
+            ++cancelled;
+            throw;
+          }
+        },
+        "127.0.0.1", 0);
+    auto serving = simul::create_task(srv.serve_forever());
+    std::vector<stream_writer> writers;
+    for (int i = 0; i < 3; ++i) {
+      auto [r, w] = co_await simul::open_connection("127.0.0.1", srv.port());
+      writers.push_back(w);
+    }
+    co_await until([&] { return srv.active_connections() == 3; });
+    srv.close();
+    co_await serving; // serve_forever ends once the server is closed
+    srv.close_clients();
+    co_await srv.wait_closed();
+    EXPECT_EQ(cancelled, 3);
+    EXPECT_EQ(srv.active_connections(), 0u);
+  }());
+}
+
+TEST(LoopStreams, CancellingServeForeverClosesTheServer) {
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(echo_lines, "127.0.0.1", 0);
+    auto serving = simul::create_task(srv.serve_forever());
+    co_await simul::yield_now();
+    serving.cancel();
+    EXPECT_THROW(co_await serving, simul::cancelled_error);
+    EXPECT_FALSE(srv.is_serving());
+    co_await srv.wait_closed();
+  }());
+}
+
+TEST(LoopStreams, CancelledConnectLeavesNothingOpen) {
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    // 10.255.255.1 is not routed here: connect hangs until cancelled (or
+    // fails at once where there is no route: either way nothing stays open).
+    auto connecting = simul::create_task(simul::open_connection("10.255.255.1", 9));
+    co_await simul::sleep(5ms);
+    connecting.cancel();
+    try {
+      (void)co_await connecting;
+    } catch (const simul::error&) {
+    }
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST(LoopStreams, LoopClosingWithOpenStreamsFreesThem) {
+  const auto fds_before = open_fd_count();
+  {
+    simul::event_loop loop;
+    stream_writer kept; // outlives the loop's run, not the loop
+    loop.run_until_complete([](stream_writer& out) -> task<void> {
+      auto srv = co_await simul::start_server(echo_lines, "127.0.0.1", 0);
+      auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+      writer.write("pending\n");
+      out = writer;
+      // A reader left waiting in a task the loop will cancel at close.
+      simul::create_task([](stream_reader r) -> task<void> { (void)co_await r.read(); }(reader));
+      co_await simul::sleep(5ms);
+    }(kept));
+    loop.close();
+  }
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST(LoopStreams, UnixSocketsEchoAndCleanUp) {
+  const auto path = simul::test::temp_socket_path("echo");
+  const auto fds_before = open_fd_count();
+  simul::run([](std::string path) -> task<void> {
+    auto srv = co_await simul::start_unix_server(echo_lines, path);
+    EXPECT_EQ(srv.port(), 0);
+    EXPECT_EQ(srv.sockname(), path);
+    // A stale socket file from an earlier server is replaced.
+    auto srv2 = co_await simul::start_unix_server(echo_lines, path + "2");
+    auto [reader, writer] = co_await simul::open_unix_connection(path);
+    EXPECT_EQ(writer.get_extra_info("peername"), path);
+    writer.write("over unix\n");
+    EXPECT_EQ(co_await reader.readline(), "over unix\n");
+    writer.close();
+    srv.close();
+    srv2.close();
+    co_await srv.wait_closed();
+    co_await srv2.wait_closed();
+    try {
+      (void)co_await simul::open_unix_connection(path);
+      ADD_FAILURE() << "connect to a removed socket should fail";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), ENOENT);
+      EXPECT_NE(std::string(e.what()).find(path), std::string::npos);
+    }
+  }(path));
+  struct stat st {};
+  EXPECT_NE(::stat(path.c_str(), &st), 0) << "the socket file should be removed";
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
