@@ -40,7 +40,7 @@ std::string millis(std::chrono::nanoseconds d) {
 }
 } // namespace
 
-pool_core::pool_core(const process_pool_options& options) : m_options(options) {
+process_pool_core::process_pool_core(const process_pool_options& options) : m_options(options) {
   if (m_options.workers == 0) {
     m_options.workers = std::max(1U, std::thread::hardware_concurrency());
   }
@@ -90,7 +90,7 @@ pool_core::pool_core(const process_pool_options& options) : m_options(options) {
   m_thread = std::thread([this] { run(); });
 }
 
-pool_core::~pool_core() {
+process_pool_core::~process_pool_core() {
   std::deque<queued> dropped;
   {
     std::lock_guard lock(m_mutex);
@@ -113,14 +113,14 @@ pool_core::~pool_core() {
   }
 }
 
-void pool_core::wake() {
+void process_pool_core::wake() {
   if (!m_wake_pending.exchange(true, std::memory_order_seq_cst)) {
     const std::uint64_t one = 1;
     [[maybe_unused]] auto n = ::write(m_wake.get(), &one, sizeof(one));
   }
 }
 
-void pool_core::enqueue(task_request&& request) {
+void process_pool_core::enqueue(task_request&& request) {
   {
     std::lock_guard lock(m_mutex);
     if (m_broken) {
@@ -135,7 +135,7 @@ void pool_core::enqueue(task_request&& request) {
   wake();
 }
 
-void pool_core::shutdown(shutdown_options options) {
+void process_pool_core::shutdown(shutdown_options options) {
   if (options.wait && std::this_thread::get_id() == m_thread_id) {
     throw simul::error("process_pool::shutdown(wait): called from the pool's own I/O thread (a continuation); it "
                        "would wait for itself");
@@ -159,22 +159,22 @@ void pool_core::shutdown(shutdown_options options) {
   }
 }
 
-bool pool_core::is_shutdown() const noexcept {
+bool process_pool_core::is_shutdown() const noexcept {
   std::lock_guard lock(m_mutex);
   return !m_accepting || m_broken != nullptr;
 }
 
-process_pool_stats pool_core::stats() const {
+process_pool_stats process_pool_core::stats() const {
   std::lock_guard lock(m_mutex);
   return m_stats;
 }
 
-std::vector<int> pool_core::worker_pids() const {
+std::vector<int> process_pool_core::worker_pids() const {
   std::lock_guard lock(m_mutex);
   return m_pids;
 }
 
-void pool_core::refresh_pids() {
+void process_pool_core::refresh_pids() {
   std::vector<int> pids;
   for (const auto& [id, w] : m_workers) {
     if (w.pid > 0 && w.state != worker_state::lost) {
@@ -185,13 +185,13 @@ void pool_core::refresh_pids() {
   m_pids = std::move(pids);
 }
 
-std::string pool_core::task_text(const running& task) const {
+std::string process_pool_core::task_text(const running& task) const {
   return "task " + std::to_string(task.id) + " (" + (task.describe != nullptr ? task.describe() : "?") + ")";
 }
 
 // ---------------------------------------------------------------- the I/O thread
 
-void pool_core::run() {
+void process_pool_core::run() {
   m_thread_id = std::this_thread::get_id();
   for (std::size_t i = 0; i < m_options.workers; ++i) {
     spawn_worker();
@@ -281,7 +281,7 @@ void pool_core::run() {
   m_done_cv.notify_all();
 }
 
-int pool_core::next_timeout_ms() {
+int process_pool_core::next_timeout_ms() {
   auto next = clock::time_point::max();
   for (const auto& [id, w] : m_workers) {
     if (w.current && !w.timed_out) {
@@ -303,7 +303,7 @@ int pool_core::next_timeout_ms() {
   return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
 }
 
-void pool_core::spawn_worker() {
+void process_pool_core::spawn_worker() {
   if (!m_control_open) {
     return;
   }
@@ -341,7 +341,7 @@ void pool_core::spawn_worker() {
   m_workers.emplace(id, std::move(w));
 }
 
-void pool_core::handle_control() {
+void process_pool_core::handle_control() {
   for (;;) {
     control_msg msg;
     unique_fd ignored;
@@ -375,7 +375,7 @@ void pool_core::handle_control() {
   }
 }
 
-void pool_core::zygote_lost() {
+void process_pool_core::zygote_lost() {
   if (!m_control_open) {
     return;
   }
@@ -393,7 +393,7 @@ void pool_core::zygote_lost() {
   ::waitpid(m_zygote_pid, &status, WNOHANG);
 }
 
-void pool_core::break_pool(std::exception_ptr cause, const std::string& message) {
+void process_pool_core::break_pool(std::exception_ptr cause, const std::string& message) {
   std::deque<queued> dropped;
   {
     std::lock_guard lock(m_mutex);
@@ -410,7 +410,7 @@ void pool_core::break_pool(std::exception_ptr cause, const std::string& message)
   }
 }
 
-void pool_core::send_kill(const worker& w, int signal) {
+void process_pool_core::send_kill(const worker& w, int signal) {
   control_msg msg;
   msg.kind = control_kind::kill;
   msg.worker = w.id;
@@ -420,7 +420,7 @@ void pool_core::send_kill(const worker& w, int signal) {
   }
 }
 
-void pool_core::close_channel(worker& w) {
+void process_pool_core::close_channel(worker& w) {
   if (w.watched) {
     ::epoll_ctl(m_epoll.get(), EPOLL_CTL_DEL, w.fd.get(), nullptr);
     w.watched = false;
@@ -430,7 +430,7 @@ void pool_core::close_channel(worker& w) {
   }
 }
 
-void pool_core::corrupt(worker& w, const std::string& reason) {
+void process_pool_core::corrupt(worker& w, const std::string& reason) {
   if (w.kill_reason.empty()) {
     w.kill_reason = reason;
   }
@@ -439,7 +439,7 @@ void pool_core::corrupt(worker& w, const std::string& reason) {
   send_kill(w, SIGKILL);
 }
 
-void pool_core::read_worker(worker& w) {
+void process_pool_core::read_worker(worker& w) {
   while (w.watched) {
     std::size_t want = sizeof(frame_header);
     frame_header header;
@@ -493,7 +493,7 @@ void pool_core::read_worker(worker& w) {
   }
 }
 
-bool pool_core::process_frame(worker& w, const frame_header& header, const char* payload) {
+bool process_pool_core::process_frame(worker& w, const frame_header& header, const char* payload) {
   const auto kind = static_cast<frame_kind>(header.kind);
   if (w.pid < 0 && header.fn != 0) {
     // A worker can answer before the zygote reports its pid; every answer carries it.
@@ -582,7 +582,7 @@ bool pool_core::process_frame(worker& w, const frame_header& header, const char*
   return true;
 }
 
-void pool_core::worker_exited(std::uint64_t id, pid_t pid, int status) {
+void process_pool_core::worker_exited(std::uint64_t id, pid_t pid, int status) {
   auto it = m_workers.find(id);
   if (it == m_workers.end()) {
     return;
@@ -671,7 +671,7 @@ void pool_core::worker_exited(std::uint64_t id, pid_t pid, int status) {
   }
 }
 
-void pool_core::check_deadlines() {
+void process_pool_core::check_deadlines() {
   const auto now = clock::now();
   for (auto& [id, w] : m_workers) {
     if (w.current && !w.timed_out && now >= w.current->deadline) {
@@ -693,7 +693,7 @@ void pool_core::check_deadlines() {
   }
 }
 
-void pool_core::dispatch() {
+void process_pool_core::dispatch() {
   for (auto& [id, w] : m_workers) {
     if (w.state != worker_state::idle) {
       continue;

@@ -27,12 +27,12 @@
 
 namespace simul::detail {
 
-class pool_core {
+class process_pool_core {
  public:
-  explicit pool_core(const process_pool_options& options);
-  ~pool_core();
-  pool_core(const pool_core&) = delete;
-  pool_core& operator=(const pool_core&) = delete;
+  explicit process_pool_core(const process_pool_options& options);
+  ~process_pool_core();
+  process_pool_core(const process_pool_core&) = delete;
+  process_pool_core& operator=(const process_pool_core&) = delete;
 
   void enqueue(task_request&& request);
   void shutdown(shutdown_options options);

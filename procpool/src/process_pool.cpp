@@ -1,4 +1,4 @@
-// process_pool's non-template members: a thin face over pool_core.
+// process_pool's non-template members: a thin face over process_pool_core.
 
 #include "pool_core.hpp"
 
@@ -6,7 +6,7 @@
 
 namespace simul {
 
-process_pool::process_pool(process_pool_options options) : m_core(std::make_unique<detail::pool_core>(options)) {}
+process_pool::process_pool(process_pool_options options) : m_core(std::make_unique<detail::process_pool_core>(options)) {}
 
 process_pool::~process_pool() = default;
 

@@ -71,7 +71,7 @@ struct process_pool_stats {
 };
 
 namespace detail {
-class pool_core;
+class process_pool_core;
 
 template <class Fn, class... Args>
 consteval bool check_task() {
@@ -260,7 +260,7 @@ class process_pool {
 
   void enqueue(detail::task_request&& request);
 
-  std::unique_ptr<detail::pool_core> m_core;
+  std::unique_ptr<detail::process_pool_core> m_core;
 };
 
 static_assert(executor<process_pool>);
