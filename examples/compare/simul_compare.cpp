@@ -1,0 +1,326 @@
+// simul-compare: the same work, five ways — the flagship comparison.
+//
+// One CPU-bound workload (count primes in ranges) and one I/O-bound workload
+// (many blocking waits), each run
+//
+//   sequential     inline_executor: one task after another on this thread
+//   thread pool    thread_pool: the tasks spread over threads
+//   process pool   process_pool: the tasks spread over forked workers
+//   event loop     coroutines on one event loop thread
+//   loop + pool    coroutines on the loop awaiting a pool's futures
+//
+// and printed as a table of wall time, speedup over sequential and CPU use.
+// The three executors run the very same submit loop (`run_on`), which is the
+// point of simul's shared executor interface.
+//
+//   CPU-bound                              I/O-bound
+//   sequential   ████████████ 1x           sequential   ████████████ 1x
+//   threads      ██████ 2x (cores)         threads      █ many waits overlap
+//   processes    ██████ 2x (cores)         processes    ██████ (workers)
+//   event loop   ████████████ 1x (1 core)  event loop   ▏ all waits overlap
+//   loop + pool  ██████ 2x                 loop + pool  █
+//
+// Options: --quick (smaller sizes), --svg FILE, --json FILE, --python (run the
+// same workloads with asyncio and concurrent.futures into the same table).
+
+#include "python_script.hpp"
+#include "report.hpp"
+#include "workloads.hpp"
+
+#include <simul/simul.hpp>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <iostream>
+#include <string>
+#include <thread>
+#include <unistd.h>
+#include <vector>
+
+namespace {
+
+using compare::measurement;
+using compare::sizes;
+
+/// Busy and total jiffies of the whole machine, from /proc/stat.
+std::pair<long long, long long> cpu_ticks() {
+  std::ifstream stat("/proc/stat");
+  std::string label;
+  stat >> label;
+  long long total = 0, idle = 0, value = 0;
+  for (int i = 0; stat >> value && i < 10; ++i) {
+    total += value;
+    if (i == 3 || i == 4) { // idle, iowait
+      idle += value;
+    }
+  }
+  return {total - idle, total};
+}
+
+template <class Run>
+measurement measure(std::string workload, std::string mode, std::string setup, Run&& run) {
+  const auto [busy0, total0] = cpu_ticks();
+  const auto start = std::chrono::steady_clock::now();
+  const long check = run();
+  const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const auto [busy1, total1] = cpu_ticks();
+  measurement m;
+  m.workload = std::move(workload);
+  m.runtime = "simul";
+  m.mode = std::move(mode);
+  m.setup = std::move(setup);
+  m.wall_seconds = wall;
+  m.cpu_busy = total1 > total0 ? static_cast<double>(busy1 - busy0) / static_cast<double>(total1 - total0) : 0;
+  m.check = check;
+  std::fprintf(stderr, "  %-4s %-13s %8.3f s\n", m.workload.c_str(), m.mode.c_str(), wall);
+  return m;
+}
+
+// The same submit loop for every executor: that is what the shared interface buys.
+template <simul::executor E>
+long cpu_on(E& ex, const sizes& z) {
+  std::vector<simul::future<long>> parts;
+  for (int i = 0; i < z.cpu_tasks; ++i) {
+    parts.push_back(ex.submit(&compare::count_primes, z.cpu_base + i * z.cpu_span, z.cpu_base + (i + 1) * z.cpu_span));
+  }
+  long total = 0;
+  for (auto& part : parts) {
+    total += part.get();
+  }
+  return total;
+}
+
+template <simul::executor E>
+long io_on(E& ex, const sizes& z) {
+  std::vector<simul::future<int>> waits;
+  for (int i = 0; i < z.io_tasks; ++i) {
+    waits.push_back(ex.submit(&compare::blocking_wait, z.io_milliseconds));
+  }
+  long total = 0;
+  for (auto& w : waits) {
+    total += w.get();
+  }
+  return total;
+}
+
+// On the loop, CPU work holds the loop's one thread: no gain, as in asyncio.
+simul::task<long> count_primes_on_loop(long first, long last) { co_return compare::count_primes(first, last); }
+
+simul::task<long> cpu_on_loop(sizes z) {
+  std::vector<simul::task<long>> parts;
+  for (int i = 0; i < z.cpu_tasks; ++i) {
+    parts.push_back(count_primes_on_loop(z.cpu_base + i * z.cpu_span, z.cpu_base + (i + 1) * z.cpu_span));
+  }
+  long total = 0;
+  for (long part : co_await simul::gather(std::move(parts))) {
+    total += part;
+  }
+  co_return total;
+}
+
+simul::task<long> wait_on_loop(int milliseconds) {
+  co_await simul::sleep(std::chrono::milliseconds(milliseconds));
+  co_return milliseconds;
+}
+
+simul::task<long> io_on_loop(sizes z) {
+  std::vector<simul::task<long>> waits;
+  for (int i = 0; i < z.io_tasks; ++i) {
+    waits.push_back(wait_on_loop(z.io_milliseconds));
+  }
+  long total = 0;
+  for (long w : co_await simul::gather(std::move(waits))) {
+    total += w;
+  }
+  co_return total;
+}
+
+// The loop with a pool behind it: coroutines await the pool's futures, and
+// the loop thread stays free while the pool works.
+template <class Future>
+simul::task<long> await_part(Future part) {
+  co_return co_await std::move(part);
+}
+
+simul::task<long> cpu_on_loop_with(simul::process_pool* procs, sizes z) {
+  std::vector<simul::task<long>> parts;
+  for (int i = 0; i < z.cpu_tasks; ++i) {
+    parts.push_back(await_part(
+        procs->submit(&compare::count_primes, z.cpu_base + i * z.cpu_span, z.cpu_base + (i + 1) * z.cpu_span)));
+  }
+  long total = 0;
+  for (long part : co_await simul::gather(std::move(parts))) {
+    total += part;
+  }
+  co_return total;
+}
+
+simul::task<long> io_on_loop_with(simul::thread_pool* pool, sizes z) {
+  std::vector<simul::task<long>> waits;
+  for (int i = 0; i < z.io_tasks; ++i) {
+    waits.push_back(await_part(pool->submit(&compare::blocking_wait, z.io_milliseconds)));
+  }
+  long total = 0;
+  for (long w : co_await simul::gather(std::move(waits))) {
+    total += w;
+  }
+  co_return total;
+}
+
+std::vector<measurement> run_python(const sizes& z, int workers, int io_threads) {
+  const char* python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
+  char path[] = "/tmp/simul-compare-XXXXXX.py";
+  const int fd = mkstemps(path, 3);
+  if (fd < 0) {
+    throw std::runtime_error("--python: cannot create a temporary file for the Python script");
+  }
+  const std::string script = compare::python_script;
+  if (write(fd, script.data(), script.size()) != static_cast<ssize_t>(script.size())) {
+    close(fd);
+    unlink(path);
+    throw std::runtime_error("--python: cannot write the Python script");
+  }
+  close(fd);
+  const std::string command = std::string(python) + " " + path + " --cpu-tasks " + std::to_string(z.cpu_tasks) +
+                              " --cpu-span " + std::to_string(z.cpu_span) + " --cpu-base " +
+                              std::to_string(z.cpu_base) + " --io-tasks " + std::to_string(z.io_tasks) + " --io-ms " +
+                              std::to_string(z.io_milliseconds) + " --workers " + std::to_string(workers) +
+                              " --io-threads " + std::to_string(io_threads);
+  std::fprintf(stderr, "python: %s\n", command.c_str());
+  FILE* pipe = popen(command.c_str(), "r");
+  std::string output;
+  if (pipe != nullptr) {
+    char buffer[4096];
+    while (fgets(buffer, sizeof buffer, pipe) != nullptr) {
+      output += buffer;
+      std::fputs(buffer, stderr);
+    }
+  }
+  const int status = pipe != nullptr ? pclose(pipe) : -1;
+  unlink(path);
+  if (status != 0) {
+    throw std::runtime_error("--python: the Python side failed (is python3 installed?)");
+  }
+  return compare::parse_python_lines(output);
+}
+
+bool write_file(const std::string& path, const std::string& text) {
+  std::ofstream out(path);
+  out << text;
+  return static_cast<bool>(out);
+}
+
+int usage(const char* program, int code) {
+  std::fprintf(code == 0 ? stdout : stderr,
+               "usage: %s [--quick] [--python] [--svg FILE] [--json FILE]\n"
+               "  --quick      smaller workloads (well under a minute, with --python too)\n"
+               "  --tiny       the smallest workloads, for tests\n"
+               "  --python     also run the workloads with asyncio and concurrent.futures\n"
+               "  --svg FILE   write a bar chart of the speedups\n"
+               "  --json FILE  write the raw numbers\n",
+               program);
+  return code;
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+  bool quick = false;
+  bool tiny = false;
+  bool python = false;
+  std::string svg_path;
+  std::string json_path;
+  for (int i = 1; i < argc; ++i) {
+    const std::string arg = argv[i];
+    if (arg == "--quick") {
+      quick = true;
+    } else if (arg == "--tiny") {
+      tiny = true;
+    } else if (arg == "--python") {
+      python = true;
+    } else if ((arg == "--svg" || arg == "--json") && i + 1 < argc) {
+      (arg == "--svg" ? svg_path : json_path) = argv[++i];
+    } else if (arg == "--help" || arg == "-h") {
+      return usage(argv[0], 0);
+    } else {
+      std::fprintf(stderr, "simul-compare: unknown or incomplete option '%s'\n", arg.c_str());
+      return usage(argv[0], 2);
+    }
+  }
+
+  const sizes z = tiny ? compare::tiny_sizes : quick ? compare::quick_sizes : compare::full_sizes;
+  const int cores = static_cast<int>(std::max(1U, std::thread::hardware_concurrency()));
+  // As concurrent.futures: CPU work gets one worker per core; waits get more
+  // threads than cores, since a waiting thread uses no CPU.
+  const int workers = cores;
+  const int io_threads = 16;
+
+  std::vector<measurement> results;
+  try {
+    // The process pool first: its zygote forks before this program starts threads.
+    simul::process_pool procs({.workers = static_cast<std::size_t>(workers)});
+    simul::thread_pool cpu_threads({.threads = static_cast<std::size_t>(workers), .name = "compare-cpu"});
+    simul::thread_pool io_pool({.threads = static_cast<std::size_t>(io_threads), .name = "compare-io"});
+    simul::inline_executor sequential;
+    const auto w = std::to_string(workers);
+    const auto t = std::to_string(io_threads);
+
+    std::fprintf(stderr, "simul:\n");
+    results.push_back(measure("cpu", "sequential", "one thread", [&] { return cpu_on(sequential, z); }));
+    results.push_back(measure("cpu", "thread pool", w + " threads", [&] { return cpu_on(cpu_threads, z); }));
+    results.push_back(measure("cpu", "process pool", w + " processes", [&] { return cpu_on(procs, z); }));
+    results.push_back(measure("cpu", "event loop", "one loop thread", [&] { return simul::run(cpu_on_loop(z)); }));
+    results.push_back(measure("cpu", "loop + pool", "loop + " + w + " processes",
+                              [&] { return simul::run(cpu_on_loop_with(&procs, z)); }));
+    results.push_back(measure("io", "sequential", "one thread", [&] { return io_on(sequential, z); }));
+    results.push_back(measure("io", "thread pool", t + " threads", [&] { return io_on(io_pool, z); }));
+    results.push_back(measure("io", "process pool", w + " processes", [&] { return io_on(procs, z); }));
+    results.push_back(measure("io", "event loop", "one loop thread", [&] { return simul::run(io_on_loop(z)); }));
+    results.push_back(measure("io", "loop + pool", "loop + " + t + " threads",
+                              [&] { return simul::run(io_on_loop_with(&io_pool, z)); }));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "simul-compare: %s\n", e.what());
+    return 1;
+  }
+  if (python) {
+    try {
+      for (auto& m : run_python(z, workers, io_threads)) {
+        results.push_back(std::move(m));
+      }
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "simul-compare: %s\n", e.what());
+      return 1;
+    }
+  }
+
+  // Every mode must agree on the answer, or the comparison means nothing.
+  for (const auto& m : results) {
+    for (const auto& other : results) {
+      if (m.workload == other.workload && m.check != other.check) {
+        std::fprintf(stderr, "simul-compare: %s/%s answered %ld but %s/%s answered %ld\n", m.runtime.c_str(),
+                     m.mode.c_str(), m.check, other.runtime.c_str(), other.mode.c_str(), other.check);
+        return 1;
+      }
+    }
+  }
+
+  // Sort by workload (cpu first) keeping each runtime's mode order.
+  std::stable_sort(results.begin(), results.end(),
+                   [](const measurement& a, const measurement& b) { return a.workload < b.workload; });
+  compare::compute_speedups(results);
+  std::cout << compare::format_table(results, cores);
+  if (!svg_path.empty() && !write_file(svg_path, compare::format_svg(results, cores))) {
+    std::fprintf(stderr, "simul-compare: cannot write %s\n", svg_path.c_str());
+    return 1;
+  }
+  if (!json_path.empty() && !write_file(json_path, compare::format_json(results, cores,
+                                                                        tiny    ? "tiny"
+                                                                        : quick ? "quick"
+                                                                                : "full"))) {
+    std::fprintf(stderr, "simul-compare: cannot write %s\n", json_path.c_str());
+    return 1;
+  }
+  return 0;
+}
