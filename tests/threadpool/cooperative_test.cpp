@@ -80,3 +80,23 @@ TEST(ThreadPoolCooperative, NestedSubmitsSeveralLevelsDeep) {
   };
   EXPECT_EQ(pool.submit(depth, 7).get(), 2187);
 }
+
+TEST(ThreadPoolStealing, AnIdleWorkerStealsFromABusyOnesDeque) {
+  simul::thread_pool pool({.threads = 2});
+  std::atomic<int> done{0};
+  // The outer task pushes its children to its own deque and then blocks
+  // without waiting cooperatively: only the other worker can run them, by
+  // stealing.
+  auto outer = pool.submit([&pool, &done] {
+    for (int i = 0; i < 20; ++i) {
+      pool.post([&done] { done.fetch_add(1); });
+    }
+    while (done.load() < 20) {
+      std::this_thread::sleep_for(100us);
+    }
+  });
+  outer.get();
+  pool.wait_idle();
+  EXPECT_EQ(done.load(), 20);
+  EXPECT_GE(pool.stats().stolen, 20U);
+}
