@@ -278,3 +278,33 @@ TEST(ThreadPool, IdlePoolUsesAlmostNoCpu) {
   const long wall_us = std::chrono::duration_cast<std::chrono::microseconds>(wall).count();
   EXPECT_LT(cpu * 100, wall_us) << "an idle pool used " << cpu << " us of CPU in " << wall_us << " us";
 }
+
+// A burst of blocking tasks from outside must wake every worker, round after
+// round: each task here waits until all of its round are running at once, so
+// a pool that leaves workers asleep never lets a round finish (the tasks give
+// up after a generous deadline and report it).
+TEST(ThreadPool, ABurstOfBlockingTasksWakesEveryWorker) {
+  constexpr int threads = 8;
+  simul::thread_pool pool({.threads = threads, .name = "burst"});
+  for (int round = 0; round < 20; ++round) {
+    std::atomic<int> arrived{0};
+    std::vector<simul::future<bool>> tasks;
+    for (int i = 0; i < threads; ++i) {
+      tasks.push_back(pool.submit([&arrived] {
+        arrived.fetch_add(1);
+        const auto deadline = std::chrono::steady_clock::now() + 10s;
+        while (arrived.load() < threads) {
+          if (std::chrono::steady_clock::now() > deadline) {
+            return false;
+          }
+          std::this_thread::sleep_for(100us);
+        }
+        return true;
+      }));
+    }
+    for (auto& t : tasks) {
+      ASSERT_TRUE(t.get()) << "round " << round << ": only " << arrived.load() << " of " << threads
+                           << " tasks ran at once";
+    }
+  }
+}

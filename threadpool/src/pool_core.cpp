@@ -140,6 +140,11 @@ void pool_core::worker_main(worker_state& self) {
     notify_idle_waiters();
     futex_wait_until(m_epoch, epoch, std::chrono::steady_clock::time_point::max());
     m_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+    // This worker was the wake-up on its way: clear the flag before looking,
+    // so that the next producer (or this worker, finding more queued work)
+    // wakes another sleeper. Left set, it would stop the wake-up chain and
+    // leave one worker running a burst of submissions alone.
+    m_notified.store(false, std::memory_order_seq_cst);
   }
   notify_idle_waiters();
 }
