@@ -30,5 +30,6 @@
 #include <simul/loop/task_group.hpp>
 #include <simul/loop/task_handle.hpp>
 #include <simul/loop/timeout.hpp>
+#include <simul/loop/to_thread.hpp>
 #include <simul/loop/wait.hpp>
 #include <simul/loop/io.hpp>
