@@ -88,6 +88,7 @@ pool_core::pool_core(const process_pool_options& options) : m_options(options) {
   ::epoll_ctl(m_epoll.get(), EPOLL_CTL_ADD, m_wake.get(), &ev);
 
   m_thread = std::thread([this] { run(); });
+  m_thread_id = m_thread.get_id();
 }
 
 pool_core::~pool_core() {
@@ -192,7 +193,6 @@ std::string pool_core::task_text(const running& task) const {
 // ---------------------------------------------------------------- the I/O thread
 
 void pool_core::run() {
-  m_thread_id = std::this_thread::get_id();
   for (std::size_t i = 0; i < m_options.workers; ++i) {
     spawn_worker();
   }
