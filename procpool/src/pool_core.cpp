@@ -88,6 +88,7 @@ process_pool_core::process_pool_core(const process_pool_options& options) : m_op
   ::epoll_ctl(m_epoll.get(), EPOLL_CTL_ADD, m_wake.get(), &ev);
 
   m_thread = std::thread([this] { run(); });
+  m_thread_id = m_thread.get_id();
 }
 
 process_pool_core::~process_pool_core() {
@@ -186,13 +187,13 @@ void process_pool_core::refresh_pids() {
 }
 
 std::string process_pool_core::task_text(const running& task) const {
-  return "task " + std::to_string(task.id) + " (" + (task.describe != nullptr ? task.describe() : "?") + ")";
+  return "task " + std::to_string(task.id) + " (" + (task.request.describe != nullptr ? task.request.describe() : "?") +
+         ")";
 }
 
 // ---------------------------------------------------------------- the I/O thread
 
 void process_pool_core::run() {
-  m_thread_id = std::this_thread::get_id();
   for (std::size_t i = 0; i < m_options.workers; ++i) {
     spawn_worker();
   }
@@ -266,9 +267,9 @@ void process_pool_core::run() {
         std::make_exception_ptr(broken_executor("process_pool: the pool stopped before the task ran")));
   }
   for (auto& [id, w] : m_workers) {
-    if (w.current) {
-      w.current->slot->fail(std::make_exception_ptr(
-          broken_executor("process_pool: the pool lost its zygote while " + task_text(*w.current) + " ran")));
+    for (auto& task : w.inflight) {
+      task.request.slot->fail(std::make_exception_ptr(
+          broken_executor("process_pool: the pool lost its zygote while " + task_text(task) + " waited or ran")));
     }
     unregister_pool_fd(w.fd.get());
   }
@@ -284,8 +285,8 @@ void process_pool_core::run() {
 int process_pool_core::next_timeout_ms() {
   auto next = clock::time_point::max();
   for (const auto& [id, w] : m_workers) {
-    if (w.current && !w.timed_out) {
-      next = std::min(next, w.current->deadline);
+    if (!w.inflight.empty() && !w.timed_out) {
+      next = std::min(next, w.inflight.front().deadline);
     }
   }
   if (m_term_at && !m_term_sent) {
@@ -529,17 +530,20 @@ bool process_pool_core::process_frame(worker& w, const frame_header& header, con
                           message);
     return true;
   }
-  if (!w.current || w.current->id != header.id) {
+  if (w.inflight.empty() || w.inflight.front().id != header.id) {
     corrupt(w, "it answered a task it does not hold");
     return false;
   }
-  auto task = std::move(*w.current);
-  w.current.reset();
+  auto task = std::move(w.inflight.front());
+  w.inflight.pop_front();
+  if (!w.inflight.empty()) {
+    arm(w.inflight.front()); // the next one starts running now
+  }
   ++w.tasks_done;
   // Counters and the worker's state change before the future completes, so
   // whoever wakes on it sees them.
   bool retire = false;
-  if (w.state == worker_state::busy) {
+  if (w.state == worker_state::busy && w.inflight.empty()) {
     w.state = worker_state::idle;
     retire = m_options.max_tasks_per_child != 0 && w.tasks_done >= m_options.max_tasks_per_child;
   }
@@ -564,7 +568,7 @@ bool process_pool_core::process_frame(worker& w, const frame_header& header, con
     }
   }
   if (kind == frame_kind::result) {
-    task.slot->deliver(in);
+    task.request.slot->deliver(in);
   } else {
     std::string type;
     std::string message;
@@ -577,7 +581,7 @@ bool process_pool_core::process_frame(worker& w, const frame_header& header, con
       type = "simul::serialization_error";
       message = std::string("the worker's error report was unreadable: ") + e.what();
     }
-    task.slot->fail(std::make_exception_ptr(remote_error(type, message)));
+    task.request.slot->fail(std::make_exception_ptr(remote_error(type, message)));
   }
   return true;
 }
@@ -604,10 +608,13 @@ void process_pool_core::worker_exited(std::uint64_t id, pid_t pid, int status) {
     destroying = m_destroying;
     broken = m_broken != nullptr;
   }
-  const bool expected = w.state == worker_state::retiring && !w.current;
-  if (w.current) {
-    auto task = std::move(*w.current);
-    w.current.reset();
+  const bool expected = w.state == worker_state::retiring && w.inflight.empty();
+  // The tasks behind the one it ran never started: they go back first in line
+  // (or end now, if the pool is going away).
+  requeue_behind_front(w, destroying, broken);
+  if (!w.inflight.empty()) {
+    auto task = std::move(w.inflight.front());
+    w.inflight.clear();
     std::exception_ptr error;
     if (w.init_failed) {
       std::lock_guard lock(m_mutex);
@@ -628,7 +635,7 @@ void process_pool_core::worker_exited(std::uint64_t id, pid_t pid, int status) {
       }
       error = std::make_exception_ptr(worker_crashed(pid, signal, code, text));
     }
-    task.slot->fail(error);
+    task.request.slot->fail(error);
   }
   const bool crashed = !expected && !w.timed_out && !destroying && !w.init_failed;
   std::string last =
@@ -674,7 +681,7 @@ void process_pool_core::worker_exited(std::uint64_t id, pid_t pid, int status) {
 void process_pool_core::check_deadlines() {
   const auto now = clock::now();
   for (auto& [id, w] : m_workers) {
-    if (w.current && !w.timed_out && now >= w.current->deadline) {
+    if (!w.inflight.empty() && !w.timed_out && now >= w.inflight.front().deadline) {
       w.timed_out = true;
       send_kill(w, SIGKILL);
     }
@@ -693,23 +700,65 @@ void process_pool_core::check_deadlines() {
   }
 }
 
-void process_pool_core::dispatch() {
-  for (auto& [id, w] : m_workers) {
-    if (w.state != worker_state::idle) {
-      continue;
-    }
-    for (;;) {
-      queued next;
+void process_pool_core::arm(running& task) {
+  if (task.timeout.count() > 0 && task.timeout != std::chrono::nanoseconds::max()) {
+    task.deadline = clock::now() + std::chrono::duration_cast<clock::duration>(task.timeout);
+  }
+}
+
+void process_pool_core::requeue_behind_front(worker& w, bool cancel, bool broken) {
+  if (w.inflight.size() <= 1) {
+    return;
+  }
+  std::deque<queued> back;
+  while (w.inflight.size() > 1) {
+    auto task = std::move(w.inflight.back());
+    w.inflight.pop_back();
+    if (cancel) {
+      task.request.slot->cancel("process_pool: the pool stopped before the task started");
+    } else if (broken) {
+      std::exception_ptr error;
       {
         std::lock_guard lock(m_mutex);
-        if (m_queue.empty()) {
-          return;
-        }
-        next = std::move(m_queue.front());
-        m_queue.pop_front();
+        error = std::make_exception_ptr(broken_executor(m_broken_message, m_broken));
       }
-      if (!next.request.slot->start()) {
-        continue; // cancelled by its consumer before it started
+      task.request.slot->fail(error); // no lock held: its continuations may submit
+    } else {
+      back.push_front({task.id, std::move(task.request)});
+    }
+  }
+  std::lock_guard lock(m_mutex);
+  while (!back.empty()) {
+    m_queue.push_front(std::move(back.back()));
+    back.pop_back();
+  }
+}
+
+void process_pool_core::dispatch() {
+  // Idle workers first; then, one level at a time, tasks sent ahead to busy ones.
+  const auto depth = std::max<std::size_t>(1, m_options.pipeline_depth);
+  for (std::size_t level = 0; level < depth; ++level) {
+    for (auto& [id, w] : m_workers) {
+      if ((w.state != worker_state::idle && w.state != worker_state::busy) || w.inflight.size() != level) {
+        continue;
+      }
+      if (m_options.max_tasks_per_child != 0 && w.tasks_sent >= m_options.max_tasks_per_child) {
+        continue; // it retires after what it holds; its replacement takes the rest
+      }
+      queued next;
+      for (;;) {
+        {
+          std::lock_guard lock(m_mutex);
+          if (m_queue.empty()) {
+            return;
+          }
+          next = std::move(m_queue.front());
+          m_queue.pop_front();
+        }
+        if (next.request.slot->start()) {
+          break;
+        }
+        // cancelled by its consumer before it started: drop it and take the next
       }
       if (!send_frame(w.fd.get(), frame_kind::task, next.id, next.request.trampoline, next.request.payload.bytes,
                       next.request.payload.fds)) {
@@ -719,19 +768,18 @@ void process_pool_core::dispatch() {
           m_queue.push_front(std::move(next));
         }
         close_channel(w);
-        break;
+        continue;
       }
       running task;
       task.id = next.id;
-      task.slot = std::move(next.request.slot);
-      task.describe = next.request.describe;
       task.timeout = next.request.timeout.count() == 0 ? m_options.task_timeout : next.request.timeout;
-      if (task.timeout.count() > 0 && task.timeout != std::chrono::nanoseconds::max()) {
-        task.deadline = clock::now() + std::chrono::duration_cast<clock::duration>(task.timeout);
+      task.request = std::move(next.request);
+      if (w.inflight.empty()) {
+        arm(task);
       }
-      w.current = std::move(task);
+      w.inflight.push_back(std::move(task));
+      ++w.tasks_sent;
       w.state = worker_state::busy;
-      break;
     }
   }
 }

@@ -50,10 +50,11 @@ class process_pool_core {
     task_request request;
   };
 
+  /// A task sent to a worker. The request (payload included) is kept until
+  /// it is answered, so a task queued behind a crash can be sent again.
   struct running {
     std::uint64_t id = 0;
-    std::unique_ptr<task_slot> slot;
-    std::string (*describe)() = nullptr;
+    task_request request;
     std::chrono::nanoseconds timeout{0};
     clock::time_point deadline = clock::time_point::max();
   };
@@ -65,7 +66,8 @@ class process_pool_core {
     pid_t pid = -1;
     unique_fd fd;
     worker_state state = worker_state::idle;
-    std::optional<running> current;
+    std::deque<running> inflight; ///< front: the task it runs; the rest wait in its socket
+    std::uint64_t tasks_sent = 0;
     std::uint64_t tasks_done = 0;
     bool timed_out = false;
     bool init_failed = false;
@@ -85,7 +87,8 @@ class process_pool_core {
   void corrupt(worker& w, const std::string& reason);
   void worker_exited(std::uint64_t id, pid_t pid, int status);
   void zygote_lost();
-  void finish_task(worker& w);
+  void arm(running& task);
+  void requeue_behind_front(worker& w, bool cancel, bool broken);
   void dispatch();
   void check_deadlines();
   int next_timeout_ms();

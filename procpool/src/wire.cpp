@@ -65,13 +65,23 @@ void out_message::put_blob(const void* data, std::size_t size) {
     put_raw(data, size);
     return;
   }
-  // The bytes go once into a memfd; the receiver maps nothing it did not ask
-  // for and the socket carries only the descriptor.
+  // The bytes go once into a memfd (mapped whole, so its pages are made in
+  // one go rather than one write fault at a time); the socket carries only the
+  // descriptor.
   unique_fd fd(::memfd_create("simul-payload", MFD_CLOEXEC));
   if (!fd) {
     throw serialization_error(std::string("process_pool: memfd_create failed: ") + std::strerror(errno));
   }
-  write_all(fd.get(), static_cast<const char*>(data), size);
+  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
+    throw serialization_error(std::string("process_pool: sizing a memfd failed: ") + std::strerror(errno));
+  }
+  void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
+  if (map == MAP_FAILED) {
+    write_all(fd.get(), static_cast<const char*>(data), size); // no address space: fall back to write()
+  } else {
+    std::memcpy(map, data, size);
+    ::munmap(map, size);
+  }
   put_pod(k_shm_blob);
   put_pod(static_cast<std::uint64_t>(size));
   fds.push_back(std::move(fd));
@@ -110,16 +120,22 @@ void in_message::read_blob_body(void* out, std::size_t bytes) {
   }
   const int fd = (*fds)[next_fd].get();
   auto* dst = static_cast<char*>(out);
-  std::size_t done = 0;
-  while (done < bytes) {
-    const auto n = ::pread(fd, dst + done, bytes - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) {
-      continue;
+  void* map = bytes > 0 ? ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0) : MAP_FAILED;
+  if (map != MAP_FAILED) {
+    std::memcpy(dst, map, bytes);
+    ::munmap(map, bytes);
+  } else {
+    std::size_t done = 0;
+    while (done < bytes) {
+      const auto n = ::pread(fd, dst + done, bytes - done, static_cast<off_t>(done));
+      if (n < 0 && errno == EINTR) {
+        continue;
+      }
+      if (n <= 0) {
+        throw serialization_error("process_pool: reading a shared-memory payload failed");
+      }
+      done += static_cast<std::size_t>(n);
     }
-    if (n <= 0) {
-      throw serialization_error("process_pool: reading a shared-memory payload failed");
-    }
-    done += static_cast<std::size_t>(n);
   }
   (*fds)[next_fd].reset();
   ++next_fd;

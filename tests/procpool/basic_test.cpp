@@ -140,7 +140,8 @@ TEST(ProcessPool, ShutdownWaitsForQueuedWork) {
 }
 
 TEST(ProcessPool, ShutdownCanCancelPendingWork) {
-  simul::process_pool procs({.workers = 1});
+  // Depth 1: no task is sent ahead to the busy worker, so all ten are cancellable.
+  simul::process_pool procs({.workers = 1, .pipeline_depth = 1});
   auto slow = procs.submit(
       [](int ms) {
         std::this_thread::sleep_for(std::chrono::milliseconds(ms));
@@ -162,7 +163,7 @@ TEST(ProcessPool, ShutdownCanCancelPendingWork) {
 }
 
 TEST(ProcessPool, CancelledFutureNeverRuns) {
-  simul::process_pool procs({.workers = 1});
+  simul::process_pool procs({.workers = 1, .pipeline_depth = 1});
   auto slow = procs.submit(
       [](int ms) {
         std::this_thread::sleep_for(std::chrono::milliseconds(ms));
@@ -221,4 +222,19 @@ TEST(ProcessPool, ContinuationsRunAndMaySubmitMore) {
   });
   EXPECT_EQ(result.get(), 16);
   EXPECT_EQ(first.get(), 9);
+}
+
+TEST(ProcessPool, ATaskSentAheadCountsAsStartedAndCannotBeCancelled) {
+  simul::process_pool procs({.workers = 1, .pipeline_depth = 2});
+  auto slow = procs.submit(
+      [](int ms) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+        return 1;
+      },
+      300);
+  auto ahead = procs.submit(square, 6);
+  std::this_thread::sleep_for(100ms); // both are in the worker's hands by now
+  EXPECT_FALSE(ahead.cancel());
+  EXPECT_EQ(slow.get(), 1);
+  EXPECT_EQ(ahead.get(), 36);
 }

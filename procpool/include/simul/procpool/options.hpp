@@ -39,6 +39,11 @@ struct process_pool_options {
   /// The destructor's bound: running tasks get this long to finish, then their
   /// workers get SIGTERM, and this long again before SIGKILL.
   std::chrono::nanoseconds shutdown_grace = std::chrono::seconds(2);
+  /// Tasks sent ahead to a busy worker when no worker is idle (at least 1).
+  /// More than 1 hides the round trip for small tasks; a task sent ahead counts
+  /// as started (it can no longer be cancelled), and if the worker dies the
+  /// tasks behind the one it was running go back to the front of the queue.
+  std::size_t pipeline_depth = 2;
 };
 
 /// Per-task settings for `process_pool::submit(task_options, fn, args...)`.
