@@ -559,11 +559,15 @@ void event_loop::close() {
     }
     pending.clear();
     const auto deadline = clock::now() + std::chrono::seconds(2);
-    auto guard = call_at(deadline, [] {});
+    // A timer at the deadline bounds the poll even if nothing else would wake it.
+    detail::timer_entry guard;
+    guard.deadline = deadline;
+    guard.fire = [](detail::timer_entry*) noexcept {};
+    detail::loop_add_timer(*this, guard);
     while ((impl.task_count > 0 || !impl.ready.empty()) && clock::now() < deadline) {
       uv_run(&impl.uv, UV_RUN_ONCE);
     }
-    guard.cancel();
+    detail::loop_remove_timer(*this, guard);
   }
   // 2. Tasks that would not finish: destroy their frames.
   while (impl.tasks_head != nullptr) {

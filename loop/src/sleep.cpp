@@ -57,3 +57,21 @@ std::exception_ptr basic_task_handle::exception() const {
 }
 
 } // namespace simul
+
+#include <simul/loop/bridge.hpp>
+
+namespace simul::detail {
+
+void post_wake(event_loop& loop, std::shared_ptr<future_wait_base*> cell) noexcept {
+  try {
+    loop.call_soon_threadsafe([cell] {
+      if (auto* w = *cell) {
+        w->woken();
+      }
+    });
+  } catch (...) {
+    // The loop is closed: nobody is left to resume.
+  }
+}
+
+} // namespace simul::detail

@@ -210,7 +210,9 @@ TEST(Cancel, StressCancelAtRandomAwaitsNeverLosesOrDoublesACancellation) {
       };
       auto t = simul::create_task(worker());
       if (after % 4 == 0) {
-        co_await simul::sleep(5ms); // long enough for the worker to finish
+        while (!t.done()) { // let the worker finish: the cancel must then be refused
+          co_await simul::yield_now();
+        }
       }
       for (int i = 0; i < after; ++i) {
         co_await simul::yield_now();

@@ -130,10 +130,15 @@ TEST(TaskGroup, OutsideCancellationRacingAChildFailureIsNotLost) {
   // delivered at the owner's next await (asyncio gh-116720 family of races).
   auto main = []() -> simul::task<void> {
     bool next_await_cancelled = false;
+    simul::event fail_now;
+    auto failing = [](simul::event* e) -> simul::task<void> {
+      co_await e->wait();
+      throw std::runtime_error("child");
+    };
     auto owner = [&]() -> simul::task<void> {
       try {
         co_await simul::with_task_group([&](simul::task_group& tg) -> simul::task<void> {
-          tg.create_task(fail_after(3ms, "child"));
+          tg.create_task(failing(&fail_now));
           co_await simul::sleep(1h);
         });
       } catch (const simul::exception_group&) {
@@ -146,9 +151,10 @@ TEST(TaskGroup, OutsideCancellationRacingAChildFailureIsNotLost) {
       }
     };
     auto t = simul::create_task(owner());
-    simul::get_running_loop().call_later(3ms, [t]() mutable { t.cancel(); });
-    co_await simul::sleep(30ms);
-    CO_ASSERT_TRUE(t.done());
+    co_await simul::sleep(1ms);
+    fail_now.set(); // the child fails on the next iteration...
+    t.cancel();     // ...which is when the owner wakes with the outside cancellation
+    EXPECT_THROW(co_await t, simul::cancelled_error);
     EXPECT_TRUE(t.cancelled());
     EXPECT_TRUE(next_await_cancelled);
   };

@@ -320,3 +320,19 @@ TEST(Task, RunInsideARunningLoopIsAnError) {
   };
   simul::run(main());
 }
+
+TEST(Task, DebugModeReportsACoroutineNeverAwaited) {
+  simul::event_loop loop;
+  loop.set_debug(true);
+  std::vector<std::string> seen;
+  loop.set_exception_handler(
+      [&](simul::event_loop&, const simul::exception_context& ctx) { seen.push_back(ctx.message); });
+  auto main = []() -> simul::task<void> {
+    auto forgotten = add(1, 2); // made, never awaited nor scheduled
+    co_return;
+  };
+  loop.run_until_complete(main());
+  loop.close();
+  ASSERT_EQ(seen.size(), 1u);
+  EXPECT_NE(seen[0].find("without being awaited"), std::string::npos);
+}

@@ -11,13 +11,21 @@
 // - <simul/loop/wait.hpp>         wait, wait_for, as_completed, shield
 // - <simul/loop/timeout.hpp>      timeout, timeout_at (deadline scopes)
 // - <simul/loop/task_group.hpp>   task_group, with_task_group, exception_group
+// - <simul/loop/sync.hpp>         lock, event, condition, semaphore, bounded_semaphore, barrier
+// - <simul/loop/queue.hpp>        queue, priority_queue, lifo_queue
+// - <simul/loop/async_generator.hpp> async_generator, async_for
+// - <simul/loop/bridge.hpp>       co_await simul::future, run_coroutine_threadsafe
 //
 // libuv is linked privately: none of these headers includes <uv.h>.
 
 #include <simul/core.hpp>
+#include <simul/loop/async_generator.hpp>
+#include <simul/loop/bridge.hpp>
 #include <simul/loop/event_loop.hpp>
 #include <simul/loop/gather.hpp>
+#include <simul/loop/queue.hpp>
 #include <simul/loop/sleep.hpp>
+#include <simul/loop/sync.hpp>
 #include <simul/loop/task.hpp>
 #include <simul/loop/task_group.hpp>
 #include <simul/loop/task_handle.hpp>

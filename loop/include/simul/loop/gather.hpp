@@ -223,13 +223,16 @@ auto gather_vector(std::vector<task_handle<T>> hs)
 /// Throws `simul::error` if no loop is running.
 template <class... A>
 requires(sizeof...(A) > 0) auto gather(A&&... aws) {
-  return detail::gather_tuple<false>(detail::to_handle(std::forward<A>(aws))...);
+  // Braces: the tasks are created left to right, in argument order.
+  std::tuple<task_handle<detail::awaited_value_t<A>>...> hs{detail::to_handle(std::forward<A>(aws))...};
+  return std::apply([](auto&... h) { return detail::gather_tuple<false>(h...); }, hs);
 }
 
 /// gather with return_exceptions: a tuple of `outcome<T>`, never throwing for a child.
 template <class... A>
 requires(sizeof...(A) > 0) auto gather(return_exceptions_t, A&&... aws) {
-  return detail::gather_tuple<true>(detail::to_handle(std::forward<A>(aws))...);
+  std::tuple<task_handle<detail::awaited_value_t<A>>...> hs{detail::to_handle(std::forward<A>(aws))...};
+  return std::apply([](auto&... h) { return detail::gather_tuple<true>(h...); }, hs);
 }
 
 /// Runs every task of a range concurrently; a vector of results in order.
