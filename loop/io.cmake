@@ -3,4 +3,9 @@
 target_sources(simul_loop PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/src/io/io_common.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/io/stream.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/src/io/server.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/src/io/server.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/io/dns.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/io/udp.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/io/files.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/io/signals.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/io/subprocess.cpp)

@@ -1,4 +1,7 @@
 # Tests of the loop's I/O, compiled into simul_loop_tests. Included from
 # tests/loop/CMakeLists.txt.
 target_sources(simul_loop_tests PRIVATE
-  ${CMAKE_CURRENT_LIST_DIR}/io_stream_test.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/io_stream_test.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/io_misc_test.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/io_subprocess_test.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/io_soak_test.cpp)

@@ -81,8 +81,9 @@ void stream_state::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) n
       self->stop_reading();
     }
     // Flow control: stop taking from the socket while the reader lags far
-    // behind; `take` starts again once it caught up.
-    if (self->buffered() > 2 * self->m_limit) {
+    // behind; `take` starts again once it caught up. A `read()` to EOF is
+    // the exception: it takes everything anyway.
+    if (self->buffered() > 2 * self->m_limit && !self->reader_takes_all()) {
       self->stop_reading();
     }
     self->notify_reader();
@@ -106,6 +107,11 @@ void stream_state::notify_reader() noexcept {
       reader->notify();
     }
   }
+}
+
+bool stream_state::reader_takes_all() const noexcept {
+  auto* w = m_read_waiters.front();
+  return w != nullptr && static_cast<stream_read_awaiter*>(w)->reads_to_eof();
 }
 
 void stream_state::start_reading() noexcept {
@@ -331,7 +337,13 @@ bool stream_read_awaiter::await_suspend(std::coroutine_handle<> h) {
   if (!s.read_waiters().empty()) {
     throw error("stream_reader: another task is already waiting to read from " + s.peer());
   }
-  return park(s.read_waiters(), h);
+  if (!park(s.read_waiters(), h)) {
+    return false;
+  }
+  if (m_kind == kind::all) {
+    s.resume_reading(); // paused by flow control: read() takes it all
+  }
+  return true;
 }
 
 std::string stream_read_awaiter::await_resume() {

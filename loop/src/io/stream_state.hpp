@@ -46,6 +46,8 @@ class stream_state {
   /// Takes `n` buffered bytes.
   std::string take(std::size_t n);
   io_wait_list& read_waiters() noexcept { return m_read_waiters; }
+  /// Starts reading again if flow control paused it.
+  void resume_reading() noexcept { start_reading(); }
   [[noreturn]] void throw_read_error() const;
 
   // ---- writing ----
@@ -82,6 +84,7 @@ class stream_state {
   static void on_close(uv_handle_t* h) noexcept;
 
   void start_reading() noexcept;
+  [[nodiscard]] bool reader_takes_all() const noexcept;
   void stop_reading() noexcept;
   void queue_write(const char* data, std::size_t size);
   void set_failed(int code) noexcept;

@@ -26,6 +26,7 @@
 // they must not outlive the loop.
 
 #include <simul/core/future.hpp>
+#include <simul/loop/detail/sigint.hpp>
 #include <simul/loop/detail/task_base.hpp>
 #include <simul/loop/event_loop.hpp>
 #include <simul/loop/task.hpp>
@@ -315,11 +316,13 @@ T run(task<T> main, bool debug = false) {
   if (debug) {
     loop.set_debug(true);
   }
+  auto main_task = loop.create_task(std::move(main));
+  detail::sigint_scope interrupt(loop, main_task.base()); // Ctrl-C cancels the main task (loop I/O)
   if constexpr (std::is_void_v<T>) {
-    loop.run_until_complete(std::move(main));
+    loop.run_until_complete(main_task);
     loop.close();
   } else {
-    T result = loop.run_until_complete(std::move(main));
+    T result = loop.run_until_complete(main_task);
     loop.close();
     return result;
   }

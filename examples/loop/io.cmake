@@ -1,0 +1,5 @@
+# Examples of the loop's I/O. Included from examples/loop/CMakeLists.txt.
+simul_add_example(loop_io_echo
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/io_echo.cpp
+  LIBS simul::loop
+  PASS_REGULAR_EXPRESSION "client A got: A1 A2 A3\nclient B got: B1 B2 B3\nclient C got: C1 C2 C3\nserver handled 3 connections, 9 lines\nconnecting to the closed server: connection refused \\(ECONNREFUSED\\)")

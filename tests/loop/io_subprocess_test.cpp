@@ -1,0 +1,143 @@
+// Child processes: pipes, exit statuses, signals and errors.
+
+#include "io_test_util.hpp"
+
+#include <simul/loop.hpp>
+
+#include <gtest/gtest.h>
+
+#include <cerrno>
+#include <csignal>
+#include <string>
+#include <vector>
+
+using namespace std::chrono_literals;
+using simul::stdio;
+using simul::task;
+using simul::test::open_fd_count;
+
+namespace {
+const std::vector<std::string> thirty{"30"};
+} // namespace
+
+TEST(LoopSubprocess, CommunicateThroughPipes) {
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    const std::vector<std::string> args{"-c", "sort; echo oops >&2; exit 3"};
+    // Options with strings in a variable: g++ 12 mishandles an aggregate
+    // temporary with non-trivial members inside a co_await expression.
+    const simul::subprocess_options opts{.stdin_ = stdio::pipe, .stdout_ = stdio::pipe, .stderr_ = stdio::pipe};
+    auto p = co_await simul::create_subprocess_exec("sh", args, opts);
+    EXPECT_GT(p.pid(), 0);
+    EXPECT_FALSE(p.returncode().has_value());
+    auto [out, err] = co_await p.communicate("b\nc\na\n");
+    EXPECT_EQ(out, "a\nb\nc\n");
+    EXPECT_EQ(err, "oops\n");
+    EXPECT_EQ(p.returncode(), 3);
+    EXPECT_EQ(co_await p.wait(), 3);
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST(LoopSubprocess, StreamsAreOrdinaryStreams) {
+  simul::run([]() -> task<void> {
+    const simul::subprocess_options opts{.stdin_ = stdio::pipe, .stdout_ = stdio::pipe};
+    auto p = co_await simul::create_subprocess_exec("cat", {}, opts);
+    for (int i = 0; i < 20; ++i) {
+      const auto line = "line " + std::to_string(i) + "\n";
+      p.stdin_.write(line);
+      EXPECT_EQ(co_await p.stdout_.readline(), line);
+    }
+    p.stdin_.close();
+    EXPECT_EQ(co_await p.stdout_.read(), "");
+    EXPECT_EQ(co_await p.wait(), 0);
+  }());
+}
+
+TEST(LoopSubprocess, LargeOutputDoesNotBlock) {
+  simul::run([]() -> task<void> {
+    // 4 MiB on stdout and on stderr at once: both must be drained together.
+    const std::vector<std::string> args{"-c", "head -c 4194304 /dev/zero; head -c 4194304 /dev/zero >&2"};
+    const simul::subprocess_options opts{.stdout_ = stdio::pipe, .stderr_ = stdio::pipe};
+    auto p = co_await simul::create_subprocess_exec("sh", args, opts);
+    auto [out, err] = co_await p.communicate();
+    EXPECT_EQ(out.size(), 4194304u);
+    EXPECT_EQ(err.size(), 4194304u);
+    EXPECT_EQ(p.returncode(), 0);
+  }());
+}
+
+TEST(LoopSubprocess, DevnullInheritCwdAndEnv) {
+  simul::run([]() -> task<void> {
+    const std::vector<std::string> args{"-c", "pwd; echo \"$SIMUL_X\"; cat"};
+    std::map<std::string, std::string> env;
+    env["SIMUL_X"] = "42";
+    env["PATH"] = "/usr/bin:/bin";
+    simul::subprocess_options opts;
+    opts.stdin_ = stdio::devnull;
+    opts.stdout_ = stdio::pipe;
+    opts.stderr_ = stdio::devnull;
+    opts.cwd = "/tmp";
+    opts.env = env;
+    auto p = co_await simul::create_subprocess_exec("sh", args, opts);
+    auto [out, err] = co_await p.communicate();
+    EXPECT_EQ(out, "/tmp\n42\n"); // cat read /dev/null: nothing
+    EXPECT_EQ(err, "");
+    EXPECT_EQ(p.returncode(), 0);
+    auto q = co_await simul::create_subprocess_exec("true");
+    EXPECT_EQ(co_await q.wait(), 0);
+  }());
+}
+
+TEST(LoopSubprocess, SignalsEndTheChild) {
+  simul::run([]() -> task<void> {
+    auto p = co_await simul::create_subprocess_exec("sleep", thirty);
+    p.terminate();
+    EXPECT_EQ(co_await p.wait(), -SIGTERM);
+    p.kill(); // after the exit: nothing happens
+    auto q = co_await simul::create_subprocess_exec("sleep", thirty);
+    q.kill();
+    EXPECT_EQ(co_await q.wait(), -SIGKILL);
+    auto r = co_await simul::create_subprocess_exec("sleep", thirty);
+    r.send_signal(SIGUSR1);
+    EXPECT_EQ(co_await r.wait(), -SIGUSR1);
+  }());
+}
+
+TEST(LoopSubprocess, MissingProgramIsAClearError) {
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    try {
+      const simul::subprocess_options opts{.stdout_ = stdio::pipe};
+      (void)co_await simul::create_subprocess_exec("simul-no-such-program", thirty, opts);
+      ADD_FAILURE() << "spawn should fail";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), ENOENT);
+      EXPECT_EQ(e.address(), "simul-no-such-program");
+      EXPECT_NE(std::string(e.what()).find("simul-no-such-program"), std::string::npos) << e.what();
+    }
+    EXPECT_THROW((void)co_await simul::create_subprocess_exec(""), simul::error);
+    try {
+      simul::subprocess_options opts;
+      opts.cwd = "/no/such/dir";
+      (void)co_await simul::create_subprocess_exec("true", {}, opts);
+      ADD_FAILURE() << "spawn in a missing directory should fail";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), ENOENT);
+    }
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST(LoopSubprocess, CancelledWaitLeavesTheChildReaped) {
+  simul::run([]() -> task<void> {
+    auto p = co_await simul::create_subprocess_exec("sleep", thirty);
+    auto waiting = simul::create_task(p.wait());
+    co_await simul::sleep(5ms);
+    waiting.cancel();
+    EXPECT_THROW((void)co_await waiting, simul::cancelled_error);
+    EXPECT_FALSE(p.returncode().has_value());
+    p.kill();
+    EXPECT_EQ(co_await p.wait(), -SIGKILL);
+  }());
+}
