@@ -103,6 +103,7 @@ void pool_core::worker_main(worker_state& self) {
   pool_task task;
   for (;;) {
     if (find_task(self, task, false)) {
+      pass_on_wake_up();
       run_task(self, task);
       continue;
     }
@@ -119,6 +120,7 @@ void pool_core::worker_main(worker_state& self) {
       found = find_task(self, task, false);
     }
     if (found) {
+      pass_on_wake_up();
       run_task(self, task);
       continue;
     }
@@ -130,6 +132,10 @@ void pool_core::worker_main(worker_state& self) {
     m_notified.exchange(false, std::memory_order_seq_cst);
     if (find_task(self, task, true)) {
       m_sleepers.fetch_sub(1, std::memory_order_seq_cst);
+      // A producer may have counted this worker as asleep and set the flag
+      // for it; it will not sleep now, so the flag must not stay set.
+      m_notified.store(false, std::memory_order_seq_cst);
+      pass_on_wake_up();
       run_task(self, task);
       continue;
     }
@@ -200,9 +206,17 @@ bool pool_core::take_from_injection(worker_state& self, pool_task& out, bool tho
 
 bool pool_core::steal(worker_state& self, pool_task& out, bool thorough) {
   const auto count = m_workers.size();
-  for (std::size_t k = 1; k < count; ++k) {
-    auto& victim = *m_workers[(self.index + self.next_victim + k) % count];
-    if (&victim == &self || (!thorough && victim.approx_size.load(std::memory_order_relaxed) == 0)) {
+  if (count < 2) {
+    return false;
+  }
+  // Visit every other worker exactly once, starting with the last one robbed:
+  // the others are self.index + 1 + (0 .. count - 2), taken modulo count.
+  // (A thorough look that skipped one of them could put this worker to sleep
+  // beside a deque that still holds work.)
+  for (std::size_t k = 0; k + 1 < count; ++k) {
+    const auto other = (self.next_victim + k) % (count - 1);
+    auto& victim = *m_workers[(self.index + 1 + other) % count];
+    if (!thorough && victim.approx_size.load(std::memory_order_relaxed) == 0) {
       continue;
     }
     std::unique_lock guard(victim.lock, std::defer_lock);
@@ -214,7 +228,7 @@ bool pool_core::steal(worker_state& self, pool_task& out, bool thorough) {
     if (!victim.deque.empty()) {
       out = victim.deque.pop_front();
       victim.approx_size.store(victim.deque.size(), std::memory_order_relaxed);
-      self.next_victim = k - 1;
+      self.next_victim = other;
       self.stolen.bump();
       return true;
     }
@@ -293,6 +307,29 @@ void pool_core::throw_not_accepting() {
 
 void pool_core::notify_one() noexcept {
   if (m_sleepers.load(std::memory_order_seq_cst) > 0 && !m_notified.exchange(true, std::memory_order_seq_cst)) {
+    m_epoch.fetch_add(1, std::memory_order_seq_cst);
+    futex_wake(m_epoch, 1);
+  }
+}
+
+// A producer that found the notified flag set pushed its task without a
+// wake-up, counting on the worker already woken; and a worker that took a
+// batch leaves work in its deque that only stealing can spread. So whoever
+// takes a task while others sleep and work is still queued passes a wake-up
+// on. With nobody asleep this is one load.
+void pool_core::pass_on_wake_up() noexcept {
+  if (m_sleepers.load(std::memory_order_seq_cst) == 0) {
+    return;
+  }
+  bool queued = m_injection_size.load(std::memory_order_relaxed) > 0;
+  for (std::size_t i = 0; i < m_workers.size() && !queued; ++i) {
+    queued = m_workers[i]->approx_size.load(std::memory_order_relaxed) > 0;
+  }
+  if (queued) {
+    // Not gated by the flag: the flag may be set for a wake-up that another
+    // worker has already taken over, and work must never wait for a worker
+    // that may not come.
+    m_notified.store(true, std::memory_order_seq_cst);
     m_epoch.fetch_add(1, std::memory_order_seq_cst);
     futex_wake(m_epoch, 1);
   }

@@ -114,6 +114,8 @@ class pool_core {
   bool take_from_injection(worker_state& self, pool_task& out, bool thorough);
   bool steal(worker_state& self, pool_task& out, bool thorough);
   void notify_one() noexcept;
+  /// After taking a task: wakes a sleeper if more work is still queued anywhere.
+  void pass_on_wake_up() noexcept;
   void notify_all() noexcept;
   void notify_idle_waiters() noexcept;
   [[nodiscard]] bool idle() const noexcept;
