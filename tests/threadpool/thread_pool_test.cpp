@@ -286,7 +286,7 @@ TEST(ThreadPool, IdlePoolUsesAlmostNoCpu) {
 TEST(ThreadPool, ABurstOfBlockingTasksWakesEveryWorker) {
   constexpr int threads = 8;
   simul::thread_pool pool({.threads = threads, .name = "burst"});
-  for (int round = 0; round < 20; ++round) {
+  for (int round = 0; round < 300; ++round) {
     std::atomic<int> arrived{0};
     std::vector<simul::future<bool>> tasks;
     for (int i = 0; i < threads; ++i) {
