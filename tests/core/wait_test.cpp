@@ -5,6 +5,7 @@
 #include <chrono>
 #include <stdexcept>
 #include <thread>
+#include <list>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -158,3 +159,17 @@ TEST(AsCompleted, EmptyRangeYieldsNothing) {
   }
   EXPECT_EQ(count, 0);
 }
+
+// wait and as_completed take ranges of simul::future only, so overloads for
+// other handles (the loop's tasks) never compete with them.
+template <class R>
+concept core_waitable = requires(R& r) {
+  simul::wait(r);
+  simul::as_completed(r);
+};
+static_assert(core_waitable<std::vector<simul::future<int>>>);
+static_assert(core_waitable<std::list<simul::future<void>>>);
+static_assert(!core_waitable<std::vector<int>>);
+static_assert(!core_waitable<std::vector<simul::promise<int>>>);
+
+TEST(Wait, AcceptsOnlyRangesOfFutures) { SUCCEED(); }

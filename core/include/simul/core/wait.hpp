@@ -52,6 +52,17 @@ namespace detail {
 template <class R>
 using range_future_t = std::remove_reference_t<std::ranges::range_reference_t<R>>;
 
+template <class T>
+inline constexpr bool is_future_v = false;
+template <class T>
+inline constexpr bool is_future_v<future<T>> = true;
+
+/// A range of simul::future: what `wait` and `as_completed` accept, so that
+/// other modules' overloads for their own handles (the loop's tasks) never
+/// compete with these.
+template <class R>
+concept future_range = std::ranges::forward_range<R> && is_future_v<std::remove_cv_t<range_future_t<R>>>;
+
 /// Counts completions and wakes the one thread that waits for them.
 class completion_counter {
  public:
@@ -78,7 +89,7 @@ class completion_counter {
 /// Waits until the condition `when` holds for `futures`, or until `timeout`
 /// passes, and returns which futures are done. Never throws on timeout: the
 /// unfinished ones are in `not_done`.
-template <std::ranges::forward_range R>
+template <detail::future_range R>
 auto wait(R& futures, return_when when = return_when::all_completed, std::chrono::nanoseconds timeout = no_timeout)
     -> wait_result<detail::range_future_t<R>> {
   using future_t = detail::range_future_t<R>;
@@ -220,7 +231,7 @@ class as_completed_range {
 
 /// The futures in `futures`, yielded as they complete. Throws `timeout_error`
 /// from the iteration if they are not all done within `timeout`.
-template <std::ranges::forward_range R>
+template <detail::future_range R>
 auto as_completed(R& futures, std::chrono::nanoseconds timeout = no_timeout) {
   const auto deadline =
       timeout == no_timeout ? std::chrono::steady_clock::time_point::max() : detail::deadline_after(timeout);
