@@ -218,7 +218,12 @@ void process_pool_core::run() {
           it = m_workers.find(key);
         }
         if (it != m_workers.end()) {
-          read_worker(it->second);
+          try {
+            read_worker(it->second);
+          } catch (const std::exception& e) {
+            // e.g. no memory for the frame a worker announced: its problem, never the parent's
+            corrupt(it->second, std::string("its message could not be received (") + e.what() + ")");
+          }
         }
       }
     }

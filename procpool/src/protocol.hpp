@@ -18,8 +18,8 @@
 
 namespace simul::detail {
 
-inline constexpr std::uint32_t k_frame_magic = 0x4c4d4953; // "SIML"
-inline constexpr std::uint64_t k_max_frame = std::uint64_t{1} << 32;
+inline constexpr std::uint32_t k_frame_magic = 0x4c4d4953;           // "SIML"
+inline constexpr std::uint64_t k_max_frame = std::uint64_t{1} << 30; // bigger payloads go through memfds
 inline constexpr std::size_t k_max_fds = 64;
 
 enum class frame_kind : std::uint16_t {

@@ -39,6 +39,15 @@ std::string demangle(const char* mangled) {
   return status == 0 && text ? std::string(text.get()) : std::string(mangled);
 }
 
+void advise_huge_pages(void* data, std::size_t size) noexcept {
+  constexpr std::uintptr_t page = 4096;
+  const auto begin = (reinterpret_cast<std::uintptr_t>(data) + page - 1) & ~(page - 1);
+  const auto end = (reinterpret_cast<std::uintptr_t>(data) + size) & ~(page - 1);
+  if (end > begin) {
+    ::madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+  }
+}
+
 namespace {
 constexpr std::uint8_t k_inline_blob = 0;
 constexpr std::uint8_t k_shm_blob = 1;

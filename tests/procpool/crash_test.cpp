@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <chrono>
 #include <csignal>
+#include <cstdint>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -165,6 +166,28 @@ TEST(ProcessPoolCrash, CorruptFrameCountsAsTheWorkersCrash) {
   EXPECT_EQ(crash.signal(), SIGKILL);
   EXPECT_NE(crash.task().find("corrupt"), std::string::npos) << crash.what();
   EXPECT_EQ(procs.submit(square, 6).get(), 36);
+}
+
+TEST(ProcessPoolCrash, AFrameClaimingAHugeSizeCountsAsTheWorkersCrash) {
+  simul::process_pool procs({.workers = 1});
+  auto f = procs.submit([] {
+    // A well-formed header announcing 64 GiB: the parent must not try to allocate it.
+    struct {
+      std::uint32_t magic = 0x4c4d4953;
+      std::uint16_t kind = 10;
+      std::uint16_t nfds = 0;
+      std::uint64_t id = 1;
+      std::uint64_t fn = 0;
+      std::uint64_t size = std::uint64_t{64} << 30;
+    } header;
+    [[maybe_unused]] auto n = ::write(simul::detail::worker_channel(), &header, sizeof(header));
+    std::this_thread::sleep_for(std::chrono::seconds(10));
+    return 1;
+  });
+  auto crash = expect_crash(f);
+  EXPECT_EQ(crash.signal(), SIGKILL);
+  EXPECT_NE(crash.task().find("corrupt"), std::string::npos) << crash.what();
+  EXPECT_EQ(procs.submit(square, 8).get(), 64);
 }
 
 TEST(ProcessPoolCrash, TruncatedFrameCountsAsTheWorkersCrash) {

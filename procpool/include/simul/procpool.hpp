@@ -5,6 +5,6 @@
 // for the guide.
 
 #include <simul/core.hpp>
-#include <simul/procpool/options.hpp>
 #include <simul/procpool/imap.hpp>
+#include <simul/procpool/options.hpp>
 #include <simul/procpool/process_pool.hpp>

@@ -67,6 +67,9 @@ inline constexpr bool wire_type =
     !std::is_pointer_v<T> && !std::is_reference_v<T> &&
     (is_contiguous_blob<T>::value || is_bitwise<T> || (std::is_class_v<T> && is_cereal_type<T>));
 
+/// Payloads at least this big are received into memory advised for huge pages.
+inline constexpr std::size_t k_huge_payload = std::size_t{4} << 20;
+
 /// A read-only streambuf over bytes that are already in memory (no copy).
 class memory_buf : public std::streambuf {
  public:
@@ -103,6 +106,11 @@ T decode(in_message& in) {
       throw serialization_error("process_pool: a payload's size is not a multiple of its element size");
     }
     T value;
+    if (bytes >= k_huge_payload) {
+      // Reserve (untouched), advise, then fill: the fill faults in huge pages.
+      value.reserve(bytes / sizeof(V));
+      advise_huge_pages(value.data(), bytes);
+    }
     value.resize(bytes / sizeof(V));
     in.read_blob_body(value.data(), bytes);
     return value;
