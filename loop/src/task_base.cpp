@@ -69,12 +69,13 @@ void task_base::start(std::coroutine_handle<> root) {
 }
 
 void task_base::throw_if_must_cancel() {
-  throw cancelled_error(m_cancel_message.empty() ? std::string("task was cancelled") : m_cancel_message);
+  const auto& message = cancel_message();
+  throw cancelled_error(message.empty() ? std::string("task was cancelled") : message);
 }
 
 std::string task_base::name() const {
-  if (!m_name.empty()) {
-    return m_name;
+  if (m_extras && !m_extras->name.empty()) {
+    return m_extras->name;
   }
   return "Task-" + std::to_string(m_id);
 }
@@ -84,7 +85,9 @@ bool task_base::cancel(const std::string& message) {
     return false;
   }
   ++m_cancel_requests;
-  m_cancel_message = message;
+  if (!message.empty() || m_extras) {
+    extras().cancel_message = message;
+  }
   if (m_waiter != nullptr && m_waiter->on_cancel()) {
     return true;
   }
@@ -106,7 +109,7 @@ void task_base::step() noexcept {
       m_must_cancel = false;
       destroy_frame();
       m_error = std::make_exception_ptr(
-          cancelled_error(m_cancel_message.empty() ? std::string("task was cancelled") : m_cancel_message));
+          cancelled_error(cancel_message().empty() ? std::string("task was cancelled") : cancel_message()));
       t_current = previous;
       complete(status::cancelled);
       return;

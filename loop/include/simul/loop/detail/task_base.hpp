@@ -27,6 +27,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <exception>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -141,9 +142,12 @@ class task_base {
   [[nodiscard]] status state() const noexcept { return m_status; }
   [[nodiscard]] event_loop& loop() const noexcept { return *m_loop; }
   [[nodiscard]] std::string name() const;
-  void set_name(std::string name) { m_name = std::move(name); }
+  void set_name(std::string name) { extras().name = std::move(name); }
   [[nodiscard]] std::uint64_t id() const noexcept { return m_id; }
-  [[nodiscard]] const std::string& cancel_message() const noexcept { return m_cancel_message; }
+  [[nodiscard]] const std::string& cancel_message() const noexcept {
+    static const std::string none;
+    return m_extras ? m_extras->cancel_message : none;
+  }
 
   /// The error the task failed with (a `cancelled_error` if cancelled), or null.
   [[nodiscard]] std::exception_ptr error() const noexcept { return m_error; }
@@ -198,8 +202,18 @@ class task_base {
   done_link* m_links = nullptr;
   done_link* m_links_tail = nullptr;
   std::exception_ptr m_error;
-  std::string m_name;
-  std::string m_cancel_message;
+  // Rarely used, so kept out of line: a million tasks stay small.
+  struct rare {
+    std::string name;
+    std::string cancel_message;
+  };
+  rare& extras() {
+    if (!m_extras) {
+      m_extras = std::make_unique<rare>();
+    }
+    return *m_extras;
+  }
+  std::unique_ptr<rare> m_extras;
   std::uint64_t m_id;
   int m_cancel_requests = 0;
   status m_status = status::pending;
