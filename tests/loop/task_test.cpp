@@ -336,3 +336,11 @@ TEST(Task, DebugModeReportsACoroutineNeverAwaited) {
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_NE(seen[0].find("without being awaited"), std::string::npos);
 }
+
+// A std::string_view parameter would dangle once the caller's expression
+// ends: the promise's constructor rejects it at compile time. (The rejection
+// itself cannot be a runtime test; this pins the trait it uses.)
+static_assert(!simul::detail::safe_task_parameter<std::string_view&>);
+static_assert(!simul::detail::safe_task_parameter<const std::string_view&>);
+static_assert(simul::detail::safe_task_parameter<std::string&>);
+static_assert(simul::detail::safe_task_parameter<int&>);
