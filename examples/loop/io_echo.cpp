@@ -58,8 +58,8 @@ simul::task<std::string> client(std::string name, int port) {
 simul::task<void> main_task() {
   auto server = co_await simul::start_server(echo, "127.0.0.1", 0);
   std::cout << "server listening on 127.0.0.1:" << server.port() << "\n";
-  auto [a, b, c] = co_await simul::gather(client("A", server.port()), client("B", server.port()),
-                                          client("C", server.port()));
+  auto [a, b, c] =
+      co_await simul::gather(client("A", server.port()), client("B", server.port()), client("C", server.port()));
   std::cout << a << "\n" << b << "\n" << c << "\n";
   const int port = server.port();
   server.close();

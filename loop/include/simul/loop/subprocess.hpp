@@ -2,8 +2,9 @@
 
 // Child processes with pipes (asyncio's create_subprocess_exec).
 //
-//   auto p = co_await simul::create_subprocess_exec("sort", {"-r"},
-//       {.stdin_ = simul::stdio::pipe, .stdout_ = simul::stdio::pipe});
+//   const std::vector<std::string> args{"-r"};
+//   simul::subprocess_options opts{.stdin_ = simul::stdio::pipe, .stdout_ = simul::stdio::pipe};
+//   auto p = co_await simul::create_subprocess_exec("sort", args, opts);
 //   auto [out, err] = co_await p.communicate("b\na\n");   // out == "b\na\n"
 //   int status = co_await p.wait();                        // 0
 //

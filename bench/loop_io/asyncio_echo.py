@@ -1,0 +1,33 @@
+"""The Python side of L4: an asyncio streams echo server (uvloop with --uvloop).
+
+Binds 127.0.0.1 on a free port, prints "PORT <n>" and echoes until killed.
+"""
+import asyncio
+import sys
+
+
+async def echo(reader, writer):
+    try:
+        while True:
+            data = await reader.read(65536)
+            if not data:
+                break
+            writer.write(data)
+            await writer.drain()
+    except ConnectionError:
+        pass
+    writer.close()
+
+
+async def main():
+    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    print("PORT", server.sockets[0].getsockname()[1], flush=True)
+    async with server:
+        await server.serve_forever()
+
+
+if __name__ == "__main__":
+    if "--uvloop" in sys.argv:
+        import uvloop
+        uvloop.install()
+    asyncio.run(main())
