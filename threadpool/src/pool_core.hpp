@@ -26,7 +26,12 @@
 // producer's in the flag's order, and then the worker's last look sees the
 // producer's task, or it comes before, and then the producer flips the flag
 // itself and wakes someone; a producer that finds the flag set relies on the
-// wake-up already on its way, whose worker has not yet looked.
+// wake-up already on its way, whose worker has not yet looked. That worker
+// clears the flag again when it stops being a sleeper (woken, or finding work
+// in its last look), and whoever takes a task while others sleep and work is
+// still queued wakes one of them without consulting the flag
+// (`pass_on_wake_up`): a wake-up "on its way" may have been used up by
+// another worker, and queued work must never wait for it.
 //
 // Idleness. Each worker counts the tasks it accepted from inside tasks and the
 // tasks it finished; outside submissions are counted under the injection
