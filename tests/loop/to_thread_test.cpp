@@ -76,7 +76,10 @@ TEST(ToThread, CancellingTheTaskCancelsAQueuedCall) {
     std::this_thread::sleep_for(1ms);
   }
   auto main = [&]() -> simul::task<void> {
-    auto waiting = simul::create_task([&]() -> simul::task<void> { co_await simul::to_thread([&ran] { ++ran; }); }());
+    // A coroutine lambda's captures die with the lambda: pass by parameter.
+    auto waiting = simul::create_task([](std::atomic<int>* counter) -> simul::task<void> {
+      co_await simul::to_thread([counter] { ++*counter; });
+    }(&ran));
     co_await simul::sleep(2ms);
     waiting.cancel();
     EXPECT_THROW(co_await waiting, simul::cancelled_error);
