@@ -326,12 +326,9 @@ void pool_core::pass_on_wake_up() noexcept {
     queued = m_workers[i]->approx_size.load(std::memory_order_relaxed) > 0;
   }
   if (queued) {
-    // Not gated by the flag: the flag may be set for a wake-up that another
-    // worker has already taken over, and work must never wait for a worker
-    // that may not come.
-    m_notified.store(true, std::memory_order_seq_cst);
-    m_epoch.fetch_add(1, std::memory_order_seq_cst);
-    futex_wake(m_epoch, 1);
+    // Gated by the flag like a producer's wake-up: a set flag means a woken
+    // worker has not cleared it yet, and it looks for work after clearing.
+    notify_one();
   }
 }
 

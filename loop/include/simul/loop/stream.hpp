@@ -89,7 +89,6 @@ class stream_read_awaiter final : public io_waiter {
   enum class kind : std::uint8_t { some, all, exactly, until, line };
   stream_read_awaiter(stream_ref s, kind k, std::size_t n, std::string sep)
       : m_stream(std::move(s)), m_kind(k), m_n(n), m_sep(std::move(sep)) {}
-  stream_read_awaiter(stream_read_awaiter&&) = default;
 
   bool await_ready();
   bool await_suspend(std::coroutine_handle<> h);
@@ -114,7 +113,6 @@ class stream_event_awaiter final : public io_waiter {
  public:
   enum class kind : std::uint8_t { drain, closed };
   stream_event_awaiter(stream_ref s, kind k) : m_stream(std::move(s)), m_kind(k) {}
-  stream_event_awaiter(stream_event_awaiter&&) = default;
 
   bool await_ready();
   bool await_suspend(std::coroutine_handle<> h);
