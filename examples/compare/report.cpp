@@ -126,7 +126,6 @@ std::string format_svg(const std::vector<measurement>& results, int cores) {
   std::vector<std::string> workloads;
   std::vector<std::string> modes;
   bool has_python = false;
-  double max_speedup = 1;
   for (const auto& m : results) {
     if (std::find(workloads.begin(), workloads.end(), m.workload) == workloads.end()) {
       workloads.push_back(m.workload);
@@ -135,7 +134,6 @@ std::string format_svg(const std::vector<measurement>& results, int cores) {
       modes.push_back(m.mode);
     }
     has_python = has_python || m.runtime == "python";
-    max_speedup = std::max(max_speedup, m.speedup);
   }
   const int runtimes = has_python ? 2 : 1;
   const double bar = 16, gap = 10, label_width = 130, plot_width = 560, left = 20, top = 70;
@@ -143,12 +141,6 @@ std::string format_svg(const std::vector<measurement>& results, int cores) {
   const double panel_height = static_cast<double>(modes.size()) * row_height + 60;
   const double width = left + label_width + plot_width + 90;
   const double height = top + static_cast<double>(workloads.size()) * panel_height + 40;
-  // A round axis maximum (1, 2, 5, 10, 20, ...) so the ticks are easy to read.
-  double axis_max = 1;
-  while (axis_max < max_speedup) {
-    axis_max = axis_max < 2 ? 2 : axis_max < 5 ? 5 : axis_max * 2;
-  }
-  const auto x_of = [&](double speedup) { return left + label_width + plot_width * speedup / axis_max; };
   const char* colour_simul = "#2b6cb0";
   const char* colour_python = "#dd8a2e";
 
@@ -172,6 +164,19 @@ std::string format_svg(const std::vector<measurement>& results, int cores) {
     const double panel_top = top + static_cast<double>(w) * panel_height;
     const double plot_top = panel_top + 24;
     const double plot_bottom = plot_top + static_cast<double>(modes.size()) * row_height;
+    // Each panel has its own scale (CPU speed-ups are a few x, waits many
+    // tens): a round maximum (2, 5, 10, 20, ...) so the ticks read easily.
+    double max_speedup = 1;
+    for (const auto& m : results) {
+      if (m.workload == workloads[w]) {
+        max_speedup = std::max(max_speedup, m.speedup);
+      }
+    }
+    double axis_max = 2;
+    while (axis_max < max_speedup * 1.1) {
+      axis_max = axis_max < 5 ? 5 : axis_max * 2;
+    }
+    const auto x_of = [&](double speedup) { return left + label_width + plot_width * speedup / axis_max; };
     svg << "<text x=\"" << left << "\" y=\"" << panel_top + 14 << "\" font-size=\"14\" font-weight=\"bold\">"
         << workload_title(workloads[w]) << "</text>\n";
     // Grid and x axis.
