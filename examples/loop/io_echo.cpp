@@ -48,7 +48,8 @@ simul::task<std::string> client(std::string name, int port) {
   for (int i = 1; i <= 3; ++i) {
     writer.write(name + std::to_string(i) + "\n");
     std::string echoed = co_await reader.readline();
-    got += " " + echoed.substr(0, echoed.size() - 1);
+    got += ' ';
+    got.append(echoed, 0, echoed.size() - 1); // without the newline
   }
   writer.close();
   co_await writer.wait_closed();
