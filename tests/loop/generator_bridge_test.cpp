@@ -168,5 +168,5 @@ TEST(Bridge, RunCoroutineThreadsafeFromAnotherThread) {
   other.join();
   loop.close();
   auto never = []() -> simul::task<int> { co_return 1; };
-  EXPECT_THROW(simul::run_coroutine_threadsafe(never(), loop), simul::error);
+  EXPECT_THROW((void)simul::run_coroutine_threadsafe(never(), loop), simul::error);
 }

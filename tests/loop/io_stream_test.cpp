@@ -82,7 +82,7 @@ TEST(LoopStreams, ReadLineUntilAndToEof) {
     EXPECT_TRUE(reader.at_eof());
     EXPECT_EQ(co_await reader.read(10), "");
     EXPECT_EQ(co_await reader.readline(), "");
-    EXPECT_THROW(reader.readuntil(""), simul::error);
+    EXPECT_THROW((void)reader.readuntil(""), simul::error);
     srv.close();
     co_await srv.wait_closed();
   }());
@@ -124,7 +124,7 @@ TEST(LoopStreams, LimitOverrunKeepsTheDataBuffered) {
     auto srv = co_await simul::start_server(send_and_close(payload + "\nnext\n"), "127.0.0.1", 0);
     auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port(), {.limit = 16});
     EXPECT_EQ(reader.limit(), 16u);
-    co_await until([&] { return reader.buffered() >= payload.size() + 6; });
+    co_await until([&r = reader, &payload] { return r.buffered() >= payload.size() + 6; });
     try {
       (void)co_await reader.readline();
       ADD_FAILURE() << "readline should have thrown";
@@ -200,7 +200,7 @@ TEST(LoopStreams, BadArgumentsAreErrors) {
       EXPECT_NE(std::string(e.what()).find(std::to_string(srv.port())), std::string::npos);
     }
     stream_reader empty;
-    EXPECT_THROW(empty.read(1), simul::error);
+    EXPECT_THROW((void)empty.read(1), simul::error);
     srv.close();
   }());
 }
@@ -334,7 +334,7 @@ TEST(LoopStreams, CancelledReadConsumesNothing) {
         },
         "127.0.0.1", 0);
     auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
-    co_await until([&] { return reader.buffered() == 5; });
+    co_await until([&r = reader] { return r.buffered() == 5; });
     auto waiting = simul::create_task(
         [](stream_reader r) -> task<std::string> { co_return co_await r.readuntil("never"); }(reader));
     co_await simul::yield_now();
