@@ -6,7 +6,8 @@
 
 namespace simul {
 
-process_pool::process_pool(process_pool_options options) : m_core(std::make_unique<detail::process_pool_core>(options)) {}
+process_pool::process_pool(process_pool_options options)
+    : m_core(std::make_unique<detail::process_pool_core>(options)) {}
 
 process_pool::~process_pool() = default;
 

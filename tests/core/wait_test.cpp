@@ -3,9 +3,9 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <list>
 #include <stdexcept>
 #include <thread>
-#include <list>
 #include <vector>
 
 using namespace std::chrono_literals;

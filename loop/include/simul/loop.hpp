@@ -23,6 +23,7 @@
 #include <simul/loop/bridge.hpp>
 #include <simul/loop/event_loop.hpp>
 #include <simul/loop/gather.hpp>
+#include <simul/loop/io.hpp>
 #include <simul/loop/queue.hpp>
 #include <simul/loop/sleep.hpp>
 #include <simul/loop/sync.hpp>
@@ -32,4 +33,3 @@
 #include <simul/loop/timeout.hpp>
 #include <simul/loop/to_thread.hpp>
 #include <simul/loop/wait.hpp>
-#include <simul/loop/io.hpp>
