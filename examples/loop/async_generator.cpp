@@ -1,10 +1,12 @@
 // async_generator: a coroutine that awaits and yields, consumed lazily.
 //
 // `ticker` sleeps between values. The first consumer reads three values and
-// closes the generator early (its cleanup runs); the second reads a short
-// ticker to its end with async_for.
+// closes the generator early: aclose makes the pending `co_yield` throw
+// `generator_exit`; the generator catches it and runs its asynchronous
+// cleanup, then its destructors run. The second consumer reads a short ticker
+// to its end with async_for.
 //
-//   consumer 1:  next -> [sleep] 0   next -> [sleep] 1   next -> [sleep] 2   aclose (cleanup)
+//   consumer 1:  next -> [sleep] 0   next -> [sleep] 1   next -> [sleep] 2   aclose -> [catch: sleep] (cleanup)
 //   consumer 2:  async_for: [sleep] 100  [sleep] 101  end
 
 #include <simul/loop.hpp>
@@ -20,9 +22,18 @@ simul::async_generator<int> ticker(std::string name, int start, int count) {
     std::string name;
     ~cleanup() { std::cout << name << ": cleaned up\n"; }
   } guard{name};
-  for (int i = 0; count < 0 || i < count; ++i) {
-    co_await simul::sleep(std::chrono::milliseconds(1));
-    co_yield start + i;
+  bool closing = false;
+  try {
+    for (int i = 0; count < 0 || i < count; ++i) {
+      co_await simul::sleep(std::chrono::milliseconds(1));
+      co_yield start + i;
+    }
+  } catch (const simul::generator_exit&) {
+    closing = true; // C++ allows no co_await inside a handler: clean up after it
+  }
+  if (closing) {
+    co_await simul::sleep(std::chrono::milliseconds(1)); // asynchronous cleanup
+    std::cout << name << ": closing\n";
   }
 }
 

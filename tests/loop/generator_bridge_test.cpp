@@ -10,6 +10,7 @@
 #include <atomic>
 #include <chrono>
 #include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -72,6 +73,137 @@ TEST(AsyncGenerator, AcloseStopsEarlyAndRunsDestructors) {
     co_await gen.aclose();
     EXPECT_TRUE(cleaned);
     EXPECT_FALSE(co_await gen.next());
+  };
+  simul::run(main());
+}
+
+TEST(AsyncGenerator, AcloseThrowsGeneratorExitAtTheYieldSoCatchBlocksRunAndMayAwait) {
+  auto main = []() -> simul::task<void> {
+    std::vector<std::string> log;
+    auto gen = [](std::vector<std::string>* out) -> simul::async_generator<int> {
+      try {
+        for (int i = 0;; ++i) {
+          co_yield i;
+        }
+      } catch (const std::exception&) {
+        out->push_back("caught as std::exception"); // must not happen
+        throw;
+      } catch (const simul::generator_exit&) {
+        out->push_back("generator_exit");
+      }
+      co_await simul::sleep(1ms); // async cleanup, in the consumer's task
+      out->push_back("cleaned up");
+    }(&log);
+    EXPECT_EQ(*(co_await gen.next()), 0);
+    EXPECT_EQ(*(co_await gen.next()), 1);
+    co_await gen.aclose();
+    EXPECT_EQ(log, (std::vector<std::string>{"generator_exit", "cleaned up"}));
+    EXPECT_TRUE(gen.done());
+    EXPECT_FALSE(co_await gen.next());
+    co_await gen.aclose(); // closing twice does nothing
+  };
+  simul::run(main());
+}
+
+TEST(AsyncGenerator, AcloseIsCleanWhenTheGeneratorRethrowsGeneratorExit) {
+  auto main = []() -> simul::task<void> {
+    int cleanups = 0;
+    auto gen = [](int* n) -> simul::async_generator<int> {
+      try {
+        co_yield 1;
+        co_yield 2;
+      } catch (...) {
+        ++*n;
+        throw;
+      }
+    }(&cleanups);
+    EXPECT_EQ(*(co_await gen.next()), 1);
+    co_await gen.aclose();
+    EXPECT_EQ(cleanups, 1);
+  };
+  simul::run(main());
+}
+
+TEST(AsyncGenerator, AcloseRethrowsWhatTheCleanupThrows) {
+  auto main = []() -> simul::task<void> {
+    auto gen = []() -> simul::async_generator<int> {
+      try {
+        co_yield 1;
+      } catch (const simul::generator_exit&) {
+        throw std::runtime_error("cleanup failed");
+      }
+    }();
+    EXPECT_EQ(*(co_await gen.next()), 1);
+    EXPECT_THROW(co_await gen.aclose(), std::runtime_error);
+    EXPECT_TRUE(gen.done());
+  };
+  simul::run(main());
+}
+
+TEST(AsyncGenerator, AGeneratorThatYieldsAfterAcloseIsAClearError) {
+  auto main = []() -> simul::task<void> {
+    bool destroyed = false;
+    auto gen = [](bool* flag) -> simul::async_generator<int> {
+      struct guard {
+        bool* f;
+        ~guard() { *f = true; }
+      } g{flag};
+      for (int i = 0;; ++i) {
+        try {
+          co_yield i;
+        } catch (...) {
+          // swallowed: the generator goes on, which aclose must refuse
+        }
+      }
+    }(&destroyed);
+    EXPECT_EQ(*(co_await gen.next()), 0);
+    try {
+      co_await gen.aclose();
+      ADD_FAILURE() << "aclose accepted a generator that yielded again";
+    } catch (const simul::error& e) {
+      EXPECT_NE(std::string(e.what()).find("yielded a value after aclose"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(destroyed);
+    EXPECT_TRUE(gen.done());
+  };
+  simul::run(main());
+}
+
+TEST(AsyncGenerator, AcloseOnAGeneratorThatNeverStartedRunsNothing) {
+  auto main = []() -> simul::task<void> {
+    bool ran = false;
+    auto gen = [](bool* flag) -> simul::async_generator<int> {
+      *flag = true;
+      co_yield 1;
+    }(&ran);
+    co_await gen.aclose();
+    EXPECT_FALSE(ran);
+    EXPECT_TRUE(gen.done());
+    EXPECT_FALSE(co_await gen.next());
+  };
+  simul::run(main());
+}
+
+TEST(AsyncGenerator, CancellingTheConsumerDuringAcloseCancelsTheCleanup) {
+  auto main = []() -> simul::task<void> {
+    bool cleanup_finished = false;
+    auto consumer = [](bool* finished) -> simul::task<void> {
+      auto gen = [](bool* f) -> simul::async_generator<int> {
+        try {
+          co_yield 1;
+        } catch (const simul::generator_exit&) {
+        }
+        co_await simul::sleep(1h);
+        *f = true;
+      }(finished);
+      (void)co_await gen.next();
+      co_await gen.aclose();
+    };
+    auto t = simul::create_task(consumer(&cleanup_finished));
+    co_await simul::sleep(1ms);
+    t.cancel();
+    EXPECT_THROW(co_await t, simul::cancelled_error);
+    EXPECT_FALSE(cleanup_finished);
   };
   simul::run(main());
 }

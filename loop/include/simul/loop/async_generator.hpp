@@ -16,9 +16,17 @@
 // generator throws) comes out of `next()`. After the end, an exception or
 // `aclose()`, `next()` gives an empty optional.
 //
-// `co_await gen.aclose()` stops a generator early. A C++ frame cannot resume
-// with an exception thrown into it, so aclose destroys the suspended frame:
-// destructors run (RAII cleanup), `catch` blocks and `co_await`s in them do not.
+// `co_await gen.aclose()` stops a generator early, as asyncio's does: the
+// `co_yield` the generator is suspended at throws `simul::generator_exit`, so
+// its `catch` blocks run, and the code after them may `co_await` (in the
+// consumer's task; C++ forbids `co_await` inside a handler) before the frame
+// ends. A generator should let `generator_exit` out (rethrow it) or
+// return; yielding another value instead is an error that aclose reports.
+// `generator_exit` does not derive from `std::exception`, so
+// `catch (const std::exception&)` in the generator leaves it alone, as
+// Python's `except Exception` leaves `GeneratorExit` alone. A generator that
+// never started is closed without running. Destroying a generator without
+// aclose destroys its frame at once: destructors run, `catch` blocks do not.
 //
 // Thread-safety: loop thread only. Lifetime: owns its frame; move-only; one
 // `next()` at a time.
@@ -34,6 +42,10 @@
 
 namespace simul {
 
+/// What a generator's `co_yield` throws when `aclose()` stops it (Python's
+/// GeneratorExit). Deliberately not a `std::exception`: see the file comment.
+struct generator_exit {};
+
 template <class T>
 class [[nodiscard]] async_generator {
  public:
@@ -41,6 +53,7 @@ class [[nodiscard]] async_generator {
     std::optional<T> m_value;
     std::exception_ptr m_error;
     std::coroutine_handle<> m_consumer;
+    bool m_closing = false;
 
     async_generator get_return_object() noexcept {
       return async_generator(std::coroutine_handle<promise_type>::from_promise(*this));
@@ -53,22 +66,33 @@ class [[nodiscard]] async_generator {
       }
       void await_resume() noexcept {}
     };
+    /// A `co_yield`: back to the consumer; throws generator_exit if resumed by aclose.
+    struct yielded : to_consumer {
+      promise_type* m_promise;
+      void await_resume() const {
+        if (m_promise->m_closing) {
+          throw generator_exit{};
+        }
+      }
+    };
     to_consumer final_suspend() noexcept { return {}; }
     template <class U>
-    requires std::is_constructible_v<T, U&&> to_consumer yield_value(U&& v) {
+    requires std::is_constructible_v<T, U&&> yielded yield_value(U&& v) {
       m_value.emplace(std::forward<U>(v));
-      return {};
+      return {{}, this};
     }
     void return_void() noexcept {}
     void unhandled_exception() noexcept { m_error = std::current_exception(); }
   };
 
   async_generator() noexcept = default;
-  async_generator(async_generator&& o) noexcept : m_handle(std::exchange(o.m_handle, nullptr)) {}
+  async_generator(async_generator&& o) noexcept
+      : m_handle(std::exchange(o.m_handle, nullptr)), m_started(std::exchange(o.m_started, false)) {}
   async_generator& operator=(async_generator&& o) noexcept {
     if (this != &o) {
       reset();
       m_handle = std::exchange(o.m_handle, nullptr);
+      m_started = std::exchange(o.m_started, false);
     }
     return *this;
   }
@@ -84,6 +108,7 @@ class [[nodiscard]] async_generator {
         throw error("async_generator: next() while another next() is running");
       }
       m_gen->m_running = true;
+      m_gen->m_started = true;
       auto& p = m_gen->m_handle.promise();
       p.m_consumer = consumer;
       p.m_value.reset();
@@ -111,11 +136,54 @@ class [[nodiscard]] async_generator {
   /// optional at the end. Rethrows what the generator threw.
   [[nodiscard]] next_awaiter next() { return next_awaiter{this}; }
 
-  /// Stops the generator: destroys its frame (see the file comment).
-  /// Awaitable for asyncio's spelling; completes at once.
-  std::suspend_never aclose() noexcept {
-    reset();
-    return {};
+  struct aclose_awaiter {
+    async_generator* m_gen;
+    bool await_ready() const noexcept { return !m_gen->m_started || m_gen->done(); }
+    std::coroutine_handle<> await_suspend(std::coroutine_handle<> consumer) {
+      if (m_gen->m_running) {
+        throw error("async_generator: aclose() while next() is running");
+      }
+      m_gen->m_running = true;
+      auto& p = m_gen->m_handle.promise();
+      p.m_consumer = consumer;
+      p.m_closing = true;
+      p.m_value.reset();
+      return m_gen->m_handle;
+    }
+    void await_resume() {
+      m_gen->m_running = false;
+      auto h = m_gen->m_handle;
+      if (!h) {
+        return;
+      }
+      const bool yielded_again = !h.done();
+      auto e = std::exchange(h.promise().m_error, nullptr);
+      m_gen->reset();
+      if (yielded_again) {
+        throw error("async_generator: the generator yielded a value after aclose() (it caught "
+                    "simul::generator_exit and went on; rethrow it or return)");
+      }
+      if (e) {
+        try {
+          std::rethrow_exception(e);
+        } catch (const generator_exit&) {
+          // The normal end of a close.
+        }
+      }
+    }
+  };
+
+  /// Stops the generator: its pending `co_yield` throws `generator_exit`, its
+  /// cleanup runs (see the file comment), then the frame is destroyed.
+  /// Rethrows an exception the cleanup threw (other than generator_exit);
+  /// throws `simul::error` if the generator yields again. Closing a
+  /// generator that never started, is finished or was closed does nothing
+  /// but release it.
+  [[nodiscard]] aclose_awaiter aclose() noexcept {
+    if (!m_started) {
+      reset();
+    }
+    return aclose_awaiter{this};
   }
 
   /// True once the generator finished, failed or was closed.
@@ -131,6 +199,7 @@ class [[nodiscard]] async_generator {
 
   std::coroutine_handle<promise_type> m_handle;
   bool m_running = false;
+  bool m_started = false;
 };
 
 /// Calls `f(value)` for each value of `gen` (`async for`); `f` may return a
