@@ -89,6 +89,21 @@ void task_group::abort() noexcept {
   }
 }
 
+void task_group::cancel() {
+  if (m_joined) {
+    return;
+  }
+  if (!m_aborting) {
+    abort();
+  }
+  if (!m_joining && !m_parent_cancel_requested) {
+    // Interrupt the body so that it reaches join(), which takes this request
+    // back: the group ends without cancelled_error.
+    m_parent_cancel_requested = true;
+    m_parent.cancel("task_group: cancelled");
+  }
+}
+
 void task_group::on_child_done(detail::done_link* link) noexcept {
   auto& c = *static_cast<child*>(link->owner);
   auto* g = c.group;

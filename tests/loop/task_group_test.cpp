@@ -180,3 +180,97 @@ TEST(TaskGroup, OutsideTaskIsAnError) {
   loop.run_once();
   loop.close();
 }
+
+TEST(TaskGroup, CancelFromAChildStopsTheGroupWhichEndsWithoutCancelledError) {
+  auto main = []() -> simul::task<void> {
+    int cancelled = 0;
+    auto waiter = [&]() -> simul::task<void> {
+      try {
+        co_await simul::sleep(1h);
+      } catch (const simul::cancelled_error&) {
+        ++cancelled;
+        throw;
+      }
+    };
+    bool body_interrupted = false;
+    co_await simul::with_task_group([&](simul::task_group& tg) -> simul::task<void> {
+      tg.create_task(waiter());
+      tg.create_task(waiter());
+      tg.create_task([](simul::task_group* g) -> simul::task<void> {
+        co_await simul::sleep(1ms);
+        g->cancel(); // found what we were looking for: stop the others
+      }(&tg));
+      try {
+        co_await simul::sleep(1h);
+      } catch (const simul::cancelled_error&) {
+        body_interrupted = true;
+        throw;
+      }
+    });
+    EXPECT_EQ(cancelled, 2);
+    EXPECT_TRUE(body_interrupted);
+    auto self = simul::current_task();
+    EXPECT_EQ(self.cancelling(), 0);
+    co_await simul::sleep(1ms); // the owning task goes on: nothing is left pending
+  };
+  simul::run(main());
+}
+
+TEST(TaskGroup, CancelAsTheBodysLastStatementLeavesNothingPending) {
+  auto main = []() -> simul::task<int> {
+    simul::task_group tg;
+    tg.create_task(sleep_forever());
+    tg.cancel();
+    EXPECT_THROW(tg.create_task(after(1ms, 1)), simul::error); // shutting down
+    co_await tg.join();
+    tg.cancel(); // after join: does nothing
+    co_await simul::sleep(1ms);
+    co_return 7;
+  };
+  EXPECT_EQ(simul::run(main()), 7);
+}
+
+TEST(TaskGroup, CancelStillReportsErrorsRaisedWhileTheTasksUnwind) {
+  auto main = []() -> simul::task<void> {
+    auto stubborn = []() -> simul::task<void> {
+      try {
+        co_await simul::sleep(1h);
+      } catch (const simul::cancelled_error&) {
+        throw std::runtime_error("cleanup failed");
+      }
+    };
+    try {
+      co_await simul::with_task_group([&](simul::task_group& tg) -> simul::task<void> {
+        tg.create_task(stubborn());
+        co_await simul::sleep(1ms);
+        tg.cancel();
+        co_await simul::sleep(1h);
+      });
+      ADD_FAILURE() << "the group should throw the cleanup's error";
+    } catch (const simul::exception_group& g) {
+      CO_ASSERT_EQ(g.exceptions().size(), 1u);
+      EXPECT_THROW(std::rethrow_exception(g.exceptions()[0]), std::runtime_error);
+    }
+    co_await simul::sleep(1ms);
+  };
+  simul::run(main());
+}
+
+TEST(TaskGroup, CancelDoesNotSwallowACancellationFromOutside) {
+  auto main = []() -> simul::task<void> {
+    auto owner = []() -> simul::task<void> {
+      co_await simul::with_task_group([&](simul::task_group& tg) -> simul::task<void> {
+        tg.create_task(sleep_forever());
+        co_await simul::sleep(1ms);
+        tg.cancel();
+        co_await simul::sleep(1h);
+      });
+    };
+    auto t = simul::create_task(owner());
+    co_await simul::sleep(1ms);
+    t.cancel("from outside"); // lands around the group's own cancel
+    EXPECT_THROW(co_await t, simul::cancelled_error);
+    EXPECT_TRUE(t.cancelled());
+  };
+  simul::run(main());
+}

@@ -23,6 +23,12 @@
 //   `cancelled_error` once they are done. If there are errors as well, the
 //   `exception_group` is thrown and the outside cancellation stays pending:
 //   the owning task's next `co_await` throws it. It is never lost.
+// - `cancel()` stops the group early (asyncio's TaskGroup.cancel): every task
+//   of the group and, if it is still running, the body are cancelled, and the
+//   group then ends without `cancelled_error` — the owning task goes on after
+//   `join()` / `with_task_group`. Errors the tasks raise while unwinding are
+//   still thrown as an `exception_group`; a cancellation from outside still
+//   propagates.
 //
 // Thread-safety: loop thread only, inside the owning task. Lifetime: the group
 // lives in the owning frame; destroying it without `join()` cancels the tasks
@@ -69,6 +75,13 @@ class task_group {
     add(h);
     return h;
   }
+
+  /// Stops the group: cancels its unfinished tasks and, if the body is still
+  /// running, the owning task (its next `co_await` throws `cancelled_error`,
+  /// which the group absorbs at `join()`). No task can be added afterwards.
+  /// Callable from any task of the loop, including the group's own tasks;
+  /// does nothing once the group is joined.
+  void cancel();
 
   class join_awaiter;
   /// Waits for every task; throws the errors as one `exception_group`.
