@@ -623,6 +623,9 @@ void event_loop::close() {
         if (!ours && li.debug) {
           detail::report(*li.owner, std::string("a handle was left open at close: ") + uv_handle_type_name(h->type));
         }
+        if (h->type == UV_PROCESS) {
+          detail::reap_after_close(h); // the loop will not see its exit any more
+        }
         uv_close(h, nullptr);
       },
       &impl);

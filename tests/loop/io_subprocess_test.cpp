@@ -8,7 +8,9 @@
 
 #include <cerrno>
 #include <csignal>
+#include <fstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -140,4 +142,56 @@ TEST(LoopSubprocess, CancelledWaitLeavesTheChildReaped) {
     p.kill();
     EXPECT_EQ(co_await p.wait(), -SIGKILL);
   }());
+}
+
+TEST(LoopSubprocess, ShellRunsACommandLineWithRedirections) {
+  simul::run([]() -> task<void> {
+    const simul::subprocess_options opts{.stdout_ = stdio::pipe, .stderr_ = stdio::pipe};
+    auto p = co_await simul::create_subprocess_shell("printf 'a b' | tr ' ' '-'; echo oops >&2; exit 4", opts);
+    auto [out, err] = co_await p.communicate();
+    EXPECT_EQ(out, "a-b");
+    EXPECT_EQ(err, "oops\n");
+    EXPECT_EQ(p.returncode(), 4);
+
+    auto missing = co_await simul::create_subprocess_shell("no-such-program-simul-test 2>/dev/null");
+    EXPECT_EQ(co_await missing.wait(), 127); // the shell's "command not found"
+
+    EXPECT_THROW((void)co_await simul::create_subprocess_shell(""), simul::error);
+  }());
+}
+
+namespace {
+// The state letter of /proc/<pid>/stat ('Z' for a zombie), or 0 once the
+// process is gone (reaped).
+char proc_state(int pid) {
+  std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
+  std::string line;
+  if (!std::getline(stat, line)) {
+    return 0;
+  }
+  const auto paren = line.rfind(')');
+  return paren != std::string::npos && paren + 2 < line.size() ? line[paren + 2] : '?';
+}
+} // namespace
+
+TEST(LoopSubprocess, AChildStillRunningWhenTheLoopClosesIsReapedWhenItExits) {
+  int pid = 0;
+  {
+    simul::event_loop loop;
+    loop.run_until_complete([](int* out) -> task<void> {
+      const std::vector<std::string> args{"0.2"};
+      auto p = co_await simul::create_subprocess_exec("sleep", args);
+      *out = p.pid();
+    }(&pid));
+    loop.close(); // the child is still sleeping
+  }
+  ASSERT_GT(pid, 0);
+  EXPECT_NE(proc_state(pid), 0) << "the child should outlive the loop";
+  // Once it exits, nobody may leave it a zombie. Generous bound: 20 s.
+  char state = 'S';
+  for (int i = 0; i < 2000 && state != 0; ++i) {
+    std::this_thread::sleep_for(10ms);
+    state = proc_state(pid);
+  }
+  EXPECT_EQ(state, 0) << "child " << pid << " left in state " << state;
 }

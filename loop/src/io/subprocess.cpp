@@ -5,8 +5,12 @@
 #include <simul/loop/subprocess.hpp>
 #include <simul/loop/task_handle.hpp>
 
+#include <cerrno>
 #include <csignal>
+#include <thread>
+
 #include <memory>
+#include <sys/wait.h>
 
 namespace simul::detail {
 
@@ -102,6 +106,22 @@ class process_state {
 };
 
 void process_acquire(process_state* s) noexcept { s->acquire(); }
+
+void reap_after_close(const uv_handle_t* h) noexcept {
+  const auto pid = static_cast<pid_t>(reinterpret_cast<const uv_process_t*>(h)->pid);
+  if (pid <= 0) {
+    return;
+  }
+  try {
+    std::thread([pid] {
+      int status = 0;
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    }).detach();
+  } catch (...) {
+    // No thread to spare: the child stays a zombie until this process exits.
+  }
+}
 void process_release(process_state* s) noexcept { s->release(); }
 
 namespace {
@@ -322,6 +342,20 @@ task<process> create_subprocess_exec(std::string program, std::vector<std::strin
 
 task<process> create_subprocess_exec(std::string program) {
   return create_subprocess_exec(std::move(program), std::vector<std::string>(), subprocess_options());
+}
+
+task<process> create_subprocess_shell(std::string command, subprocess_options options) {
+  auto& loop = detail::running_loop_checked("create_subprocess_shell");
+  if (command.empty()) {
+    throw error("create_subprocess_shell: the command is empty");
+  }
+  std::string shell = "/bin/sh";
+  std::vector<std::string> args{"-c", std::move(command)};
+  co_return detail::spawn_process(loop, shell, args, options);
+}
+
+task<process> create_subprocess_shell(std::string command) {
+  return create_subprocess_shell(std::move(command), subprocess_options());
 }
 
 } // namespace simul

@@ -1,6 +1,7 @@
 #pragma once
 
-// Child processes with pipes (asyncio's create_subprocess_exec).
+// Child processes with pipes (asyncio's create_subprocess_exec and
+// create_subprocess_shell).
 //
 //   const std::vector<std::string> args{"-r"};
 //   simul::subprocess_options opts{.stdin_ = simul::stdio::pipe, .stdout_ = simul::stdio::pipe};
@@ -24,9 +25,15 @@
 // Errors: a program that does not exist or cannot run throws `io_error`
 // naming it ("spawn no-such-program: no such file or directory (ENOENT)").
 //
+// `create_subprocess_shell(cmd)` runs `cmd` through `/bin/sh -c`, with the
+// shell's quoting, redirections and expansions: never pass it untrusted text.
+//
 // Thread-safety: loop thread only. Lifetime: copies of a `process` share one
 // child; when the last copy goes before the child exits, the loop still reaps
-// it (no zombie) while it runs. Nothing may outlive the loop.
+// it (no zombie) while it runs. A child still running when its loop closes is
+// left running (as asyncio leaves it) and reaped by a background thread when
+// it exits, so it never stays a zombie; debug mode reports it. Nothing may
+// outlive the loop.
 
 #include <simul/loop/io_error.hpp>
 #include <simul/loop/stream.hpp>
@@ -120,5 +127,12 @@ class process {
 [[nodiscard]] task<process> create_subprocess_exec(std::string program, std::vector<std::string> args);
 /// Same, without arguments.
 [[nodiscard]] task<process> create_subprocess_exec(std::string program);
+
+/// Runs `command` with `/bin/sh -c` (see the file comment). Throws
+/// `simul::error` for an empty command and `io_error` if the shell cannot be
+/// started; a command the shell cannot find gives exit status 127.
+[[nodiscard]] task<process> create_subprocess_shell(std::string command, subprocess_options options);
+/// Same, with the default options (every stream inherited).
+[[nodiscard]] task<process> create_subprocess_shell(std::string command);
 
 } // namespace simul
