@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <cerrno>
+#include <fstream>
 #include <string>
 #include <sys/stat.h>
 #include <vector>
@@ -506,6 +507,67 @@ TEST(LoopStreams, UnreachableAddressFailsClearlyOrIsAbandonedCleanly) {
     } catch (const simul::error& e) {
       EXPECT_NE(std::string(e.what()).find("2001:db8::1"), std::string::npos) << e.what();
     }
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+namespace {
+bool ipv6_loopback_enabled() {
+  std::ifstream f("/proc/net/if_inet6");
+  std::string line;
+  while (std::getline(f, line)) {
+    if (line.rfind("00000000000000000000000000000001", 0) == 0) {
+      return true;
+    }
+  }
+  return false;
+}
+} // namespace
+
+TEST(LoopStreams, AnEmptyHostListensOnEveryInterfaceOfBothFamiliesOnOnePort) {
+  if (!ipv6_loopback_enabled()) {
+    GTEST_SKIP() << "no IPv6 loopback on this machine";
+  }
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(echo_lines, "", 0);
+    const auto port = std::to_string(srv.port());
+    EXPECT_EQ(srv.socknames(), (std::vector<std::string>{"0.0.0.0:" + port, "[::]:" + port}));
+    for (const std::string host : {"127.0.0.1", "::1"}) {
+      auto [reader, writer] = co_await simul::open_connection(host, srv.port());
+      writer.write("hello " + host + "\n");
+      EXPECT_EQ(co_await reader.readline(), "hello " + host + "\n");
+      writer.close();
+      co_await writer.wait_closed();
+    }
+    srv.close();
+    co_await srv.wait_closed();
+    EXPECT_TRUE(srv.socknames().empty());
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST(LoopStreams, ABindErrorOnOneAddressClosesTheOthersAndNamesTheAddress) {
+  if (!ipv6_loopback_enabled()) {
+    GTEST_SKIP() << "no IPv6 loopback on this machine";
+  }
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    auto v6 = co_await simul::start_server(echo_lines, "::", 0); // takes the port on IPv6 only
+    try {
+      (void)co_await simul::start_server(echo_lines, "", v6.port()); // 0.0.0.0 binds, :: cannot
+      ADD_FAILURE() << "the IPv6 half of the port is taken";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), EADDRINUSE);
+      EXPECT_NE(std::string(e.what()).find("[::]:" + std::to_string(v6.port())), std::string::npos) << e.what();
+    }
+    // The IPv4 listener made on the way was closed: the port is free there.
+    auto v4 = co_await simul::start_server(echo_lines, "127.0.0.1", v6.port());
+    EXPECT_EQ(v4.port(), v6.port());
+    v4.close();
+    v6.close();
+    co_await v4.wait_closed();
+    co_await v6.wait_closed();
   }());
   EXPECT_EQ(open_fd_count(), fds_before);
 }

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <list>
 
 namespace simul::detail {
@@ -98,32 +99,43 @@ std::pair<stream_reader, stream_writer> make_pair_of(const stream_ref& ref) {
 class server_state {
  public:
   server_state(event_loop& loop, stream_state::kind k, connection_handler handler, server_options options)
-      : m_loop(&loop), m_kind(k), m_handler(std::move(handler)), m_options(options) {
-    if (k == stream_state::kind::tcp) {
-      auto* tcp = new uv_tcp_t();
-      uv_tcp_init(uv_loop(loop), tcp);
-      m_listener = reinterpret_cast<uv_stream_t*>(tcp);
-    } else {
-      auto* pipe = new uv_pipe_t();
-      uv_pipe_init(uv_loop(loop), pipe, 0);
-      m_listener = reinterpret_cast<uv_stream_t*>(pipe);
-    }
-    m_listener->data = this;
-  }
+      : m_loop(&loop), m_kind(k), m_handler(std::move(handler)), m_options(options) {}
   server_state(const server_state&) = delete;
   server_state& operator=(const server_state&) = delete;
 
-  [[nodiscard]] uv_stream_t* listener() const noexcept { return m_listener; }
-  [[nodiscard]] stream_state::kind type() const noexcept { return m_kind; }
+  /// A new listening handle (one per bound address); the server owns it.
+  uv_stream_t* add_listener() {
+    m_listeners.reserve(m_listeners.size() + 1);
+    uv_stream_t* h = nullptr;
+    if (m_kind == stream_state::kind::tcp) {
+      auto* tcp = new uv_tcp_t();
+      uv_tcp_init(uv_loop(*m_loop), tcp);
+      h = reinterpret_cast<uv_stream_t*>(tcp);
+    } else {
+      auto* pipe = new uv_pipe_t();
+      uv_pipe_init(uv_loop(*m_loop), pipe, 0);
+      h = reinterpret_cast<uv_stream_t*>(pipe);
+    }
+    h->data = this;
+    m_listeners.push_back(h);
+    return h;
+  }
+  /// Closes and forgets the newest listener (its address could not be bound).
+  void drop_last_listener() noexcept {
+    auto* h = m_listeners.back();
+    m_listeners.pop_back();
+    if (m_kind == stream_state::kind::tcp) {
+      close_and_delete(reinterpret_cast<uv_tcp_t*>(h));
+    } else {
+      close_and_delete(reinterpret_cast<uv_pipe_t*>(h));
+    }
+  }
+  [[nodiscard]] std::size_t listener_count() const noexcept { return m_listeners.size(); }
   [[nodiscard]] event_loop& loop() const noexcept { return *m_loop; }
 
-  int listen(int backlog) {
-    const int rc = uv_listen(m_listener, backlog, &on_connection);
-    if (rc == 0) {
-      m_serving = true;
-    }
-    return rc;
-  }
+  /// Listens on the newest listener (libuv reports most bind errors here).
+  int listen_last(int backlog) { return uv_listen(m_listeners.back(), backlog, &on_connection); }
+  void set_serving() noexcept { m_serving = true; }
 
   void close() noexcept {
     m_serving = false;
@@ -131,7 +143,14 @@ class server_state {
       return;
     }
     m_close_started = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(m_listener), &on_listener_close);
+    if (m_listeners.empty()) {
+      listeners_gone();
+      return;
+    }
+    m_closing = m_listeners.size();
+    for (auto* h : m_listeners) {
+      uv_close(reinterpret_cast<uv_handle_t*>(h), &on_listener_close);
+    }
   }
 
   void close_clients() {
@@ -149,13 +168,10 @@ class server_state {
   io_wait_list& closed_waiters() noexcept { return m_closed_waiters; }
   io_wait_list& done_waiters() noexcept { return m_done_waiters; }
 
-  int port() const {
-    if (m_kind != stream_state::kind::tcp || !m_listener_alive) {
-      return m_port;
-    }
+  /// The port the listener `i` is bound to (TCP), 0 if unknown.
+  int port_of(std::size_t i) const {
     sockaddr_storage addr{};
-    int len = sizeof addr;
-    if (uv_tcp_getsockname(reinterpret_cast<uv_tcp_t*>(m_listener), reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    if (!local_address(i, addr)) {
       return 0;
     }
     if (addr.ss_family == AF_INET) {
@@ -163,7 +179,22 @@ class server_state {
     }
     return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
   }
+  int port() const { return m_port; }
   std::string sockname() const { return m_name; }
+  /// Every bound address ("host:port" each; the path for a Unix server).
+  std::vector<std::string> socknames() const {
+    if (m_kind != stream_state::kind::tcp) {
+      return {m_name};
+    }
+    std::vector<std::string> out;
+    for (std::size_t i = 0; i < m_listeners.size(); ++i) {
+      sockaddr_storage addr{};
+      if (local_address(i, addr)) {
+        out.push_back(format_address(reinterpret_cast<sockaddr*>(&addr)));
+      }
+    }
+    return out;
+  }
   void set_name(std::string name, int port) {
     m_name = std::move(name);
     m_port = port;
@@ -176,7 +207,7 @@ class server_state {
   void release_user() noexcept {
     if (--m_users == 0) {
       if (m_listener_alive && m_loop->is_closed()) {
-        free_listener(); // the loop closed it without our callback
+        free_listeners(); // the loop closed them without our callback
       }
       close();
     }
@@ -208,27 +239,50 @@ class server_state {
     }
   }
 
-  void free_listener() noexcept {
-    if (m_kind == stream_state::kind::tcp) {
-      delete reinterpret_cast<uv_tcp_t*>(m_listener);
-    } else {
-      delete reinterpret_cast<uv_pipe_t*>(m_listener);
+  bool local_address(std::size_t i, sockaddr_storage& addr) const noexcept {
+    if (m_kind != stream_state::kind::tcp || !m_listener_alive || m_close_started || i >= m_listeners.size()) {
+      return false;
     }
-    m_listener = nullptr;
+    int len = sizeof addr;
+    return uv_tcp_getsockname(reinterpret_cast<uv_tcp_t*>(m_listeners[i]), reinterpret_cast<sockaddr*>(&addr), &len) ==
+           0;
+  }
+
+  static void delete_listener(stream_state::kind k, uv_stream_t* h) noexcept {
+    if (k == stream_state::kind::tcp) {
+      delete reinterpret_cast<uv_tcp_t*>(h);
+    } else {
+      delete reinterpret_cast<uv_pipe_t*>(h);
+    }
+  }
+
+  void free_listeners() noexcept {
+    for (auto* h : m_listeners) {
+      delete_listener(m_kind, h);
+    }
+    m_listeners.clear();
     m_listener_alive = false;
   }
 
   static void on_listener_close(uv_handle_t* h) noexcept {
     auto* self = static_cast<server_state*>(h->data);
-    if (!self->m_unix_path.empty()) {
-      ::unlink(self->m_unix_path.c_str());
+    if (--self->m_closing > 0) {
+      return; // the memory goes with the last one, below
     }
-    self->free_listener();
-    self->m_closed_waiters.notify_all();
-    if (self->all_done()) {
-      self->m_done_waiters.notify_all();
-    }
+    self->free_listeners();
+    self->listeners_gone();
     self->maybe_delete();
+  }
+
+  void listeners_gone() noexcept {
+    m_listener_alive = false;
+    if (!m_unix_path.empty()) {
+      ::unlink(m_unix_path.c_str());
+    }
+    m_closed_waiters.notify_all();
+    if (all_done()) {
+      m_done_waiters.notify_all();
+    }
   }
 
   static void on_connection(uv_stream_t* listener, int status) noexcept;
@@ -237,7 +291,8 @@ class server_state {
   stream_state::kind m_kind;
   connection_handler m_handler;
   server_options m_options;
-  uv_stream_t* m_listener = nullptr;
+  std::vector<uv_stream_t*> m_listeners;
+  std::size_t m_closing = 0; // listeners whose close callback is still due
   std::string m_name;
   std::string m_unix_path;
   int m_port = 0;
@@ -399,6 +454,7 @@ detail::server_state& server::state() const {
 
 int server::port() const { return state().port(); }
 std::string server::sockname() const { return state().sockname(); }
+std::vector<std::string> server::socknames() const { return state().socknames(); }
 bool server::is_serving() const { return state().serving(); }
 void server::close() { state().close(); }
 void server::close_clients() { state().close_clients(); }
@@ -444,25 +500,58 @@ task<server> start_server(connection_handler handler, std::string host, int port
   }
   auto& loop = detail::running_loop_checked("start_server");
   detail::ignore_sigpipe_once();
-  const std::string bind_host = host.empty() ? "0.0.0.0" : host;
-  const auto where = detail::join_host_port(bind_host, port);
-  auto addresses = co_await detail::resolve(bind_host, std::to_string(port), AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE);
-  if (addresses.empty()) {
-    detail::throw_io_error(UV_EADDRNOTAVAIL, "bind to", where);
+  // An empty host means every interface, IPv4 and IPv6, as asyncio's None.
+  const std::string shown_host = host.empty() ? "0.0.0.0" : host;
+  const auto where = detail::join_host_port(shown_host, port);
+  std::vector<detail::resolved_address> addresses;
+  for (const auto& name : host.empty() ? std::vector<std::string>{"0.0.0.0", "::"} : std::vector<std::string>{host}) {
+    auto found = co_await detail::resolve(name, std::to_string(port), AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE);
+    addresses.insert(addresses.end(), found.begin(), found.end());
   }
   server srv(new server_state(loop, stream_state::kind::tcp, std::move(handler), options));
   auto& s = srv.state();
-  const auto* addr = reinterpret_cast<const sockaddr*>(&addresses.front().addr);
-  int rc = uv_tcp_bind(reinterpret_cast<uv_tcp_t*>(s.listener()), addr, 0);
-  if (rc == 0) {
-    rc = s.listen(options.backlog);
+  // Bind each address once. With port 0 the first bind picks the port and
+  // the others take the same one, so that the server has one port.
+  int chosen = port;
+  std::vector<std::string> seen;
+  for (auto& a : addresses) {
+    auto* sa = reinterpret_cast<sockaddr*>(&a.addr);
+    if (sa->sa_family == AF_INET) {
+      reinterpret_cast<sockaddr_in*>(sa)->sin_port = htons(static_cast<std::uint16_t>(chosen));
+    } else if (sa->sa_family == AF_INET6) {
+      reinterpret_cast<sockaddr_in6*>(sa)->sin6_port = htons(static_cast<std::uint16_t>(chosen));
+    } else {
+      continue;
+    }
+    auto text = detail::format_address(sa);
+    if (std::find(seen.begin(), seen.end(), text) != seen.end()) {
+      continue;
+    }
+    seen.push_back(text);
+    auto* h = reinterpret_cast<uv_tcp_t*>(s.add_listener());
+    // An IPv6 socket takes only IPv6, so that "::" and "0.0.0.0" can share a port.
+    int rc = uv_tcp_bind(h, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    if (rc == 0) {
+      rc = s.listen_last(options.backlog);
+    }
+    if (rc == UV_EADDRNOTAVAIL || rc == UV_EAFNOSUPPORT) {
+      s.drop_last_listener(); // that family is not enabled here (asyncio skips it too)
+      continue;
+    }
+    if (rc < 0) {
+      srv.close();
+      detail::throw_io_error(rc, "bind to", text);
+    }
+    if (chosen == 0) {
+      chosen = s.port_of(s.listener_count() - 1);
+    }
   }
-  if (rc < 0) {
+  if (s.listener_count() == 0) {
     srv.close();
-    detail::throw_io_error(rc, "bind to", where);
+    detail::throw_io_error(UV_EADDRNOTAVAIL, "bind to", where);
   }
-  const int bound = s.port();
-  s.set_name(detail::join_host_port(bind_host, bound), bound);
+  s.set_serving();
+  s.set_name(detail::join_host_port(shown_host, chosen), chosen);
   co_return srv;
 }
 
@@ -498,15 +587,16 @@ task<server> start_unix_server(connection_handler handler, std::string path, ser
   }
   server srv(new server_state(loop, stream_state::kind::pipe, std::move(handler), options));
   auto& s = srv.state();
-  int rc = uv_pipe_bind(reinterpret_cast<uv_pipe_t*>(s.listener()), path.c_str());
+  int rc = uv_pipe_bind(reinterpret_cast<uv_pipe_t*>(s.add_listener()), path.c_str());
   if (rc == 0) {
     s.set_unix_path(path);
-    rc = s.listen(options.backlog);
+    rc = s.listen_last(options.backlog);
   }
   if (rc < 0) {
     srv.close();
     detail::throw_io_error(rc, "bind to", path);
   }
+  s.set_serving();
   s.set_name(path, 0);
   co_return srv;
 }

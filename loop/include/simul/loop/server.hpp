@@ -19,8 +19,11 @@
 // refused (ECONNREFUSED)"), or `dns_error` when the name does not resolve.
 // TCP connections have Nagle's algorithm off (TCP_NODELAY), as asyncio does.
 //
-// `start_server` binds the first address the host resolves to (an empty host
-// means 0.0.0.0) and listens. `close()` stops listening (open connections keep
+// `start_server` binds every address the host resolves to, as asyncio does
+// (an empty host means every interface: 0.0.0.0 and ::), all on one port —
+// with port 0 the first bind picks it and the others share it. An address
+// whose family the machine has not enabled (EADDRNOTAVAIL) is skipped; any
+// other bind error fails the call and closes what was bound. `close()` stops listening (open connections keep
 // going); `wait_closed()` waits until the listener is closed and every handler
 // task is done; `close_clients()` cancels the running handlers;
 // `serve_forever()` suspends until the server is closed (cancelling it closes
@@ -42,6 +45,7 @@
 #include <functional>
 #include <string>
 #include <utility>
+#include <vector>
 
 namespace simul {
 
@@ -98,8 +102,12 @@ class server {
 
   /// The port listened on (TCP); 0 for a Unix server.
   [[nodiscard]] int port() const;
-  /// "host:port" (TCP) or the socket path (Unix).
+  /// "host:port" (TCP, the host as given, 0.0.0.0 for every interface) or the
+  /// socket path (Unix).
   [[nodiscard]] std::string sockname() const;
+  /// Every address listened on ("127.0.0.1:8080", "[::1]:8080"; the path for
+  /// a Unix server); empty once closed (asyncio.Server.sockets).
+  [[nodiscard]] std::vector<std::string> socknames() const;
   /// True while listening.
   [[nodiscard]] bool is_serving() const;
   /// Stops listening; open connections keep going. Idempotent.
