@@ -16,42 +16,16 @@ namespace simul {
 namespace detail {
 namespace {
 
-struct gni_op {
-  uv_getnameinfo_t req{};
-  class gni_awaiter* waiter = nullptr;
-};
+class gni_awaiter;
+struct gni_op : request_op<uv_getnameinfo_t, gni_awaiter> {};
 
-class gni_awaiter final : public waiter {
+class gni_awaiter final : public request_awaiter<gni_awaiter, gni_op, true> {
  public:
   gni_awaiter(event_loop& loop, const sockaddr_storage& addr, int flags, std::string where)
       : m_loop(loop), m_addr(addr), m_flags(flags), m_where(std::move(where)) {}
-  gni_awaiter(const gni_awaiter&) = delete;
-  gni_awaiter& operator=(const gni_awaiter&) = delete;
-  ~gni_awaiter() { detach(); }
 
-  bool await_ready() const noexcept { return false; }
-  bool await_suspend(std::coroutine_handle<> h) {
-    if (!suspend_on(h)) {
-      return false;
-    }
-    auto* op = new gni_op();
-    op->waiter = this;
-    op->req.data = op;
-    const int rc =
-        uv_getnameinfo(uv_loop(m_loop), &op->req, &on_done, reinterpret_cast<const sockaddr*>(&m_addr), m_flags);
-    if (rc < 0) {
-      delete op;
-      m_status = rc;
-      wake();
-      return true;
-    }
-    m_op = op;
-    return true;
-  }
-  bool on_cancel() noexcept override {
-    detach();
-    abort_and_wake();
-    return true;
+  int start(gni_op& op) {
+    return uv_getnameinfo(uv_loop(m_loop), &op.req, &on_done, reinterpret_cast<const sockaddr*>(&m_addr), m_flags);
   }
   name_info await_resume() {
     check_cancel();
@@ -62,37 +36,17 @@ class gni_awaiter final : public waiter {
   }
 
  private:
-  void detach() noexcept {
-    if (m_op != nullptr) {
-      m_op->waiter = nullptr;
-      uv_cancel(reinterpret_cast<uv_req_t*>(&m_op->req));
-      m_op = nullptr;
-    }
-  }
   static void on_done(uv_getnameinfo_t* req, int status, const char* host, const char* service) {
-    auto* op = static_cast<gni_op*>(req->data);
-    if (auto* self = op->waiter; self != nullptr) {
-      self->m_op = nullptr;
-      self->m_status = status;
-      if (status == 0) {
-        try {
-          self->m_result.host = host != nullptr ? host : "";
-          self->m_result.service = service != nullptr ? service : "";
-        } catch (...) {
-          self->m_status = UV_ENOMEM;
-        }
-      }
-      self->wake();
-    }
-    delete op;
+    finish(static_cast<gni_op*>(req->data), status, [host, service](gni_awaiter& self) {
+      self.m_result.host = host != nullptr ? host : "";
+      self.m_result.service = service != nullptr ? service : "";
+    });
   }
 
   event_loop& m_loop;
   sockaddr_storage m_addr;
   int m_flags;
   std::string m_where;
-  gni_op* m_op = nullptr;
-  int m_status = 0;
   name_info m_result;
 };
 

@@ -150,44 +150,17 @@ uv_buf_t read_scratch(std::size_t) noexcept {
 
 namespace {
 
-struct gai_op {
-  uv_getaddrinfo_t req{};
-  class gai_awaiter* waiter = nullptr;
-  int status = 0;
-  std::vector<resolved_address> result;
-};
+class gai_awaiter;
+struct gai_op : request_op<uv_getaddrinfo_t, gai_awaiter> {};
 
-class gai_awaiter final : public waiter {
+class gai_awaiter final : public request_awaiter<gai_awaiter, gai_op, true> {
  public:
   gai_awaiter(event_loop& loop, std::string host, std::string service, addrinfo hints)
       : m_loop(loop), m_host(std::move(host)), m_service(std::move(service)), m_hints(hints) {}
-  gai_awaiter(const gai_awaiter&) = delete;
-  gai_awaiter& operator=(const gai_awaiter&) = delete;
-  ~gai_awaiter() { detach(); }
 
-  bool await_ready() const noexcept { return false; }
-  bool await_suspend(std::coroutine_handle<> h) {
-    if (!suspend_on(h)) {
-      return false;
-    }
-    auto* op = new gai_op();
-    op->waiter = this;
-    op->req.data = op;
-    const int rc = uv_getaddrinfo(uv_loop(m_loop), &op->req, &on_done, m_host.empty() ? nullptr : m_host.c_str(),
-                                  m_service.empty() ? nullptr : m_service.c_str(), &m_hints);
-    if (rc < 0) {
-      delete op;
-      m_status = rc;
-      wake();
-      return true;
-    }
-    m_op = op;
-    return true;
-  }
-  bool on_cancel() noexcept override {
-    detach();
-    abort_and_wake();
-    return true;
+  int start(gai_op& op) {
+    return uv_getaddrinfo(uv_loop(m_loop), &op.req, &on_done, m_host.empty() ? nullptr : m_host.c_str(),
+                          m_service.empty() ? nullptr : m_service.c_str(), &m_hints);
   }
   std::vector<resolved_address> await_resume() {
     check_cancel();
@@ -200,49 +173,27 @@ class gai_awaiter final : public waiter {
  private:
   int port_or_zero() const noexcept { return std::atoi(m_service.c_str()); }
 
-  void detach() noexcept {
-    if (m_op != nullptr) {
-      m_op->waiter = nullptr;
-      uv_cancel(reinterpret_cast<uv_req_t*>(&m_op->req)); // best effort: the callback frees the op
-      m_op = nullptr;
-    }
-  }
-
   static void on_done(uv_getaddrinfo_t* req, int status, addrinfo* res) {
-    auto* op = static_cast<gai_op*>(req->data);
-    auto* self = op->waiter;
-    if (self != nullptr && status == 0) {
-      try {
-        for (auto* ai = res; ai != nullptr; ai = ai->ai_next) {
-          resolved_address r;
-          std::memcpy(&r.addr, ai->ai_addr, std::min<std::size_t>(ai->ai_addrlen, sizeof r.addr));
-          r.family = ai->ai_family;
-          r.socktype = ai->ai_socktype;
-          r.protocol = ai->ai_protocol;
-          if (ai->ai_canonname != nullptr) {
-            r.canonical_name = ai->ai_canonname;
-          }
-          self->m_result.push_back(std::move(r));
+    finish(static_cast<gai_op*>(req->data), status, [res](gai_awaiter& self) {
+      for (auto* ai = res; ai != nullptr; ai = ai->ai_next) {
+        resolved_address r;
+        std::memcpy(&r.addr, ai->ai_addr, std::min<std::size_t>(ai->ai_addrlen, sizeof r.addr));
+        r.family = ai->ai_family;
+        r.socktype = ai->ai_socktype;
+        r.protocol = ai->ai_protocol;
+        if (ai->ai_canonname != nullptr) {
+          r.canonical_name = ai->ai_canonname;
         }
-      } catch (...) {
-        status = UV_ENOMEM;
+        self.m_result.push_back(std::move(r));
       }
-    }
+    });
     uv_freeaddrinfo(res);
-    if (self != nullptr) {
-      self->m_op = nullptr;
-      self->m_status = status;
-      self->wake();
-    }
-    delete op;
   }
 
   event_loop& m_loop;
   std::string m_host;
   std::string m_service;
   addrinfo m_hints;
-  gai_op* m_op = nullptr;
-  int m_status = 0;
   std::vector<resolved_address> m_result;
 };
 

@@ -60,6 +60,97 @@ struct resolved_address {
 task<std::vector<resolved_address>> resolve(std::string host, std::string service, int family, int socktype,
                                             int protocol, int hints_flags);
 
+/// The detached request of the file comment, for an awaiter over one libuv
+/// request (connect, getaddrinfo, getnameinfo, a UDP send).
+///
+///   struct my_op : request_op<uv_getaddrinfo_t, my_awaiter> { /* more state */ };
+///   class my_awaiter final : public request_awaiter<my_awaiter, my_op, true> {
+///     int start(my_op& op);   // issues the request with &op.req; < 0: libuv's error
+///     static void on_done(uv_getaddrinfo_t* req, int status, ...) {
+///       finish(static_cast<my_op*>(req->data), status, [&](my_awaiter& self) { /* take results */ });
+///     }
+///   };
+///
+/// `CancelRequest`: whether cutting the link also asks libuv to cancel the
+/// request (uv_cancel works for thread-pool requests, not for sockets).
+template <class Req, class Awaiter>
+struct request_op {
+  Req req{};
+  Awaiter* waiter = nullptr;
+};
+
+template <class Derived, class Op, bool CancelRequest>
+class request_awaiter : public waiter {
+ public:
+  request_awaiter() = default;
+  request_awaiter(const request_awaiter&) = delete;
+  request_awaiter& operator=(const request_awaiter&) = delete;
+  ~request_awaiter() { detach(); }
+
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> h) {
+    if (!suspend_on(h)) {
+      return false;
+    }
+    auto* op = new Op();
+    op->waiter = static_cast<Derived*>(this);
+    op->req.data = op;
+    if (const int rc = static_cast<Derived*>(this)->start(*op); rc < 0) {
+      delete op;
+      m_status = rc;
+      wake();
+      return true;
+    }
+    m_op = op;
+    return true;
+  }
+  bool on_cancel() noexcept override {
+    detach();
+    abort_and_wake();
+    return true;
+  }
+
+ protected:
+  /// From the request's callback: if the awaiter is still there, gives it
+  /// `status`, runs `take(awaiter)` when the status is a success (a throw
+  /// becomes UV_ENOMEM) and wakes it; then frees the op.
+  template <class Take>
+  static void finish(Op* op, int status, Take&& take) noexcept {
+    if (Derived* self = op->waiter; self != nullptr) {
+      auto& base = static_cast<request_awaiter&>(*self);
+      base.m_op = nullptr;
+      base.m_status = status;
+      if (status >= 0) {
+        try {
+          take(*self);
+        } catch (...) {
+          base.m_status = UV_ENOMEM;
+        }
+      }
+      base.wake();
+    }
+    delete op;
+  }
+  static void finish(Op* op, int status) noexcept {
+    finish(op, status, [](Derived&) {});
+  }
+
+  int m_status = 0;
+
+ private:
+  void detach() noexcept {
+    if (m_op != nullptr) {
+      m_op->waiter = nullptr;
+      if constexpr (CancelRequest) {
+        uv_cancel(reinterpret_cast<uv_req_t*>(&m_op->req)); // best effort: the callback frees the op
+      }
+      m_op = nullptr;
+    }
+  }
+
+  Op* m_op = nullptr;
+};
+
 /// A loop-thread scratch buffer that libuv reads into before the data is
 /// appended where it belongs (alloc_cb and read_cb run back to back).
 uv_buf_t read_scratch(std::size_t suggested) noexcept;

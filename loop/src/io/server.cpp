@@ -17,47 +17,23 @@ namespace simul::detail {
 
 namespace {
 
-struct connect_op {
-  uv_connect_t req{};
-  class connect_awaiter* waiter = nullptr;
-};
+class connect_awaiter;
+struct connect_op : request_op<uv_connect_t, connect_awaiter> {};
 
 /// Connects the (fresh) handle of `stream` to an address or a socket path.
-/// Gives libuv's status; cancellable (the handle closes with the stream).
-class connect_awaiter final : public waiter {
+/// Gives libuv's status; cancellable (the request completes with ECANCELED
+/// when the handle closes with the stream).
+class connect_awaiter final : public request_awaiter<connect_awaiter, connect_op, false> {
  public:
   connect_awaiter(stream_state& s, const sockaddr* addr, const std::string* path)
       : m_stream(s), m_addr(addr), m_path(path) {}
-  connect_awaiter(const connect_awaiter&) = delete;
-  connect_awaiter& operator=(const connect_awaiter&) = delete;
-  ~connect_awaiter() { detach(); }
 
-  bool await_ready() const noexcept { return false; }
-  bool await_suspend(std::coroutine_handle<> h) {
-    if (!suspend_on(h)) {
-      return false;
-    }
-    auto* op = new connect_op();
-    op->waiter = this;
-    op->req.data = op;
+  int start(connect_op& op) {
     if (m_addr != nullptr) {
-      const int rc = uv_tcp_connect(&op->req, reinterpret_cast<uv_tcp_t*>(m_stream.stream()), m_addr, &on_connect);
-      if (rc < 0) {
-        delete op;
-        m_status = rc;
-        wake();
-        return true;
-      }
-    } else {
-      uv_pipe_connect(&op->req, reinterpret_cast<uv_pipe_t*>(m_stream.stream()), m_path->c_str(), &on_connect);
+      return uv_tcp_connect(&op.req, reinterpret_cast<uv_tcp_t*>(m_stream.stream()), m_addr, &on_connect);
     }
-    m_op = op;
-    return true;
-  }
-  bool on_cancel() noexcept override {
-    detach(); // the request completes with ECANCELED when the handle closes
-    abort_and_wake();
-    return true;
+    uv_pipe_connect(&op.req, reinterpret_cast<uv_pipe_t*>(m_stream.stream()), m_path->c_str(), &on_connect);
+    return 0;
   }
   int await_resume() {
     check_cancel();
@@ -65,27 +41,11 @@ class connect_awaiter final : public waiter {
   }
 
  private:
-  void detach() noexcept {
-    if (m_op != nullptr) {
-      m_op->waiter = nullptr;
-      m_op = nullptr;
-    }
-  }
-  static void on_connect(uv_connect_t* req, int status) {
-    auto* op = static_cast<connect_op*>(req->data);
-    if (auto* self = op->waiter; self != nullptr) {
-      self->m_op = nullptr;
-      self->m_status = status;
-      self->wake();
-    }
-    delete op;
-  }
+  static void on_connect(uv_connect_t* req, int status) { finish(static_cast<connect_op*>(req->data), status); }
 
   stream_state& m_stream;
   const sockaddr* m_addr;
   const std::string* m_path;
-  connect_op* m_op = nullptr;
-  int m_status = 0;
 };
 
 std::pair<stream_reader, stream_writer> make_pair_of(const stream_ref& ref) {

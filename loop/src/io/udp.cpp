@@ -184,19 +184,15 @@ class receive_awaiter final : public io_waiter {
   udp_state& m_state;
 };
 
-struct send_op {
-  uv_udp_send_t req{};
-  class send_awaiter* waiter = nullptr;
+class send_awaiter;
+struct send_op : request_op<uv_udp_send_t, send_awaiter> {
   std::string data;
 };
 
-class send_awaiter final : public waiter {
+class send_awaiter final : public request_awaiter<send_awaiter, send_op, false> {
  public:
   send_awaiter(udp_state& s, std::string data, const sockaddr_storage& addr, std::string where)
       : m_state(s), m_data(std::move(data)), m_addr(addr), m_where(std::move(where)) {}
-  send_awaiter(const send_awaiter&) = delete;
-  send_awaiter& operator=(const send_awaiter&) = delete;
-  ~send_awaiter() { detach(); }
 
   bool await_ready() {
     // Fast path: the socket takes the datagram now.
@@ -211,30 +207,11 @@ class send_awaiter final : public waiter {
     }
     return false;
   }
-  bool await_suspend(std::coroutine_handle<> h) {
-    if (!suspend_on(h)) {
-      return false;
-    }
-    auto* op = new send_op();
-    op->waiter = this;
-    op->req.data = op;
-    op->data = std::move(m_data);
-    uv_buf_t buf = uv_buf_init(op->data.data(), static_cast<unsigned>(op->data.size()));
-    const int rc =
-        uv_udp_send(&op->req, m_state.handle(), &buf, 1, reinterpret_cast<const sockaddr*>(&m_addr), &on_sent);
-    if (rc < 0) {
-      delete op;
-      m_status = rc;
-      wake();
-      return true;
-    }
-    m_op = op;
-    return true;
-  }
-  bool on_cancel() noexcept override {
-    detach(); // the datagram may still go out: it is the system's now
-    abort_and_wake();
-    return true;
+  // A cancelled send detaches only: the datagram may still go out, it is the system's now.
+  int start(send_op& op) {
+    op.data = std::move(m_data);
+    uv_buf_t buf = uv_buf_init(op.data.data(), static_cast<unsigned>(op.data.size()));
+    return uv_udp_send(&op.req, m_state.handle(), &buf, 1, reinterpret_cast<const sockaddr*>(&m_addr), &on_sent);
   }
   void await_resume() {
     if (m_task != nullptr) {
@@ -246,28 +223,12 @@ class send_awaiter final : public waiter {
   }
 
  private:
-  void detach() noexcept {
-    if (m_op != nullptr) {
-      m_op->waiter = nullptr;
-      m_op = nullptr;
-    }
-  }
-  static void on_sent(uv_udp_send_t* req, int status) {
-    auto* op = static_cast<send_op*>(req->data);
-    if (auto* self = op->waiter; self != nullptr) {
-      self->m_op = nullptr;
-      self->m_status = status;
-      self->wake();
-    }
-    delete op;
-  }
+  static void on_sent(uv_udp_send_t* req, int status) { finish(static_cast<send_op*>(req->data), status); }
 
   udp_state& m_state;
   std::string m_data;
   sockaddr_storage m_addr;
   std::string m_where;
-  send_op* m_op = nullptr;
-  int m_status = 0;
 };
 
 task<void> send_to_impl(datagram_endpoint /*keeps s alive*/, udp_state* s, std::string data, std::string host,
