@@ -624,7 +624,8 @@ void event_loop::close() {
           detail::report(*li.owner, std::string("a handle was left open at close: ") + uv_handle_type_name(h->type));
         }
         if (h->type == UV_PROCESS) {
-          detail::reap_after_close(h); // the loop will not see its exit any more
+          detail::close_process_at_loop_close(h); // frees its state, reaps the child later
+          return;
         }
         uv_close(h, nullptr);
       },

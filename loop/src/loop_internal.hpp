@@ -164,9 +164,10 @@ void report(event_loop& loop, std::string message, std::exception_ptr error = nu
 /// Reports without a loop (it was closed and destroyed): one line to stderr.
 void event_loop_detached_report(const std::string& message, std::exception_ptr error, const std::string& task) noexcept;
 
-/// Called by `close()` for a child process still running: a background
-/// thread reaps it when it exits (subprocess.cpp).
-void reap_after_close(const uv_handle_t* process_handle) noexcept;
+/// Called by `close()` for a child process still running: closes its handle
+/// (freeing the process's state once nobody holds it) and has a background
+/// thread reap the child when it exits (subprocess.cpp).
+void close_process_at_loop_close(uv_handle_t* process_handle) noexcept;
 
 /// Closes a handle allocated with `new Handle` and deletes it from the close
 /// callback, when libuv is done with the memory. `data` is left alone until then.

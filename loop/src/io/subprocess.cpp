@@ -57,15 +57,17 @@ class process_state {
     }
     if (m_box == nullptr) {
       delete this;
-      return;
     }
-    if (m_loop->is_closed()) {
-      delete m_box; // the loop closed the handle itself
-      m_box = nullptr;
-      delete this;
-    }
-    // Otherwise the child is still running: the exit callback reaps it, the
-    // close callback frees us.
+    // Otherwise the handle is open or closing: its close callback frees us
+    // (after the child's exit, or when the loop closes).
+  }
+
+  /// The loop is closing with the child still running: close the handle the
+  /// usual way, so that the close callback frees what nobody holds.
+  static void close_at_loop_close(uv_process_t* h) noexcept {
+    auto* self = reinterpret_cast<box*>(h)->owner;
+    self->m_close_started = true;
+    uv_close(reinterpret_cast<uv_handle_t*>(h), &on_close);
   }
 
  private:
@@ -107,8 +109,9 @@ class process_state {
 
 void process_acquire(process_state* s) noexcept { s->acquire(); }
 
-void reap_after_close(const uv_handle_t* h) noexcept {
+void close_process_at_loop_close(uv_handle_t* h) noexcept {
   const auto pid = static_cast<pid_t>(reinterpret_cast<const uv_process_t*>(h)->pid);
+  process_state::close_at_loop_close(reinterpret_cast<uv_process_t*>(h));
   if (pid <= 0) {
     return;
   }
