@@ -212,3 +212,15 @@ TEST(NeverSilent, CoroutineNeverAwaitedIsNotReportedOutsideDebugMode) {
   loop.close();
   EXPECT_EQ(reports, 0);
 }
+
+TEST(NeverSilent, TaskGroupCreateTaskRecordsItsCallSite) {
+  auto main = []() -> simul::task<void> {
+    simul::task_group tg;
+    const int line = __LINE__ + 1;
+    auto h = tg.create_task([]() -> simul::task<int> { co_return 1; }());
+    EXPECT_EQ(h.base().where().line(), static_cast<unsigned>(line));
+    EXPECT_EQ(std::string(h.base().where().file_name()), std::string(__FILE__));
+    co_await tg.join();
+  };
+  simul::run(main());
+}
