@@ -40,7 +40,7 @@ void run_callback_node(void* p) noexcept {
     try {
       n->fn();
     } catch (...) {
-      report(*n->loop, "Exception in callback", std::current_exception());
+      report(*n->loop, "Exception in callback", std::current_exception(), {}, describe_location(n->where));
     }
   }
   release_node(n);
@@ -131,24 +131,42 @@ void loop_remove_timer(event_loop& loop, timer_entry& entry) noexcept {
   }
 }
 
-void report(event_loop& loop, std::string message, std::exception_ptr error, std::string task) noexcept {
+void report(event_loop& loop, std::string message, std::exception_ptr error, std::string task,
+            std::string where) noexcept {
   exception_context context;
   try {
     context.message = std::move(message);
     context.exception = std::move(error);
     context.task = std::move(task);
+    context.where = std::move(where);
   } catch (...) {
   }
   loop.call_exception_handler(context);
 }
 
-void event_loop_detached_report(const std::string& message, std::exception_ptr error,
-                                const std::string& task) noexcept {
+void event_loop_detached_report(const std::string& message, std::exception_ptr error, const std::string& task,
+                                const std::string& where) noexcept {
   try {
-    std::fprintf(stderr, "simul: %s%s%s%s%s\n", message.c_str(), task.empty() ? "" : " [", task.c_str(),
-                 task.empty() ? "" : "]", error ? (": " + describe(error)).c_str() : "");
+    std::fprintf(stderr, "simul: %s%s%s%s%s%s%s%s\n", message.c_str(), task.empty() ? "" : " [", task.c_str(),
+                 task.empty() ? "" : "]", where.empty() ? "" : " (created at ", where.c_str(), where.empty() ? "" : ")",
+                 error ? (": " + describe(error)).c_str() : "");
   } catch (...) {
   }
+}
+
+std::string describe_location(const detail::source_location& where) {
+  if (where.line() == 0 && (where.file_name() == nullptr || where.file_name()[0] == '\0')) {
+    return {};
+  }
+  std::string out = where.file_name();
+  out += ':';
+  out += std::to_string(where.line());
+  if (where.function_name() != nullptr && where.function_name()[0] != '\0') {
+    out += " (";
+    out += where.function_name();
+    out += ')';
+  }
+  return out;
 }
 
 // ---- timer_heap ----
@@ -218,18 +236,43 @@ void loop_impl::run_item(ready_item item) noexcept {
     item.run(item.arg);
     return;
   }
-  const auto started = std::chrono::steady_clock::now();
+  // Debug mode only: describe the item before it runs (it may free itself).
   std::string what;
-  if (item.run == &task_base::step_thunk) {
-    what = "step of " + static_cast<task_base*>(item.arg)->name();
+  std::string task;
+  detail::source_location where;
+  try {
+    if (item.run == &task_base::step_thunk) {
+      auto* t = static_cast<task_base*>(item.arg);
+      task = t->name();
+      what = "step of " + task;
+      where = t->where();
+    } else if (item.run == &run_callback_node) {
+      what = "callback";
+      where = static_cast<callback_node*>(item.arg)->where;
+    }
+  } catch (...) {
   }
+  const auto started = std::chrono::steady_clock::now();
   item.run(item.arg);
-  const auto took = std::chrono::steady_clock::now() - started;
-  if (took >= slow_callback) {
-    char text[160];
-    std::snprintf(text, sizeof text, "Executing %s took %.3f seconds", what.empty() ? "a callback" : what.c_str(),
-                  std::chrono::duration<double>(took).count());
-    report(*owner, text);
+  report_if_slow(what, task, where, std::chrono::steady_clock::now() - started);
+}
+
+void loop_impl::report_if_slow(const std::string& what, const std::string& task, const detail::source_location& where,
+                               std::chrono::nanoseconds took) noexcept {
+  if (took < slow_callback) {
+    return;
+  }
+  try {
+    auto place = describe_location(where);
+    char seconds[32];
+    std::snprintf(seconds, sizeof seconds, "%.3f", std::chrono::duration<double>(took).count());
+    std::string text = "Executing " + (what.empty() ? std::string("a callback") : what);
+    if (!place.empty()) {
+      text += (task.empty() ? " scheduled at " : " created at ") + place;
+    }
+    text += std::string(" took ") + seconds + " seconds";
+    report(*owner, std::move(text), nullptr, task, std::move(place));
+  } catch (...) {
   }
 }
 
@@ -281,16 +324,21 @@ void loop_impl::on_timer() noexcept {
 }
 
 void loop_impl::on_async() noexcept {
-  std::vector<unique_function<void()>> batch;
+  std::vector<posted_callback> batch;
   {
     std::lock_guard lock(ts_mutex);
     batch.swap(ts_queue);
   }
-  for (auto& fn : batch) {
+  for (auto& item : batch) {
+    const auto started = debug ? std::chrono::steady_clock::now() : std::chrono::steady_clock::time_point{};
     try {
-      fn();
+      item.fn();
     } catch (...) {
-      report(*owner, "Exception in callback (call_soon_threadsafe)", std::current_exception());
+      report(*owner, "Exception in callback (call_soon_threadsafe)", std::current_exception(), {},
+             describe_location(item.where));
+    }
+    if (debug) {
+      report_if_slow("callback (call_soon_threadsafe)", {}, item.where, std::chrono::steady_clock::now() - started);
     }
   }
 }
@@ -464,11 +512,13 @@ void event_loop::check_can_schedule(const char* what) const {
   m_impl->check_thread(what);
 }
 
-handle event_loop::schedule_callback(detail::unique_function<void()> f, const clock::time_point* when) {
+handle event_loop::schedule_callback(detail::unique_function<void()> f, const clock::time_point* when,
+                                     const detail::source_location& where) {
   check_can_schedule(when != nullptr ? "call_at" : "call_soon");
   auto* n = new detail::callback_node();
   n->loop = this;
   n->fn = std::move(f);
+  n->where = where;
   n->refs = 2; // the handle's and the queue's (or heap's)
   try {
     if (when != nullptr) {
@@ -486,13 +536,13 @@ handle event_loop::schedule_callback(detail::unique_function<void()> f, const cl
   return handle(n);
 }
 
-void event_loop::post_threadsafe(detail::unique_function<void()> f) {
+void event_loop::post_threadsafe(detail::unique_function<void()> f, const detail::source_location& where) {
   std::lock_guard lock(m_impl->ts_mutex);
   if (m_impl->ts_closed) {
     throw error("call_soon_threadsafe: the event loop is closed");
   }
   const bool first = m_impl->ts_queue.empty();
-  m_impl->ts_queue.push_back(std::move(f));
+  m_impl->ts_queue.push_back(detail::posted_callback{std::move(f), where});
   if (first) {
     uv_async_send(&m_impl->async);
   }
@@ -507,7 +557,7 @@ void event_loop::post_submitted(detail::unique_function<void()> f) {
     throw broken_executor("event_loop::submit: the event loop is closed");
   }
   const bool first = m_impl->ts_queue.empty();
-  m_impl->ts_queue.push_back(std::move(f));
+  m_impl->ts_queue.push_back(detail::posted_callback{std::move(f), {}});
   if (first) {
     uv_async_send(&m_impl->async);
   }
@@ -526,12 +576,12 @@ void event_loop::call_exception_handler(const exception_context& context) noexce
     }
   } catch (...) {
     detail::event_loop_detached_report("the exception handler threw while reporting: " + context.message,
-                                       std::current_exception(), context.task);
+                                       std::current_exception(), context.task, context.where);
   }
 }
 
 void event_loop::default_exception_handler(event_loop&, const exception_context& context) {
-  detail::event_loop_detached_report(context.message, context.exception, context.task);
+  detail::event_loop_detached_report(context.message, context.exception, context.task, context.where);
 }
 
 void event_loop::set_debug(bool enabled) noexcept { m_impl->debug = enabled; }
@@ -574,7 +624,7 @@ void event_loop::close() {
     auto* t = impl.tasks_head;
     detail::report(*this,
                    "Task was destroyed but it is pending (it did not finish after the closing loop cancelled it)",
-                   nullptr, t->name());
+                   nullptr, t->name(), detail::describe_location(t->where()));
     detail::loop_access::destroy_pending(*t);
   }
   // 3. Drop what is queued: callbacks are released without running.
@@ -597,7 +647,7 @@ void event_loop::close() {
       detail::release_node(n);
     }
   }
-  std::vector<detail::unique_function<void()>> dropped;
+  std::vector<detail::posted_callback> dropped;
   {
     std::lock_guard lock(impl.ts_mutex);
     impl.ts_closed = true;

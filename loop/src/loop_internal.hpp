@@ -72,6 +72,7 @@
 #include <chrono>
 #include <cstdint>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -109,6 +110,13 @@ struct callback_node {
   event_loop* loop = nullptr;
   unique_function<void()> fn;
   timer_entry timer;
+  source_location where; // the call_soon / call_later / call_at call site
+};
+
+/// A callback posted from another thread (call_soon_threadsafe, submit).
+struct posted_callback {
+  unique_function<void()> fn;
+  source_location where;
 };
 
 struct loop_impl {
@@ -129,8 +137,8 @@ struct loop_impl {
   std::uint64_t timer_seq = 0;
 
   std::mutex ts_mutex;
-  std::vector<unique_function<void()>> ts_queue; // guarded by ts_mutex
-  bool ts_closed = false;                        // guarded by ts_mutex
+  std::vector<posted_callback> ts_queue; // guarded by ts_mutex
+  bool ts_closed = false;                // guarded by ts_mutex
   std::atomic<bool> executor_shutdown{false};
 
   exception_handler handler;
@@ -149,6 +157,8 @@ struct loop_impl {
 
   void drain_ready() noexcept;
   void run_item(ready_item item) noexcept;
+  void report_if_slow(const std::string& what, const std::string& task, const source_location& where,
+                      std::chrono::nanoseconds took) noexcept;
   void rearm_timer() noexcept;
   void on_timer() noexcept;
   void on_async() noexcept;
@@ -159,10 +169,16 @@ struct loop_impl {
 inline uv_loop_t* uv_loop(event_loop& loop) noexcept { return &loop.impl().uv; }
 
 /// Reports an error through the loop's exception handler.
-void report(event_loop& loop, std::string message, std::exception_ptr error = nullptr, std::string task = {}) noexcept;
+/// `where` is the creation place of the task or callback involved.
+void report(event_loop& loop, std::string message, std::exception_ptr error = nullptr, std::string task = {},
+            std::string where = {}) noexcept;
 
 /// Reports without a loop (it was closed and destroyed): one line to stderr.
-void event_loop_detached_report(const std::string& message, std::exception_ptr error, const std::string& task) noexcept;
+void event_loop_detached_report(const std::string& message, std::exception_ptr error, const std::string& task,
+                                const std::string& where = {}) noexcept;
+
+/// "file:line (function)", or "" for a default-constructed location.
+std::string describe_location(const source_location& where);
 
 /// Called by `close()` for a child process still running: closes its handle
 /// (freeing the process's state once nobody holds it) and has a background

@@ -191,10 +191,15 @@ void task_base::destroy() noexcept {
     const auto task_name = name();
     const auto error = m_error;
     mark_retrieved();
+    std::string place;
+    try {
+      place = describe_location(m_where);
+    } catch (...) {
+    }
     if (loop != nullptr) {
-      report(*loop, "Task exception was never retrieved", error, task_name);
+      report(*loop, "Task exception was never retrieved", error, task_name, std::move(place));
     } else {
-      event_loop_detached_report("Task exception was never retrieved", error, task_name);
+      event_loop_detached_report("Task exception was never retrieved", error, task_name, place);
     }
   }
   destroy_frame();
@@ -291,10 +296,18 @@ void loop_access::detach(task_base& t) noexcept {
 
 void task_promise_base::root_finished(task_base& t) noexcept { t.on_root_final(); }
 
-void report_never_awaited() noexcept {
+void report_never_awaited(const source_location& where) noexcept {
   auto* loop = running_loop_or_null();
   if (loop != nullptr && loop->get_debug()) {
-    report(*loop, "a coroutine (simul::task) was destroyed without being awaited or scheduled");
+    std::string what;
+    try {
+      what = describe_location(where);
+    } catch (...) {
+    }
+    report(*loop,
+           "a coroutine (simul::task) was destroyed without being awaited or scheduled" +
+               (what.empty() ? std::string() : ": " + what),
+           nullptr, {}, what);
   }
 }
 

@@ -294,8 +294,11 @@ TEST(Task, CloseCancelsPendingTasksAndLetsThemUnwind) {
 TEST(Task, CloseDestroysTasksThatRefuseToFinishAndReportsThem) {
   simul::event_loop loop;
   std::vector<std::string> seen;
-  loop.set_exception_handler(
-      [&](simul::event_loop&, const simul::exception_context& ctx) { seen.push_back(ctx.task); });
+  std::string where;
+  loop.set_exception_handler([&](simul::event_loop&, const simul::exception_context& ctx) {
+    seen.push_back(ctx.task);
+    where = ctx.where;
+  });
   auto stubborn = []() -> simul::task<void> {
     while (true) {
       try {
@@ -305,11 +308,14 @@ TEST(Task, CloseDestroysTasksThatRefuseToFinishAndReportsThem) {
       }
     }
   };
+  const int line = __LINE__ + 1;
   auto t = loop.create_task(stubborn(), "stubborn");
   loop.run_once();
   loop.close();
   ASSERT_EQ(seen.size(), 1u);
   EXPECT_EQ(seen[0], "stubborn");
+  // The report names where the task was created: this file, that line.
+  EXPECT_EQ(where.rfind(std::string(__FILE__) + ":" + std::to_string(line) + " (", 0), 0u) << where;
   EXPECT_TRUE(t.done());
 }
 

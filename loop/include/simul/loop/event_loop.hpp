@@ -59,6 +59,11 @@ struct exception_context {
   std::string message;          ///< what happened, in a sentence
   std::exception_ptr exception; ///< the exception, when there is one
   std::string task;             ///< the task's name, when a task is involved
+  /// Where the task or callback involved was created, "file:line (function)"
+  /// (from `create_task` / `call_soon`...'s call site), when known. For a
+  /// coroutine never awaited, the coroutine function's name when it can be
+  /// found (see docs/loop.md), else its code address.
+  std::string where;
 };
 
 class event_loop;
@@ -156,26 +161,32 @@ class event_loop {
   /// The loop's clock (monotonic).
   [[nodiscard]] clock::time_point time() const noexcept { return clock::now(); }
 
+  // Every scheduling call takes the caller's `detail::source_location` (a
+  // defaulted last argument: leave it out). It is kept with the callback or
+  // task (a pointer copy) and named in the reports about it.
+
   /// Runs `f()` on the next iteration, after the callbacks already scheduled.
   /// Exceptions from `f` go to the exception handler.
   template <class F>
   requires std::invocable < std::decay_t<F>
-  & > handle call_soon(F&& f) {
-    return schedule_callback(detail::unique_function<void()>(std::forward<F>(f)), nullptr);
+  & > handle call_soon(F&& f, detail::source_location where = detail::source_location::current()) {
+    return schedule_callback(detail::unique_function<void()>(std::forward<F>(f)), nullptr, where);
   }
 
   /// Runs `f()` once `delay` has passed (at least that long from now).
   template <class Rep, class Period, class F>
   requires std::invocable < std::decay_t<F>
-  & > handle call_later(std::chrono::duration<Rep, Period> delay, F&& f) {
-    return call_at(clock::now() + std::chrono::duration_cast<clock::duration>(delay), std::forward<F>(f));
+  & > handle call_later(std::chrono::duration<Rep, Period> delay, F&& f,
+                        detail::source_location where = detail::source_location::current()) {
+    return call_at(clock::now() + std::chrono::duration_cast<clock::duration>(delay), std::forward<F>(f), where);
   }
 
   /// Runs `f()` at `when` on the loop's clock.
   template <class F>
   requires std::invocable < std::decay_t<F>
-  & > handle call_at(clock::time_point when, F&& f) {
-    return schedule_callback(detail::unique_function<void()>(std::forward<F>(f)), &when);
+  & > handle call_at(clock::time_point when, F&& f,
+                     detail::source_location where = detail::source_location::current()) {
+    return schedule_callback(detail::unique_function<void()>(std::forward<F>(f)), &when, where);
   }
 
   /// Runs `f()` on the loop's thread soon; the only scheduling call safe from
@@ -183,11 +194,14 @@ class event_loop {
   /// Throws `simul::error` once the loop is closed.
   template <class F>
   requires std::invocable < std::decay_t<F>
-  & > void call_soon_threadsafe(F&& f) { post_threadsafe(detail::unique_function<void()>(std::forward<F>(f))); }
+  & > void call_soon_threadsafe(F&& f, detail::source_location where = detail::source_location::current()) {
+    post_threadsafe(detail::unique_function<void()>(std::forward<F>(f)), where);
+  }
 
   /// Schedules `t` as a task of this loop; asyncio's loop.create_task.
   template <class T>
-  task_handle<T> create_task(task<T> t, std::string name = {});
+  task_handle<T> create_task(task<T> t, std::string name = {},
+                             detail::source_location where = detail::source_location::current());
 
   /// simul::executor: runs `f(args...)` on the loop's thread and returns a
   /// future of its result. Safe from any thread; throws `broken_executor`
@@ -214,8 +228,10 @@ class event_loop {
   /// The default handler: one line to stderr.
   static void default_exception_handler(event_loop& loop, const exception_context& context);
 
-  /// Debug mode: reports slow callbacks (over 100 ms), tasks destroyed while
-  /// pending, coroutines never awaited and loop-only calls from other threads.
+  /// Debug mode: reports slow callbacks (over 100 ms) with where they were
+  /// scheduled, coroutines never awaited, handles left open at close and
+  /// loop-only calls from other threads. (Failed tasks nobody looked at and
+  /// tasks destroyed while pending are reported in every mode.)
   void set_debug(bool enabled) noexcept;
   [[nodiscard]] bool get_debug() const noexcept;
   /// How long a callback may run in debug mode before it is reported.
@@ -225,8 +241,9 @@ class event_loop {
   [[nodiscard]] detail::loop_impl& impl() const noexcept { return *m_impl; }
 
  private:
-  handle schedule_callback(detail::unique_function<void()> f, const clock::time_point* when);
-  void post_threadsafe(detail::unique_function<void()> f);
+  handle schedule_callback(detail::unique_function<void()> f, const clock::time_point* when,
+                           const detail::source_location& where);
+  void post_threadsafe(detail::unique_function<void()> f, const detail::source_location& where);
   void post_submitted(detail::unique_function<void()> f);
   void check_can_schedule(const char* what) const;
   void run_until_task_done(detail::task_base& t);

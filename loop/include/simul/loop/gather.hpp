@@ -236,12 +236,13 @@ requires(sizeof...(A) > 0) auto gather(return_exceptions_t, A&&... aws) {
 }
 
 /// Runs every task of a range concurrently; a vector of results in order.
+/// The children's creation place (`where`, leave it out) is gather's call site.
 template <class T>
-auto gather(std::vector<task<T>> tasks) {
+auto gather(std::vector<task<T>> tasks, detail::source_location where = detail::source_location::current()) {
   std::vector<task_handle<T>> hs;
   hs.reserve(tasks.size());
   for (auto& t : tasks) {
-    hs.push_back(create_task(std::move(t)));
+    hs.push_back(create_task(std::move(t), {}, where));
   }
   return detail::gather_vector<false, T>(std::move(hs));
 }
@@ -254,11 +255,12 @@ auto gather(std::vector<task_handle<T>> tasks) {
 
 /// gather of a range with return_exceptions: a vector of `outcome<T>`.
 template <class T>
-auto gather(return_exceptions_t, std::vector<task<T>> tasks) {
+auto gather(return_exceptions_t, std::vector<task<T>> tasks,
+            detail::source_location where = detail::source_location::current()) {
   std::vector<task_handle<T>> hs;
   hs.reserve(tasks.size());
   for (auto& t : tasks) {
-    hs.push_back(create_task(std::move(t)));
+    hs.push_back(create_task(std::move(t), {}, where));
   }
   return detail::gather_vector<true, T>(std::move(hs));
 }

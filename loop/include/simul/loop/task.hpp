@@ -11,9 +11,8 @@
 // Arguments: a coroutine's parameters live in its frame, which outlives the
 // call that made it. Take parameters by value; a reference or a view
 // parameter bound to a temporary dangles once the caller's expression ends.
-// Tasks with `std::string_view` parameters do not compile (the one dangling
-// case the compiler can see: the promise is built from lvalues of the
-// parameters, so a reference parameter looks the same as a value).
+// Tasks with `std::string_view` parameters do not compile (checked in the
+// std::coroutine_traits specialization at the end of this file).
 //
 // Thread-safety: a task is used by one thread, the loop's. Lifetime: the task
 // object owns its frame until it is awaited to the end or handed to
@@ -36,13 +35,21 @@ class task;
 
 namespace detail {
 
-void report_never_awaited() noexcept;
+/// Debug mode: reports an unstarted coroutine destroyed; `where` is the
+/// coroutine function's own location (see task_promise_base).
+void report_never_awaited(const source_location& where) noexcept;
 
 template <class Arg>
 inline constexpr bool safe_task_parameter = !std::is_same_v<std::remove_cvref_t<Arg>, std::string_view>;
 
 class task_promise_base {
  public:
+  // The promise is built with no arguments (the derived promises default the
+  // location), so the compiler evaluates the location inside the coroutine
+  // itself: GCC gives the coroutine function's name and file (the line of its
+  // closing brace). It names a coroutine that is never awaited.
+  explicit task_promise_base(source_location where) noexcept : m_where(where) {}
+
   std::suspend_always initial_suspend() noexcept { return {}; }
 
   struct final_awaiter {
@@ -67,6 +74,7 @@ class task_promise_base {
   std::coroutine_handle<> m_continuation;
   task_base* m_root = nullptr;
   std::exception_ptr m_error;
+  source_location m_where;
 
  private:
   static void root_finished(task_base& t) noexcept;
@@ -75,13 +83,9 @@ class task_promise_base {
 template <class T>
 class task_promise : public task_promise_base {
  public:
-  task_promise() = default;
-  template <class... Args>
-  explicit task_promise(Args&&...) noexcept {
-    static_assert((safe_task_parameter<Args> && ...),
-                  "simul::task: take coroutine parameters by value; a std::string_view parameter "
-                  "dangles once the caller's expression ends (use std::string)");
-  }
+  // Defaulted here, not in the base: evaluated where the coroutine builds it.
+  task_promise(source_location where = source_location::current()) noexcept // NOLINT: implicit
+      : task_promise_base(where) {}
   task<T> get_return_object() noexcept;
   template <class U>
   requires std::is_constructible_v<T, U&&>
@@ -98,13 +102,8 @@ class task_promise : public task_promise_base {
 template <>
 class task_promise<void> : public task_promise_base {
  public:
-  task_promise() = default;
-  template <class... Args>
-  explicit task_promise(Args&&...) noexcept {
-    static_assert((safe_task_parameter<Args> && ...),
-                  "simul::task: take coroutine parameters by value; a std::string_view parameter "
-                  "dangles once the caller's expression ends (use std::string)");
-  }
+  task_promise(source_location where = source_location::current()) noexcept // NOLINT: implicit
+      : task_promise_base(where) {}
   task<void> get_return_object() noexcept;
   void return_void() noexcept {}
   void take() {
@@ -177,7 +176,7 @@ class [[nodiscard]] task {
   void reset() noexcept {
     if (m_handle) {
       if (!m_started) {
-        detail::report_never_awaited();
+        detail::report_never_awaited(m_handle.promise().m_where);
       }
       m_handle.destroy();
       m_handle = nullptr;
@@ -199,3 +198,13 @@ inline task<void> task_promise<void>::get_return_object() noexcept {
 } // namespace detail
 
 } // namespace simul
+
+/// Every coroutine returning simul::task: the parameter check (the declared
+/// parameter types, `this` included for member coroutines), then the promise.
+template <class T, class... Args>
+struct std::coroutine_traits<simul::task<T>, Args...> {
+  static_assert((simul::detail::safe_task_parameter<Args> && ...),
+                "simul::task: take coroutine parameters by value; a std::string_view parameter "
+                "dangles once the caller's expression ends (use std::string)");
+  using promise_type = simul::detail::task_promise<T>;
+};

@@ -69,9 +69,10 @@ class task_group {
   /// Schedules `t` as a task of the group. Throws `simul::error` once the
   /// group is shutting down (a task failed) or has been joined.
   template <class T>
-  task_handle<T> create_task(task<T> t, std::string name = {}) {
+  task_handle<T> create_task(task<T> t, std::string name = {},
+                             detail::source_location where = detail::source_location::current()) {
     check_open();
-    auto h = simul::create_task(std::move(t), std::move(name));
+    auto h = simul::create_task(std::move(t), std::move(name), where);
     add(h);
     return h;
   }

@@ -19,7 +19,8 @@
 //
 // Never silent: a task that failed and whose exception nobody retrieved
 // (`co_await`, `result()`, `exception()`) is reported through the loop's
-// exception handler when its last handle goes away.
+// exception handler when its last handle goes away, with its name and where
+// it was created (`exception_context::where`: create_task's call site).
 //
 // Thread-safety: loop thread only, except `get_future()`'s future, which any
 // thread may wait on or cancel. Lifetime: handles share ownership of the task;
@@ -292,9 +293,11 @@ class task_handle : public basic_task_handle {
 
 /// Schedules `t` on the running loop (asyncio.create_task).
 /// Throws `simul::error` if no loop is running on this thread.
+/// `where` (leave it out) is the call site, named in reports about the task.
 template <class T>
-task_handle<T> create_task(task<T> t, std::string name = {}) {
-  return detail::running_loop_checked("create_task").create_task(std::move(t), std::move(name));
+task_handle<T> create_task(task<T> t, std::string name = {},
+                           detail::source_location where = detail::source_location::current()) {
+  return detail::running_loop_checked("create_task").create_task(std::move(t), std::move(name), where);
 }
 
 /// The task running now, or an empty handle outside any task.
@@ -308,7 +311,7 @@ std::vector<basic_task_handle> all_tasks(event_loop& loop);
 /// closes the loop and returns `main`'s result (asyncio.run).
 /// Throws `simul::error` if a loop is already running on this thread.
 template <class T>
-T run(task<T> main, bool debug = false) {
+T run(task<T> main, bool debug = false, detail::source_location where = detail::source_location::current()) {
   if (detail::running_loop_or_null() != nullptr) {
     throw error("simul::run cannot be called while an event loop is running on this thread");
   }
@@ -316,7 +319,7 @@ T run(task<T> main, bool debug = false) {
   if (debug) {
     loop.set_debug(true);
   }
-  auto main_task = loop.create_task(std::move(main));
+  auto main_task = loop.create_task(std::move(main), {}, where);
   detail::sigint_scope interrupt(loop, main_task.base()); // Ctrl-C cancels the main task (loop I/O)
   if constexpr (std::is_void_v<T>) {
     loop.run_until_complete(main_task);
@@ -331,13 +334,14 @@ T run(task<T> main, bool debug = false) {
 // ---- event_loop members that need tasks ----
 
 template <class T>
-task_handle<T> event_loop::create_task(task<T> t, std::string name) {
+task_handle<T> event_loop::create_task(task<T> t, std::string name, detail::source_location where) {
   check_can_schedule("create_task");
   auto frame = t.release();
   if (!frame) {
     throw error("create_task: the task is empty (moved from, or already scheduled)");
   }
   auto* state = new detail::task_state<T>(*this, frame);
+  state->set_where(where);
   if (!name.empty()) {
     state->set_name(std::move(name));
   }

@@ -20,6 +20,7 @@
 
 #include <simul/core/detail/unique_function.hpp>
 #include <simul/core/error.hpp>
+#include <simul/loop/detail/source_location.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -144,6 +145,9 @@ class task_base {
   [[nodiscard]] std::string name() const;
   void set_name(std::string name) { extras().name = std::move(name); }
   [[nodiscard]] std::uint64_t id() const noexcept { return m_id; }
+  /// Where the task was created (create_task's call site).
+  [[nodiscard]] const source_location& where() const noexcept { return m_where; }
+  void set_where(const source_location& where) noexcept { m_where = where; }
   [[nodiscard]] const std::string& cancel_message() const noexcept {
     static const std::string none;
     return m_extras ? m_extras->cancel_message : none;
@@ -215,6 +219,7 @@ class task_base {
   }
   std::unique_ptr<rare> m_extras;
   std::uint64_t m_id;
+  source_location m_where{};
   int m_cancel_requests = 0;
   status m_status = status::pending;
   bool m_must_cancel = false;
