@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <random>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -273,4 +274,65 @@ TEST(TaskGroup, CancelDoesNotSwallowACancellationFromOutside) {
     EXPECT_TRUE(t.cancelled());
   };
   simul::run(main());
+}
+
+// cancel() from a child, a child failure and a cancellation from outside,
+// each at a random yield, over many rounds: the owner ends with exactly one
+// of the outcomes the rules allow, and never with a cancellation left over.
+TEST(TaskGroup, StressCancelRacingFailuresAndOutsideCancellation) {
+  std::mt19937 rng(2026);
+  int clean = 0;
+  int grouped = 0;
+  int cancelled = 0;
+  for (int round = 0; round < 300; ++round) {
+    const int cancel_at = static_cast<int>(rng() % 8);
+    const int fail_at = static_cast<int>(rng() % 12);    // >= 8: nobody fails
+    const int outside_at = static_cast<int>(rng() % 16); // >= 8: no outside cancel
+    auto yields = [](int n) -> simul::task<void> {
+      for (int i = 0; i < n; ++i) {
+        co_await simul::yield_now();
+      }
+    };
+    auto owner = [&]() -> simul::task<int> {
+      co_await simul::with_task_group([&](simul::task_group& tg) -> simul::task<void> {
+        tg.create_task([](simul::task_group* g, int at, decltype(yields) y) -> simul::task<void> {
+          co_await y(at);
+          g->cancel();
+        }(&tg, cancel_at, yields));
+        if (fail_at < 8) {
+          tg.create_task([](int at, decltype(yields) y) -> simul::task<void> {
+            co_await y(at);
+            throw std::runtime_error("child failed");
+          }(fail_at, yields));
+        }
+        tg.create_task(sleep_forever());
+        co_await simul::sleep(1h);
+      });
+      // Nothing may be left pending for the owner once the group is done.
+      co_await simul::yield_now();
+      co_return simul::current_task().cancelling();
+    };
+    auto main = [&]() -> simul::task<void> {
+      auto t = simul::create_task(owner());
+      if (outside_at < 8) {
+        co_await yields(outside_at);
+        t.cancel("from outside");
+      }
+      try {
+        EXPECT_EQ(co_await t, 0);
+        ++clean;
+      } catch (const simul::exception_group& g) {
+        EXPECT_EQ(g.exceptions().size(), 1u);
+        EXPECT_LT(fail_at, 8);
+        ++grouped;
+      } catch (const simul::cancelled_error&) {
+        EXPECT_LT(outside_at, 8) << "a cancellation nobody asked for escaped the group";
+        ++cancelled;
+      }
+    };
+    simul::run(main());
+  }
+  EXPECT_GT(clean, 0);
+  EXPECT_GT(grouped, 0);
+  EXPECT_GT(cancelled, 0);
 }
