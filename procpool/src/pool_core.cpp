@@ -30,6 +30,7 @@ namespace {
 constexpr std::uint64_t k_control_key = 1;
 constexpr std::uint64_t k_wake_key = 2;
 constexpr std::size_t k_read_chunk = 64 * 1024;
+constexpr std::size_t k_batch_bytes = 64 * 1024;
 
 [[noreturn]] void fail_system(const char* what) {
   throw simul::error(std::string("process_pool: ") + what + " failed: " + std::strerror(errno));
@@ -740,52 +741,117 @@ void process_pool_core::requeue_behind_front(worker& w, bool cancel, bool broken
 }
 
 void process_pool_core::dispatch() {
-  // Idle workers first; then, one level at a time, tasks sent ahead to busy ones.
+  // How many more tasks each worker may hold: up to the pipeline depth, and
+  // never past its max_tasks_per_child (it retires after what it holds; its
+  // replacement takes the rest).
   const auto depth = std::max<std::size_t>(1, m_options.pipeline_depth);
-  for (std::size_t level = 0; level < depth; ++level) {
-    for (auto& [id, w] : m_workers) {
-      if ((w.state != worker_state::idle && w.state != worker_state::busy) || w.inflight.size() != level) {
+  struct room {
+    worker* w = nullptr;
+    std::size_t free = 0;
+    std::size_t bytes = 0;
+    std::vector<running> batch;
+  };
+  std::vector<room> rooms;
+  std::size_t total = 0;
+  for (auto& [id, w] : m_workers) {
+    if ((w.state != worker_state::idle && w.state != worker_state::busy) || w.inflight.size() >= depth) {
+      continue;
+    }
+    std::size_t free = depth - w.inflight.size();
+    if (m_options.max_tasks_per_child != 0) {
+      free = std::min(free, m_options.max_tasks_per_child > w.tasks_sent ? m_options.max_tasks_per_child - w.tasks_sent
+                                                                         : std::size_t{0});
+    }
+    if (free > 0) {
+      rooms.push_back({&w, free, 0, {}});
+      total += free;
+    }
+  }
+  if (total == 0) {
+    return;
+  }
+  std::deque<queued> taken;
+  {
+    std::lock_guard lock(m_mutex);
+    const auto n = std::min(total, m_queue.size());
+    for (std::size_t i = 0; i < n; ++i) {
+      taken.push_back(std::move(m_queue.front()));
+      m_queue.pop_front();
+    }
+  }
+  // Idle workers first; then, one level at a time, tasks sent ahead to busy
+  // ones. A worker's batch stops growing past k_batch_bytes of payload, so a
+  // few big tasks do not all queue behind one another in one socket.
+  std::deque<queued> left;
+  for (std::size_t level = 0; level < depth && !taken.empty(); ++level) {
+    for (auto& r : rooms) {
+      if (taken.empty()) {
+        break;
+      }
+      if (r.w->inflight.size() + r.batch.size() != level || r.batch.size() >= r.free ||
+          (r.bytes >= k_batch_bytes && level > 0)) {
         continue;
       }
-      if (m_options.max_tasks_per_child != 0 && w.tasks_sent >= m_options.max_tasks_per_child) {
-        continue; // it retires after what it holds; its replacement takes the rest
-      }
-      queued next;
-      for (;;) {
-        {
-          std::lock_guard lock(m_mutex);
-          if (m_queue.empty()) {
-            return;
-          }
-          next = std::move(m_queue.front());
-          m_queue.pop_front();
+      while (!taken.empty()) {
+        auto next = std::move(taken.front());
+        taken.pop_front();
+        if (!next.request.slot->start()) {
+          continue; // cancelled by its consumer before it started: dropped
         }
-        if (next.request.slot->start()) {
-          break;
-        }
-        // cancelled by its consumer before it started: drop it and take the next
+        running task;
+        task.id = next.id;
+        task.timeout = next.request.timeout.count() == 0 ? m_options.task_timeout : next.request.timeout;
+        task.request = std::move(next.request);
+        r.bytes += task.request.payload.bytes.size() + sizeof(frame_header);
+        r.batch.push_back(std::move(task));
+        break;
       }
-      if (!send_frame(w.fd.get(), frame_kind::task, next.id, next.request.trampoline, next.request.payload.bytes,
-                      next.request.payload.fds)) {
-        // The worker is going away; the task has not run, so it goes back first in line.
-        {
-          std::lock_guard lock(m_mutex);
-          m_queue.push_front(std::move(next));
-        }
-        close_channel(w);
-        continue;
+    }
+  }
+  // Whatever no worker took (byte limits) goes back first in line, in order.
+  if (!taken.empty()) {
+    std::lock_guard lock(m_mutex);
+    while (!taken.empty()) {
+      m_queue.push_front(std::move(taken.back()));
+      taken.pop_back();
+    }
+  }
+  std::vector<frame_out> frames;
+  for (auto& r : rooms) {
+    if (r.batch.empty()) {
+      continue;
+    }
+    worker& w = *r.w;
+    frames.clear();
+    for (const auto& task : r.batch) {
+      frames.push_back(
+          {frame_kind::task, task.id, task.request.trampoline, &task.request.payload.bytes, &task.request.payload.fds});
+    }
+    const auto sent = send_frames(w.fd.get(), frames.data(), frames.size());
+    // Frames written whole may have been read and run: they are in the
+    // worker's hands, and its death accounts for them (the one it ran fails,
+    // the rest go back). The others never reached it: first in line again.
+    if (sent < r.batch.size()) {
+      std::lock_guard lock(m_mutex);
+      while (r.batch.size() > sent) {
+        m_queue.push_front({r.batch.back().id, std::move(r.batch.back().request)});
+        r.batch.pop_back();
       }
-      running task;
-      task.id = next.id;
-      task.timeout = next.request.timeout.count() == 0 ? m_options.task_timeout : next.request.timeout;
-      task.request = std::move(next.request);
+    }
+    for (auto& task : r.batch) {
       if (w.inflight.empty()) {
         arm(task);
       }
       w.inflight.push_back(std::move(task));
       ++w.tasks_sent;
+    }
+    if (!w.inflight.empty()) {
       w.state = worker_state::busy;
     }
+    if (sent < frames.size()) {
+      close_channel(w); // the worker is going away; the zygote's report ends it
+    }
+    w.state = worker_state::busy;
   }
 }
 

@@ -43,7 +43,7 @@ struct process_pool_options {
   /// More than 1 hides the round trip for small tasks; a task sent ahead counts
   /// as started (it can no longer be cancelled), and if the worker dies the
   /// tasks behind the one it was running go back to the front of the queue.
-  std::size_t pipeline_depth = 2;
+  std::size_t pipeline_depth = 32;
 };
 
 /// Per-task settings for `process_pool::submit(task_options, fn, args...)`.
