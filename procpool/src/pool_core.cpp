@@ -31,6 +31,7 @@ constexpr std::uint64_t k_control_key = 1;
 constexpr std::uint64_t k_wake_key = 2;
 constexpr std::size_t k_read_chunk = 64 * 1024;
 constexpr std::size_t k_batch_bytes = 64 * 1024;
+constexpr auto k_slow_task = std::chrono::milliseconds(1);
 
 [[noreturn]] void fail_system(const char* what) {
   throw simul::error(std::string("process_pool: ") + what + " failed: " + std::strerror(errno));
@@ -113,6 +114,7 @@ process_pool_core::~process_pool_core() {
   int status = 0;
   while (::waitpid(m_zygote_pid, &status, 0) < 0 && errno == EINTR) {
   }
+  payload_cache_clear();
 }
 
 void process_pool_core::wake() {
@@ -544,6 +546,9 @@ bool process_pool_core::process_frame(worker& w, const frame_header& header, con
   w.inflight.pop_front();
   if (!w.inflight.empty()) {
     arm(w.inflight.front()); // the next one starts running now
+    w.slow = w.inflight.front().started - task.started > k_slow_task;
+  } else {
+    w.slow = clock::now() - task.started > k_slow_task;
   }
   ++w.tasks_done;
   // Counters and the worker's state change before the future completes, so
@@ -707,8 +712,9 @@ void process_pool_core::check_deadlines() {
 }
 
 void process_pool_core::arm(running& task) {
+  task.started = clock::now();
   if (task.timeout.count() > 0 && task.timeout != std::chrono::nanoseconds::max()) {
-    task.deadline = clock::now() + std::chrono::duration_cast<clock::duration>(task.timeout);
+    task.deadline = task.started + std::chrono::duration_cast<clock::duration>(task.timeout);
   }
 }
 
@@ -754,10 +760,14 @@ void process_pool_core::dispatch() {
   std::vector<room> rooms;
   std::size_t total = 0;
   for (auto& [id, w] : m_workers) {
-    if ((w.state != worker_state::idle && w.state != worker_state::busy) || w.inflight.size() >= depth) {
+    // A worker whose last task was slow gets one task ahead at most: deep
+    // pipelining only pays for small tasks, and would leave short tasks
+    // waiting behind long ones while another worker may become free.
+    const auto limit = w.slow ? std::min<std::size_t>(depth, 2) : depth;
+    if ((w.state != worker_state::idle && w.state != worker_state::busy) || w.inflight.size() >= limit) {
       continue;
     }
-    std::size_t free = depth - w.inflight.size();
+    std::size_t free = limit - w.inflight.size();
     if (m_options.max_tasks_per_child != 0) {
       free = std::min(free, m_options.max_tasks_per_child > w.tasks_sent ? m_options.max_tasks_per_child - w.tasks_sent
                                                                          : std::size_t{0});

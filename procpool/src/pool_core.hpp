@@ -57,6 +57,7 @@ class process_pool_core {
     task_request request;
     std::chrono::nanoseconds timeout{0};
     clock::time_point deadline = clock::time_point::max();
+    clock::time_point started{}; ///< when it reached the front of its worker's line
   };
 
   enum class worker_state { idle, busy, retiring, lost };
@@ -72,6 +73,7 @@ class process_pool_core {
     bool timed_out = false;
     bool init_failed = false;
     bool watched = false;
+    bool slow = false; ///< its last task ran past k_slow_task: send it fewer ahead
     std::string kill_reason;
     std::vector<char> buffer;
     std::size_t have = 0;

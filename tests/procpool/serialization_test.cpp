@@ -149,6 +149,38 @@ TEST(ProcessPoolSerialization, BigBuffersTravelThroughMemfdBothWays) {
   EXPECT_EQ(procs.submit(promote, big).get().name.size(), 100000U);
 }
 
+TEST(ProcessPoolSerialization, RecycledMemfdsNeverMixPayloads) {
+  // Memfds circulate between the parent and the workers (a result comes back
+  // in the memfd its argument went in, the next argument goes in that one):
+  // many in flight at once, of changing sizes and contents, each must come
+  // back exactly as its own.
+  simul::process_pool procs({.workers = 2, .shm_threshold = 4096});
+  for (int round = 0; round < 6; ++round) {
+    std::vector<std::vector<std::uint8_t>> inputs;
+    std::vector<simul::future<std::vector<std::uint8_t>>> futures;
+    for (int i = 0; i < 8; ++i) {
+      const int k = round * 8 + i;
+      std::vector<std::uint8_t> data(5000 + 40000 * static_cast<std::size_t>((k * 7) % 5));
+      for (std::size_t j = 0; j < data.size(); ++j) {
+        data[j] = static_cast<std::uint8_t>(j * 13 + static_cast<std::size_t>(k) * 101);
+      }
+      futures.push_back(procs.submit(invert, data));
+      inputs.push_back(std::move(data));
+    }
+    for (int i = 0; i < 8; ++i) {
+      const auto back = futures[i].get();
+      ASSERT_EQ(back.size(), inputs[i].size()) << "round " << round << " task " << i;
+      for (std::size_t j = 0; j < back.size(); ++j) {
+        ASSERT_EQ(back[j], static_cast<std::uint8_t>(~inputs[i][j]))
+            << "round " << round << " task " << i << " byte " << j;
+      }
+    }
+    // Big strings and a cereal type in the same circulation.
+    EXPECT_EQ(procs.submit(promote, employee{std::string(50000 + round, 'q'), {}, round}).get().name.size(),
+              50000U + static_cast<std::size_t>(round));
+  }
+}
+
 TEST(ProcessPoolSerialization, ADefaultPoolSendsMegabytesThroughMemfd) {
   simul::process_pool procs({.workers = 1});
   std::vector<std::uint8_t> data(8 * 1024 * 1024, 3);
