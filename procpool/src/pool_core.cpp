@@ -32,6 +32,8 @@ constexpr std::uint64_t k_wake_key = 2;
 constexpr std::size_t k_read_chunk = 64 * 1024;
 constexpr std::size_t k_batch_bytes = 64 * 1024;
 constexpr auto k_slow_task = std::chrono::milliseconds(1);
+constexpr std::size_t k_direct_bytes = 64 * 1024;
+constexpr auto k_spin = std::chrono::microseconds(30);
 
 [[noreturn]] void fail_system(const char* what) {
   throw simul::error(std::string("process_pool: ") + what + " failed: " + std::strerror(errno));
@@ -133,10 +135,92 @@ void process_pool_core::enqueue(task_request&& request) {
     if (!m_accepting) {
       throw broken_executor("process_pool: submit after shutdown");
     }
-    m_queue.push_back({m_next_task++, std::move(request)});
+    const auto id = m_next_task++;
     ++m_stats.submitted;
+    if (m_queue.empty() && !m_offers.empty() && try_send_direct(request, id)) {
+      return; // a worker has it; the I/O thread learns of it when it wakes
+    }
+    m_queue.push_back({id, std::move(request)});
   }
   wake();
+}
+
+bool process_pool_core::try_send_direct(task_request& request, std::uint64_t id) {
+  // Only small tasks without a timeout (the sleeping I/O thread could not
+  // watch a deadline it does not know of).
+  const auto timeout = request.timeout.count() == 0 ? m_options.task_timeout : request.timeout;
+  if ((timeout.count() != 0 && timeout != std::chrono::nanoseconds::max()) ||
+      request.payload.bytes.size() > k_direct_bytes) {
+    return false;
+  }
+  for (auto& o : m_offers) {
+    if (o.taken) {
+      continue;
+    }
+    if (!request.slot->start()) {
+      return true; // cancelled before it started: dropped, as the queue would
+    }
+    o.taken = true;
+    const frame_out frame{frame_kind::task, id, request.trampoline, &request.payload.bytes, &request.payload.fds};
+    if (send_frames(o.fd, &frame, 1) != 1) {
+      o.send_failed = true; // the I/O thread ends the worker; the task waits in the queue
+      return false;
+    }
+    o.task.id = id;
+    o.task.timeout = timeout;
+    o.task.request = std::move(request);
+    o.task.started = clock::now();
+    return true;
+  }
+  return false;
+}
+
+void process_pool_core::offer_idle_workers() {
+  std::vector<offer> offers;
+  for (auto& [id, w] : m_workers) {
+    if (w.state == worker_state::idle && w.inflight.empty() && w.watched && !w.timed_out && w.kill_reason.empty() &&
+        (m_options.max_tasks_per_child == 0 || w.tasks_sent < m_options.max_tasks_per_child)) {
+      offer o;
+      o.worker = id;
+      o.fd = w.fd.get();
+      offers.push_back(std::move(o));
+    }
+  }
+  if (offers.empty()) {
+    return;
+  }
+  std::lock_guard lock(m_mutex);
+  if (!m_accepting || m_broken || !m_queue.empty()) {
+    return;
+  }
+  m_offers = std::move(offers);
+  m_offering = true;
+}
+
+void process_pool_core::reclaim_offers() {
+  if (!m_offering) {
+    return;
+  }
+  m_offering = false;
+  std::vector<offer> offers;
+  {
+    std::lock_guard lock(m_mutex);
+    offers.swap(m_offers);
+  }
+  for (auto& o : offers) {
+    auto it = m_workers.find(o.worker);
+    if (it == m_workers.end() || !o.taken) {
+      continue;
+    }
+    worker& w = it->second;
+    if (o.send_failed) {
+      corrupt(w, "a task could not be written to it"); // part of a frame may be in its socket
+      continue;
+    }
+    w.inflight.push_back(std::move(o.task));
+    ++w.tasks_sent;
+    w.state = worker_state::busy;
+  }
 }
 
 void process_pool_core::shutdown(shutdown_options options) {
@@ -202,7 +286,24 @@ void process_pool_core::run() {
   }
   epoll_event events[32];
   for (;;) {
-    const int n = ::epoll_wait(m_epoll.get(), events, 32, next_timeout_ms());
+    offer_idle_workers();
+    // A short spin before sleeping while an answer is due soon (a worker
+    // holds a task, or a submitter may write to an offered one): waking from
+    // epoll_wait costs more than the few polls that usually catch the answer.
+    int n = 0;
+    bool spun = false;
+    if (m_offering || std::any_of(m_workers.begin(), m_workers.end(),
+                                  [](const auto& entry) { return !entry.second.inflight.empty(); })) {
+      const auto until = clock::now() + k_spin;
+      do {
+        n = ::epoll_wait(m_epoll.get(), events, 32, 0);
+      } while (n == 0 && clock::now() < until);
+      spun = n > 0;
+    }
+    if (!spun) {
+      n = ::epoll_wait(m_epoll.get(), events, 32, next_timeout_ms());
+    }
+    reclaim_offers();
     for (int i = 0; i < n; ++i) {
       const auto key = events[i].data.u64;
       if (key == k_wake_key) {
@@ -448,7 +549,7 @@ void process_pool_core::corrupt(worker& w, const std::string& reason) {
   send_kill(w, SIGKILL);
 }
 
-void process_pool_core::read_worker(worker& w) {
+void process_pool_core::read_worker(worker& w, bool drain) {
   while (w.watched) {
     std::size_t want = sizeof(frame_header);
     frame_header header;
@@ -460,7 +561,8 @@ void process_pool_core::read_worker(worker& w) {
     if (w.buffer.size() < capacity) {
       w.buffer.resize(capacity);
     }
-    const auto n = receive_some(w.fd.get(), w.buffer.data() + w.have, w.buffer.size() - w.have, w.fds, false);
+    const auto room = w.buffer.size() - w.have;
+    const auto n = receive_some(w.fd.get(), w.buffer.data() + w.have, room, w.fds, false);
     if (n == -1) {
       return;
     }
@@ -498,6 +600,9 @@ void process_pool_core::read_worker(worker& w) {
         w.buffer.resize(k_read_chunk);
         w.buffer.shrink_to_fit();
       }
+    }
+    if (!drain && static_cast<std::size_t>(n) < room) {
+      return; // a short read took what there was; epoll (level-triggered) says when more comes
     }
   }
 }
@@ -607,7 +712,7 @@ void process_pool_core::worker_exited(std::uint64_t id, pid_t pid, int status) {
     w.pid = pid;
   }
   // Everything it wrote before dying is already in the socket: read it first.
-  read_worker(w);
+  read_worker(w, true);
   close_channel(w);
 
   const int signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;

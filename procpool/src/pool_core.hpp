@@ -62,6 +62,19 @@ class process_pool_core {
 
   enum class worker_state { idle, busy, retiring, lost };
 
+  /// An idle worker offered to submitters while the I/O thread sleeps: a
+  /// submitter that finds the queue empty writes its task straight to the
+  /// worker's socket instead of waking the I/O thread. Offers exist only
+  /// between `offer_idle_workers` and `reclaim_offers`, the I/O thread's
+  /// epoll_wait, so whenever it is awake it owns every worker alone.
+  struct offer {
+    std::uint64_t worker = 0;
+    int fd = -1;
+    bool taken = false;       ///< a submitter used it (or tried to)
+    bool send_failed = false; ///< the write failed: the task went to the queue
+    running task;             ///< what was sent, if taken and sent
+  };
+
   struct worker {
     std::uint64_t id = 0;
     pid_t pid = -1;
@@ -83,7 +96,7 @@ class process_pool_core {
   void run();
   void spawn_worker();
   void handle_control();
-  void read_worker(worker& w);
+  void read_worker(worker& w, bool drain = false);
   bool process_frame(worker& w, const frame_header& header, const char* payload);
   void close_channel(worker& w);
   void corrupt(worker& w, const std::string& reason);
@@ -99,6 +112,9 @@ class process_pool_core {
   void refresh_pids();
   std::string task_text(const running& task) const;
   void wake();
+  bool try_send_direct(task_request& request, std::uint64_t id);
+  void offer_idle_workers();
+  void reclaim_offers();
 
   process_pool_options m_options;
   pid_t m_zygote_pid = -1;
@@ -132,6 +148,8 @@ class process_pool_core {
   process_pool_stats m_stats;
   std::vector<int> m_pids;
   std::atomic<bool> m_wake_pending{false};
+  std::vector<offer> m_offers; ///< under m_mutex
+  bool m_offering = false;     ///< I/O thread only: m_offers may be non-empty
 };
 
 } // namespace simul::detail

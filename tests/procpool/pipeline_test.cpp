@@ -166,3 +166,46 @@ TEST(ProcessPoolPipeline, DepthOneSendsOnlyToIdleWorkers) {
   EXPECT_EQ(slow.get(), 300);
   EXPECT_EQ(procs.submit(twice, 4).get(), 8);
 }
+
+TEST(ProcessPoolPipeline, ConcurrentSyncSubmittersEachGetTheirOwnAnswer) {
+  // An idle worker is offered to submitters while the I/O thread sleeps: the
+  // first submitter to find it writes its task straight to the worker's
+  // socket. Several threads racing for the offers, and for the I/O thread,
+  // must each get their own answer, and nothing may be lost or run twice.
+  simul::process_pool procs({.workers = 2});
+  constexpr int k_threads = 4;
+  constexpr int k_rounds = 300;
+  std::vector<std::thread> threads;
+  std::vector<int> wrong(k_threads, 0);
+  for (int t = 0; t < k_threads; ++t) {
+    threads.emplace_back([&procs, &wrong, t] {
+      for (int i = 0; i < k_rounds; ++i) {
+        const int x = t * 100000 + i;
+        if (procs.submit(twice, x).get() != 2 * x) {
+          ++wrong[t];
+        }
+      }
+    });
+  }
+  for (auto& thread : threads) {
+    thread.join();
+  }
+  for (int t = 0; t < k_threads; ++t) {
+    EXPECT_EQ(wrong[t], 0) << "thread " << t;
+  }
+  EXPECT_EQ(procs.stats().submitted, static_cast<std::uint64_t>(k_threads * k_rounds));
+  EXPECT_EQ(procs.stats().completed, static_cast<std::uint64_t>(k_threads * k_rounds));
+}
+
+TEST(ProcessPoolPipeline, ATaskWrittenStraightToAnIdleWorkerSurvivesShutdownAndCrashes) {
+  simul::process_pool procs({.workers = 1});
+  ASSERT_EQ(procs.submit(twice, 1).get(), 2);
+  std::this_thread::sleep_for(20ms); // the I/O thread is asleep and has offered the idle worker
+  EXPECT_THROW(procs.submit(segfault, 0).get(), simul::worker_crashed);
+  ASSERT_EQ(procs.submit(twice, 2).get(), 4); // the replacement serves
+  std::this_thread::sleep_for(20ms);
+  auto last = procs.submit(sleep_ms, 100);
+  procs.shutdown({.wait = true});
+  EXPECT_EQ(last.get(), 100);
+  EXPECT_EQ(procs.stats().crashed, 1U);
+}
