@@ -106,7 +106,8 @@ class payload_cache {
     r.dev = info.st_dev;
     r.ino = info.st_ino;
     r.cap = size;
-    void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd.get(), 0);
+    // Populated: its pages are made in one call, not one fault at a time.
+    void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r.fd.get(), 0);
     r.map = map == MAP_FAILED ? nullptr : map;
     return r;
   }
@@ -145,10 +146,10 @@ class payload_cache {
     }
     r.fd = std::move(fd);
     if (r.map == nullptr && cap > 0) {
-      void* map = ::mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_SHARED, r.fd.get(), 0);
+      void* map = ::mmap(nullptr, cap, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, r.fd.get(), 0);
       if (map == MAP_FAILED) {
         // Perhaps read-only: map it so, and do not keep it.
-        map = ::mmap(nullptr, cap, PROT_READ, MAP_SHARED, r.fd.get(), 0);
+        map = ::mmap(nullptr, cap, PROT_READ, MAP_SHARED | MAP_POPULATE, r.fd.get(), 0);
         r.fd.reset();
       }
       r.map = map == MAP_FAILED ? nullptr : map;

@@ -3,13 +3,21 @@
 // One I/O thread owns every worker socket and the zygote's control socket; it
 // waits on them with epoll, so a worker is served the moment it answers. Other
 // threads touch only the queue, the flags and the counters, under one mutex,
-// and wake the I/O thread through an eventfd. Promises are completed on the
-// I/O thread with no lock held, so a continuation may submit more work.
+// and wake the I/O thread through an eventfd (once per sleep: a flag
+// coalesces the writes). The one exception: while the I/O thread sleeps, it
+// offers its idle workers, and a submitter that finds the queue empty writes
+// its task straight to an offered worker's socket, under the mutex; the I/O
+// thread takes the offers back before it does anything else. Promises are
+// completed on the I/O thread with no lock held, so a continuation may
+// submit more work.
 //
 // A worker's death is known for certain only when the zygote reports its wait
 // status; EOF or a corrupt frame on its socket just stops the reading. When
 // the report comes, whatever the worker wrote before dying is drained first,
 // so a result that was sent is never mistaken for a crash.
+//
+// This file: construction, the queue's face, the I/O loop, workers' births
+// and deaths. Sending tasks: pool_send.cpp; reading answers: pool_answers.cpp.
 
 #include "pool_core.hpp"
 
@@ -29,11 +37,6 @@ namespace simul::detail {
 namespace {
 constexpr std::uint64_t k_control_key = 1;
 constexpr std::uint64_t k_wake_key = 2;
-constexpr std::size_t k_read_chunk = 64 * 1024;
-constexpr std::size_t k_batch_bytes = 64 * 1024;
-constexpr auto k_slow_task = std::chrono::milliseconds(1);
-constexpr std::size_t k_direct_bytes = 64 * 1024;
-constexpr auto k_spin = std::chrono::microseconds(30);
 
 [[noreturn]] void fail_system(const char* what) {
   throw simul::error(std::string("process_pool: ") + what + " failed: " + std::strerror(errno));
@@ -143,84 +146,6 @@ void process_pool_core::enqueue(task_request&& request) {
     m_queue.push_back({id, std::move(request)});
   }
   wake();
-}
-
-bool process_pool_core::try_send_direct(task_request& request, std::uint64_t id) {
-  // Only small tasks without a timeout (the sleeping I/O thread could not
-  // watch a deadline it does not know of).
-  const auto timeout = request.timeout.count() == 0 ? m_options.task_timeout : request.timeout;
-  if ((timeout.count() != 0 && timeout != std::chrono::nanoseconds::max()) ||
-      request.payload.bytes.size() > k_direct_bytes) {
-    return false;
-  }
-  for (auto& o : m_offers) {
-    if (o.taken) {
-      continue;
-    }
-    if (!request.slot->start()) {
-      return true; // cancelled before it started: dropped, as the queue would
-    }
-    o.taken = true;
-    const frame_out frame{frame_kind::task, id, request.trampoline, &request.payload.bytes, &request.payload.fds};
-    if (send_frames(o.fd, &frame, 1) != 1) {
-      o.send_failed = true; // the I/O thread ends the worker; the task waits in the queue
-      return false;
-    }
-    o.task.id = id;
-    o.task.timeout = timeout;
-    o.task.request = std::move(request);
-    o.task.started = clock::now();
-    return true;
-  }
-  return false;
-}
-
-void process_pool_core::offer_idle_workers() {
-  std::vector<offer> offers;
-  for (auto& [id, w] : m_workers) {
-    if (w.state == worker_state::idle && w.inflight.empty() && w.watched && !w.timed_out && w.kill_reason.empty() &&
-        (m_options.max_tasks_per_child == 0 || w.tasks_sent < m_options.max_tasks_per_child)) {
-      offer o;
-      o.worker = id;
-      o.fd = w.fd.get();
-      offers.push_back(std::move(o));
-    }
-  }
-  if (offers.empty()) {
-    return;
-  }
-  std::lock_guard lock(m_mutex);
-  if (!m_accepting || m_broken || !m_queue.empty()) {
-    return;
-  }
-  m_offers = std::move(offers);
-  m_offering = true;
-}
-
-void process_pool_core::reclaim_offers() {
-  if (!m_offering) {
-    return;
-  }
-  m_offering = false;
-  std::vector<offer> offers;
-  {
-    std::lock_guard lock(m_mutex);
-    offers.swap(m_offers);
-  }
-  for (auto& o : offers) {
-    auto it = m_workers.find(o.worker);
-    if (it == m_workers.end() || !o.taken) {
-      continue;
-    }
-    worker& w = it->second;
-    if (o.send_failed) {
-      corrupt(w, "a task could not be written to it"); // part of a frame may be in its socket
-      continue;
-    }
-    w.inflight.push_back(std::move(o.task));
-    ++w.tasks_sent;
-    w.state = worker_state::busy;
-  }
 }
 
 void process_pool_core::shutdown(shutdown_options options) {
@@ -549,159 +474,6 @@ void process_pool_core::corrupt(worker& w, const std::string& reason) {
   send_kill(w, SIGKILL);
 }
 
-void process_pool_core::read_worker(worker& w, bool drain) {
-  while (w.watched) {
-    std::size_t want = sizeof(frame_header);
-    frame_header header;
-    if (w.have >= sizeof(header)) {
-      std::memcpy(&header, w.buffer.data(), sizeof(header));
-      want += static_cast<std::size_t>(header.size);
-    }
-    const auto capacity = std::max(want, w.have + k_read_chunk);
-    if (w.buffer.size() < capacity) {
-      w.buffer.resize(capacity);
-    }
-    const auto room = w.buffer.size() - w.have;
-    const auto n = receive_some(w.fd.get(), w.buffer.data() + w.have, room, w.fds, false);
-    if (n == -1) {
-      return;
-    }
-    if (n == 0 || n == -2) {
-      if (w.have > 0) {
-        corrupt(w, "its last message was truncated");
-      } else {
-        close_channel(w);
-      }
-      return;
-    }
-    w.have += static_cast<std::size_t>(n);
-    // Take every complete frame.
-    std::size_t used = 0;
-    while (w.have - used >= sizeof(header)) {
-      std::memcpy(&header, w.buffer.data() + used, sizeof(header));
-      const auto kind = static_cast<frame_kind>(header.kind);
-      if (header.magic != k_frame_magic || header.size > k_max_frame ||
-          (kind != frame_kind::result && kind != frame_kind::error && kind != frame_kind::init_error)) {
-        corrupt(w, "it sent a corrupt message");
-        return;
-      }
-      if (w.have - used - sizeof(header) < header.size) {
-        break;
-      }
-      if (!process_frame(w, header, w.buffer.data() + used + sizeof(header))) {
-        return;
-      }
-      used += sizeof(header) + static_cast<std::size_t>(header.size);
-    }
-    if (used > 0) {
-      std::memmove(w.buffer.data(), w.buffer.data() + used, w.have - used);
-      w.have -= used;
-      if (w.buffer.size() > 4 * k_read_chunk && w.have < k_read_chunk) {
-        w.buffer.resize(k_read_chunk);
-        w.buffer.shrink_to_fit();
-      }
-    }
-    if (!drain && static_cast<std::size_t>(n) < room) {
-      return; // a short read took what there was; epoll (level-triggered) says when more comes
-    }
-  }
-}
-
-bool process_pool_core::process_frame(worker& w, const frame_header& header, const char* payload) {
-  const auto kind = static_cast<frame_kind>(header.kind);
-  if (w.pid < 0 && header.fn != 0) {
-    // A worker can answer before the zygote reports its pid; every answer carries it.
-    w.pid = static_cast<pid_t>(header.fn);
-    refresh_pids();
-  }
-  if (w.fds.size() < header.nfds) {
-    corrupt(w, "it sent a message without its descriptors");
-    return false;
-  }
-  std::vector<unique_fd> fds;
-  for (std::size_t i = 0; i < header.nfds; ++i) {
-    fds.push_back(std::move(w.fds[i]));
-  }
-  w.fds.erase(w.fds.begin(), w.fds.begin() + header.nfds);
-  in_message in{payload, static_cast<std::size_t>(header.size), 0, &fds, 0};
-
-  if (kind == frame_kind::init_error) {
-    std::string type;
-    std::string message;
-    try {
-      type.resize(in.begin_blob());
-      in.read_blob_body(type.data(), type.size());
-      message.resize(in.begin_blob());
-      in.read_blob_body(message.data(), message.size());
-    } catch (const std::exception&) {
-      corrupt(w, "it sent a corrupt message");
-      return false;
-    }
-    auto cause = std::make_exception_ptr(remote_error(type, message));
-    w.init_failed = true;
-    break_pool(cause, "process_pool: the initializer failed in worker " + std::to_string(w.pid) + ": " + type + ": " +
-                          message);
-    return true;
-  }
-  if (w.inflight.empty() || w.inflight.front().id != header.id) {
-    corrupt(w, "it answered a task it does not hold");
-    return false;
-  }
-  auto task = std::move(w.inflight.front());
-  w.inflight.pop_front();
-  if (!w.inflight.empty()) {
-    arm(w.inflight.front()); // the next one starts running now
-    w.slow = w.inflight.front().started - task.started > k_slow_task;
-  } else {
-    w.slow = clock::now() - task.started > k_slow_task;
-  }
-  ++w.tasks_done;
-  // Counters and the worker's state change before the future completes, so
-  // whoever wakes on it sees them.
-  bool retire = false;
-  if (w.state == worker_state::busy && w.inflight.empty()) {
-    w.state = worker_state::idle;
-    retire = m_options.max_tasks_per_child != 0 && w.tasks_done >= m_options.max_tasks_per_child;
-  }
-  {
-    std::lock_guard lock(m_mutex);
-    ++m_stats.completed;
-    m_stats.recycled += retire ? 1 : 0;
-  }
-  if (retire) {
-    // The replacement is forked first, so queued work never waits for a worker.
-    w.state = worker_state::retiring;
-    if (!send_frame(w.fd.get(), frame_kind::retire, 0, 0, {}, {})) {
-      close_channel(w);
-    }
-    bool broken = false;
-    {
-      std::lock_guard lock(m_mutex);
-      broken = m_broken != nullptr || m_destroying;
-    }
-    if (!broken) {
-      spawn_worker(); // std::map: `w` stays valid
-    }
-  }
-  if (kind == frame_kind::result) {
-    task.request.slot->deliver(in);
-  } else {
-    std::string type;
-    std::string message;
-    try {
-      type.resize(in.begin_blob());
-      in.read_blob_body(type.data(), type.size());
-      message.resize(in.begin_blob());
-      in.read_blob_body(message.data(), message.size());
-    } catch (const std::exception& e) {
-      type = "simul::serialization_error";
-      message = std::string("the worker's error report was unreadable: ") + e.what();
-    }
-    task.request.slot->fail(std::make_exception_ptr(remote_error(type, message)));
-  }
-  return true;
-}
-
 void process_pool_core::worker_exited(std::uint64_t id, pid_t pid, int status) {
   auto it = m_workers.find(id);
   if (it == m_workers.end()) {
@@ -813,160 +585,6 @@ void process_pool_core::check_deadlines() {
     for (auto& [id, w] : m_workers) {
       send_kill(w, SIGKILL);
     }
-  }
-}
-
-void process_pool_core::arm(running& task) {
-  task.started = clock::now();
-  if (task.timeout.count() > 0 && task.timeout != std::chrono::nanoseconds::max()) {
-    task.deadline = task.started + std::chrono::duration_cast<clock::duration>(task.timeout);
-  }
-}
-
-void process_pool_core::requeue_behind_front(worker& w, bool cancel, bool broken) {
-  if (w.inflight.size() <= 1) {
-    return;
-  }
-  std::deque<queued> back;
-  while (w.inflight.size() > 1) {
-    auto task = std::move(w.inflight.back());
-    w.inflight.pop_back();
-    if (cancel) {
-      task.request.slot->cancel("process_pool: the pool stopped before the task started");
-    } else if (broken) {
-      std::exception_ptr error;
-      {
-        std::lock_guard lock(m_mutex);
-        error = std::make_exception_ptr(broken_executor(m_broken_message, m_broken));
-      }
-      task.request.slot->fail(error); // no lock held: its continuations may submit
-    } else {
-      back.push_front({task.id, std::move(task.request)});
-    }
-  }
-  std::lock_guard lock(m_mutex);
-  while (!back.empty()) {
-    m_queue.push_front(std::move(back.back()));
-    back.pop_back();
-  }
-}
-
-void process_pool_core::dispatch() {
-  // How many more tasks each worker may hold: up to the pipeline depth, and
-  // never past its max_tasks_per_child (it retires after what it holds; its
-  // replacement takes the rest).
-  const auto depth = std::max<std::size_t>(1, m_options.pipeline_depth);
-  struct room {
-    worker* w = nullptr;
-    std::size_t free = 0;
-    std::size_t bytes = 0;
-    std::vector<running> batch;
-  };
-  std::vector<room> rooms;
-  std::size_t total = 0;
-  for (auto& [id, w] : m_workers) {
-    // A worker whose last task was slow gets one task ahead at most: deep
-    // pipelining only pays for small tasks, and would leave short tasks
-    // waiting behind long ones while another worker may become free.
-    const auto limit = w.slow ? std::min<std::size_t>(depth, 2) : depth;
-    if ((w.state != worker_state::idle && w.state != worker_state::busy) || w.inflight.size() >= limit) {
-      continue;
-    }
-    std::size_t free = limit - w.inflight.size();
-    if (m_options.max_tasks_per_child != 0) {
-      free = std::min(free, m_options.max_tasks_per_child > w.tasks_sent ? m_options.max_tasks_per_child - w.tasks_sent
-                                                                         : std::size_t{0});
-    }
-    if (free > 0) {
-      rooms.push_back({&w, free, 0, {}});
-      total += free;
-    }
-  }
-  if (total == 0) {
-    return;
-  }
-  std::deque<queued> taken;
-  {
-    std::lock_guard lock(m_mutex);
-    const auto n = std::min(total, m_queue.size());
-    for (std::size_t i = 0; i < n; ++i) {
-      taken.push_back(std::move(m_queue.front()));
-      m_queue.pop_front();
-    }
-  }
-  // Idle workers first; then, one level at a time, tasks sent ahead to busy
-  // ones. A worker's batch stops growing past k_batch_bytes of payload, so a
-  // few big tasks do not all queue behind one another in one socket.
-  std::deque<queued> left;
-  for (std::size_t level = 0; level < depth && !taken.empty(); ++level) {
-    for (auto& r : rooms) {
-      if (taken.empty()) {
-        break;
-      }
-      if (r.w->inflight.size() + r.batch.size() != level || r.batch.size() >= r.free ||
-          (r.bytes >= k_batch_bytes && level > 0)) {
-        continue;
-      }
-      while (!taken.empty()) {
-        auto next = std::move(taken.front());
-        taken.pop_front();
-        if (!next.request.slot->start()) {
-          continue; // cancelled by its consumer before it started: dropped
-        }
-        running task;
-        task.id = next.id;
-        task.timeout = next.request.timeout.count() == 0 ? m_options.task_timeout : next.request.timeout;
-        task.request = std::move(next.request);
-        r.bytes += task.request.payload.bytes.size() + sizeof(frame_header);
-        r.batch.push_back(std::move(task));
-        break;
-      }
-    }
-  }
-  // Whatever no worker took (byte limits) goes back first in line, in order.
-  if (!taken.empty()) {
-    std::lock_guard lock(m_mutex);
-    while (!taken.empty()) {
-      m_queue.push_front(std::move(taken.back()));
-      taken.pop_back();
-    }
-  }
-  std::vector<frame_out> frames;
-  for (auto& r : rooms) {
-    if (r.batch.empty()) {
-      continue;
-    }
-    worker& w = *r.w;
-    frames.clear();
-    for (const auto& task : r.batch) {
-      frames.push_back(
-          {frame_kind::task, task.id, task.request.trampoline, &task.request.payload.bytes, &task.request.payload.fds});
-    }
-    const auto sent = send_frames(w.fd.get(), frames.data(), frames.size());
-    // Frames written whole may have been read and run: they are in the
-    // worker's hands, and its death accounts for them (the one it ran fails,
-    // the rest go back). The others never reached it: first in line again.
-    if (sent < r.batch.size()) {
-      std::lock_guard lock(m_mutex);
-      while (r.batch.size() > sent) {
-        m_queue.push_front({r.batch.back().id, std::move(r.batch.back().request)});
-        r.batch.pop_back();
-      }
-    }
-    for (auto& task : r.batch) {
-      if (w.inflight.empty()) {
-        arm(task);
-      }
-      w.inflight.push_back(std::move(task));
-      ++w.tasks_sent;
-    }
-    if (!w.inflight.empty()) {
-      w.state = worker_state::busy;
-    }
-    if (sent < frames.size()) {
-      close_channel(w); // the worker is going away; the zygote's report ends it
-    }
-    w.state = worker_state::busy;
   }
 }
 
