@@ -133,10 +133,12 @@ bool process_pool_core::process_frame(worker& w, const frame_header& header, con
     w.state = worker_state::idle;
     retire = m_options.max_tasks_per_child != 0 && w.tasks_done >= m_options.max_tasks_per_child;
   }
-  {
+  // An atomic, not the queue's lock, which submitters hold most of the time
+  // during a burst: release, so that a future completed after it shows it.
+  m_completed.fetch_add(1, std::memory_order_release);
+  if (retire) {
     std::lock_guard lock(m_mutex);
-    ++m_stats.completed;
-    m_stats.recycled += retire ? 1 : 0;
+    ++m_stats.recycled;
   }
   if (retire) {
     // The replacement is forked first, so queued work never waits for a worker.

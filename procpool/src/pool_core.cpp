@@ -179,7 +179,9 @@ bool process_pool_core::is_shutdown() const noexcept {
 
 process_pool_stats process_pool_core::stats() const {
   std::lock_guard lock(m_mutex);
-  return m_stats;
+  auto stats = m_stats;
+  stats.completed = m_completed.load(std::memory_order_acquire);
+  return stats;
 }
 
 std::vector<int> process_pool_core::worker_pids() const {
@@ -212,13 +214,14 @@ void process_pool_core::run() {
   epoll_event events[32];
   for (;;) {
     offer_idle_workers();
-    // A short spin before sleeping while an answer is due soon (a worker
-    // holds a task, or a submitter may write to an offered one): waking from
-    // epoll_wait costs more than the few polls that usually catch the answer.
+    // When every worker is idle and offered, a submitter doing one task at a
+    // time is likely to write to one and wait: poll for a short while before
+    // sleeping, so its answer is caught without a wake-up. Never while
+    // workers are busy: on a small machine the poll would take their CPU.
     int n = 0;
     bool spun = false;
-    if (m_offering || std::any_of(m_workers.begin(), m_workers.end(),
-                                  [](const auto& entry) { return !entry.second.inflight.empty(); })) {
+    if (m_offering && std::none_of(m_workers.begin(), m_workers.end(),
+                                   [](const auto& entry) { return !entry.second.inflight.empty(); })) {
       const auto until = clock::now() + k_spin;
       do {
         n = ::epoll_wait(m_epoll.get(), events, 32, 0);

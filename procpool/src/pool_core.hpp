@@ -154,8 +154,9 @@ class process_pool_core {
   process_pool_stats m_stats;
   std::vector<int> m_pids;
   std::atomic<bool> m_wake_pending{false};
-  std::vector<offer> m_offers; ///< under m_mutex
-  bool m_offering = false;     ///< I/O thread only: m_offers may be non-empty
+  std::atomic<std::uint64_t> m_completed{0}; ///< stats().completed, kept outside the lock
+  std::vector<offer> m_offers;               ///< under m_mutex
+  bool m_offering = false;                   ///< I/O thread only: m_offers may be non-empty
 };
 
 } // namespace simul::detail
