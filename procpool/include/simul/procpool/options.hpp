@@ -39,10 +39,13 @@ struct process_pool_options {
   /// The destructor's bound: running tasks get this long to finish, then their
   /// workers get SIGTERM, and this long again before SIGKILL.
   std::chrono::nanoseconds shutdown_grace = std::chrono::seconds(2);
-  /// Tasks sent ahead to a busy worker when no worker is idle (at least 1).
-  /// More than 1 hides the round trip for small tasks; a task sent ahead counts
-  /// as started (it can no longer be cancelled), and if the worker dies the
-  /// tasks behind the one it was running go back to the front of the queue.
+  /// Tasks a worker may hold at once (at least 1): the one it runs and those
+  /// sent ahead, which wait in its socket. Everything queued for a worker
+  /// leaves in one write, so a deep pipeline makes tiny tasks cheap; a worker
+  /// whose last task took over 1 ms is sent at most one ahead. A task sent
+  /// ahead counts as started (it can no longer be cancelled), and if the
+  /// worker dies, the tasks behind the one it was running go back to the
+  /// front of the queue.
   std::size_t pipeline_depth = 32;
 };
 
