@@ -59,6 +59,7 @@ process_pool_core::process_pool_core(const process_pool_options& options) : m_op
   zygote_config config;
   config.initializer = m_options.initializer;
   config.shm_threshold = m_options.shm_threshold;
+  config.keep_worker_heap = m_options.keep_worker_heap;
   // The zygote is forked here, before this pool starts any thread, so every
   // later fork happens in a process that has exactly one thread.
   const pid_t pid = ::fork();

@@ -94,6 +94,7 @@ int receive_control(int fd, control_msg& msg, unique_fd& attached, bool block);
 struct zygote_config {
   void (*initializer)() = nullptr;
   std::size_t shm_threshold = std::size_t{1} << 20;
+  bool keep_worker_heap = false;
 };
 
 /// The zygote's main loop; never returns.

@@ -10,6 +10,7 @@
 
 #include <simul/procpool/detail/task.hpp>
 
+#include <malloc.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -129,6 +130,12 @@ int worker_channel() noexcept { return g_worker_channel; }
 void worker_main(int fd, const zygote_config& config) {
   g_worker_channel = fd;
   g_worker_pid = static_cast<std::uint64_t>(::getpid());
+  if (config.keep_worker_heap) {
+    // Big blocks from the heap, and freed heap kept for the next task: a big
+    // argument then lands in pages this worker has already touched.
+    ::mallopt(M_MMAP_MAX, 0);
+    ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  }
   if (config.initializer != nullptr) {
     try {
       config.initializer();

@@ -47,6 +47,14 @@ struct process_pool_options {
   /// worker dies, the tasks behind the one it was running go back to the
   /// front of the queue.
   std::size_t pipeline_depth = 32;
+  /// Workers take big blocks from their heap instead of fresh mappings, and
+  /// keep up to 256 MiB of freed heap for their next task (glibc:
+  /// M_MMAP_MAX = 0, M_TRIM_THRESHOLD = 256 MiB). Big arguments then land in
+  /// memory that is already mapped — a 64 MiB round trip gets about a third
+  /// faster — at the price of resident memory that a worker keeps until it
+  /// is recycled (`max_tasks_per_child`), and of fragmentation: a big block
+  /// freed below a live one stays with the worker. Off by default.
+  bool keep_worker_heap = false;
 };
 
 /// Per-task settings for `process_pool::submit(task_options, fn, args...)`.
