@@ -203,6 +203,20 @@ void p5_simul(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(data.size()));
 }
 
+// P5 again with workers that keep their heap (process_pool_options::keep_worker_heap).
+void p5_simul_keep_heap(benchmark::State& state) {
+  static simul::process_pool procs({.workers = k_workers, .keep_worker_heap = true});
+  warm(procs);
+  std::vector<std::uint8_t> data(64 << 20, 7);
+  for (auto _ : state) {
+    const auto start = clock_type::now();
+    auto back = procs.submit(echo, data).get();
+    benchmark::DoNotOptimize(back.data());
+    state.SetIterationTime(seconds_since(start));
+  }
+  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(data.size()));
+}
+
 void p5_memcpy(benchmark::State& state) {
   std::vector<std::uint8_t> data(64 << 20, 7);
   std::vector<std::uint8_t> copy(data.size());
@@ -297,6 +311,16 @@ BENCHMARK_CAPTURE(peer, p4, "P4")
     ->Unit(benchmark::kMillisecond);
 BENCHMARK(p5_simul)->Name("P5_64MiB_round_trip/simul")->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
 BENCHMARK(p5_memcpy)->Name("P5_64MiB_round_trip/memcpy")->UseManualTime()->Iterations(3)->Unit(benchmark::kMillisecond);
+BENCHMARK(p5_simul_keep_heap)
+    ->Name("P5_64MiB_keep_worker_heap/simul")
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK(p5_memcpy)
+    ->Name("P5_64MiB_keep_worker_heap/memcpy")
+    ->UseManualTime()
+    ->Iterations(3)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(p6_simul)->Name("P6_random_kills/simul")->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(peer, p6, "P6")
     ->Name("P6_random_kills/python_ppe")

@@ -3,13 +3,21 @@
 // One I/O thread owns every worker socket and the zygote's control socket; it
 // waits on them with epoll, so a worker is served the moment it answers. Other
 // threads touch only the queue, the flags and the counters, under one mutex,
-// and wake the I/O thread through an eventfd. Promises are completed on the
-// I/O thread with no lock held, so a continuation may submit more work.
+// and wake the I/O thread through an eventfd (once per sleep: a flag
+// coalesces the writes). The one exception: while the I/O thread sleeps, it
+// offers its idle workers, and a submitter that finds the queue empty writes
+// its task straight to an offered worker's socket, under the mutex; the I/O
+// thread takes the offers back before it does anything else. Promises are
+// completed on the I/O thread with no lock held, so a continuation may
+// submit more work.
 //
 // A worker's death is known for certain only when the zygote reports its wait
 // status; EOF or a corrupt frame on its socket just stops the reading. When
 // the report comes, whatever the worker wrote before dying is drained first,
 // so a result that was sent is never mistaken for a crash.
+//
+// This file: construction, the queue's face, the I/O loop, workers' births
+// and deaths. Sending tasks: pool_send.cpp; reading answers: pool_answers.cpp.
 
 #include "pool_core.hpp"
 
@@ -29,7 +37,6 @@ namespace simul::detail {
 namespace {
 constexpr std::uint64_t k_control_key = 1;
 constexpr std::uint64_t k_wake_key = 2;
-constexpr std::size_t k_read_chunk = 64 * 1024;
 
 [[noreturn]] void fail_system(const char* what) {
   throw simul::error(std::string("process_pool: ") + what + " failed: " + std::strerror(errno));
@@ -52,6 +59,7 @@ process_pool_core::process_pool_core(const process_pool_options& options) : m_op
   zygote_config config;
   config.initializer = m_options.initializer;
   config.shm_threshold = m_options.shm_threshold;
+  config.keep_worker_heap = m_options.keep_worker_heap;
   // The zygote is forked here, before this pool starts any thread, so every
   // later fork happens in a process that has exactly one thread.
   const pid_t pid = ::fork();
@@ -112,6 +120,7 @@ process_pool_core::~process_pool_core() {
   int status = 0;
   while (::waitpid(m_zygote_pid, &status, 0) < 0 && errno == EINTR) {
   }
+  payload_cache_clear();
 }
 
 void process_pool_core::wake() {
@@ -130,8 +139,12 @@ void process_pool_core::enqueue(task_request&& request) {
     if (!m_accepting) {
       throw broken_executor("process_pool: submit after shutdown");
     }
-    m_queue.push_back({m_next_task++, std::move(request)});
+    const auto id = m_next_task++;
     ++m_stats.submitted;
+    if (m_queue.empty() && !m_offers.empty() && try_send_direct(request, id)) {
+      return; // a worker has it; the I/O thread learns of it when it wakes
+    }
+    m_queue.push_back({id, std::move(request)});
   }
   wake();
 }
@@ -167,7 +180,9 @@ bool process_pool_core::is_shutdown() const noexcept {
 
 process_pool_stats process_pool_core::stats() const {
   std::lock_guard lock(m_mutex);
-  return m_stats;
+  auto stats = m_stats;
+  stats.completed = m_completed.load(std::memory_order_acquire);
+  return stats;
 }
 
 std::vector<int> process_pool_core::worker_pids() const {
@@ -199,7 +214,25 @@ void process_pool_core::run() {
   }
   epoll_event events[32];
   for (;;) {
-    const int n = ::epoll_wait(m_epoll.get(), events, 32, next_timeout_ms());
+    offer_idle_workers();
+    // When every worker is idle and offered, a submitter doing one task at a
+    // time is likely to write to one and wait: poll for a short while before
+    // sleeping, so its answer is caught without a wake-up. Never while
+    // workers are busy: on a small machine the poll would take their CPU.
+    int n = 0;
+    bool spun = false;
+    if (m_offering && std::none_of(m_workers.begin(), m_workers.end(),
+                                   [](const auto& entry) { return !entry.second.inflight.empty(); })) {
+      const auto until = clock::now() + k_spin;
+      do {
+        n = ::epoll_wait(m_epoll.get(), events, 32, 0);
+      } while (n == 0 && clock::now() < until);
+      spun = n > 0;
+    }
+    if (!spun) {
+      n = ::epoll_wait(m_epoll.get(), events, 32, next_timeout_ms());
+    }
+    reclaim_offers();
     for (int i = 0; i < n; ++i) {
       const auto key = events[i].data.u64;
       if (key == k_wake_key) {
@@ -445,152 +478,6 @@ void process_pool_core::corrupt(worker& w, const std::string& reason) {
   send_kill(w, SIGKILL);
 }
 
-void process_pool_core::read_worker(worker& w) {
-  while (w.watched) {
-    std::size_t want = sizeof(frame_header);
-    frame_header header;
-    if (w.have >= sizeof(header)) {
-      std::memcpy(&header, w.buffer.data(), sizeof(header));
-      want += static_cast<std::size_t>(header.size);
-    }
-    const auto capacity = std::max(want, w.have + k_read_chunk);
-    if (w.buffer.size() < capacity) {
-      w.buffer.resize(capacity);
-    }
-    const auto n = receive_some(w.fd.get(), w.buffer.data() + w.have, w.buffer.size() - w.have, w.fds, false);
-    if (n == -1) {
-      return;
-    }
-    if (n == 0 || n == -2) {
-      if (w.have > 0) {
-        corrupt(w, "its last message was truncated");
-      } else {
-        close_channel(w);
-      }
-      return;
-    }
-    w.have += static_cast<std::size_t>(n);
-    // Take every complete frame.
-    std::size_t used = 0;
-    while (w.have - used >= sizeof(header)) {
-      std::memcpy(&header, w.buffer.data() + used, sizeof(header));
-      const auto kind = static_cast<frame_kind>(header.kind);
-      if (header.magic != k_frame_magic || header.size > k_max_frame ||
-          (kind != frame_kind::result && kind != frame_kind::error && kind != frame_kind::init_error)) {
-        corrupt(w, "it sent a corrupt message");
-        return;
-      }
-      if (w.have - used - sizeof(header) < header.size) {
-        break;
-      }
-      if (!process_frame(w, header, w.buffer.data() + used + sizeof(header))) {
-        return;
-      }
-      used += sizeof(header) + static_cast<std::size_t>(header.size);
-    }
-    if (used > 0) {
-      std::memmove(w.buffer.data(), w.buffer.data() + used, w.have - used);
-      w.have -= used;
-      if (w.buffer.size() > 4 * k_read_chunk && w.have < k_read_chunk) {
-        w.buffer.resize(k_read_chunk);
-        w.buffer.shrink_to_fit();
-      }
-    }
-  }
-}
-
-bool process_pool_core::process_frame(worker& w, const frame_header& header, const char* payload) {
-  const auto kind = static_cast<frame_kind>(header.kind);
-  if (w.pid < 0 && header.fn != 0) {
-    // A worker can answer before the zygote reports its pid; every answer carries it.
-    w.pid = static_cast<pid_t>(header.fn);
-    refresh_pids();
-  }
-  if (w.fds.size() < header.nfds) {
-    corrupt(w, "it sent a message without its descriptors");
-    return false;
-  }
-  std::vector<unique_fd> fds;
-  for (std::size_t i = 0; i < header.nfds; ++i) {
-    fds.push_back(std::move(w.fds[i]));
-  }
-  w.fds.erase(w.fds.begin(), w.fds.begin() + header.nfds);
-  in_message in{payload, static_cast<std::size_t>(header.size), 0, &fds, 0};
-
-  if (kind == frame_kind::init_error) {
-    std::string type;
-    std::string message;
-    try {
-      type.resize(in.begin_blob());
-      in.read_blob_body(type.data(), type.size());
-      message.resize(in.begin_blob());
-      in.read_blob_body(message.data(), message.size());
-    } catch (const std::exception&) {
-      corrupt(w, "it sent a corrupt message");
-      return false;
-    }
-    auto cause = std::make_exception_ptr(remote_error(type, message));
-    w.init_failed = true;
-    break_pool(cause, "process_pool: the initializer failed in worker " + std::to_string(w.pid) + ": " + type + ": " +
-                          message);
-    return true;
-  }
-  if (w.inflight.empty() || w.inflight.front().id != header.id) {
-    corrupt(w, "it answered a task it does not hold");
-    return false;
-  }
-  auto task = std::move(w.inflight.front());
-  w.inflight.pop_front();
-  if (!w.inflight.empty()) {
-    arm(w.inflight.front()); // the next one starts running now
-  }
-  ++w.tasks_done;
-  // Counters and the worker's state change before the future completes, so
-  // whoever wakes on it sees them.
-  bool retire = false;
-  if (w.state == worker_state::busy && w.inflight.empty()) {
-    w.state = worker_state::idle;
-    retire = m_options.max_tasks_per_child != 0 && w.tasks_done >= m_options.max_tasks_per_child;
-  }
-  {
-    std::lock_guard lock(m_mutex);
-    ++m_stats.completed;
-    m_stats.recycled += retire ? 1 : 0;
-  }
-  if (retire) {
-    // The replacement is forked first, so queued work never waits for a worker.
-    w.state = worker_state::retiring;
-    if (!send_frame(w.fd.get(), frame_kind::retire, 0, 0, {}, {})) {
-      close_channel(w);
-    }
-    bool broken = false;
-    {
-      std::lock_guard lock(m_mutex);
-      broken = m_broken != nullptr || m_destroying;
-    }
-    if (!broken) {
-      spawn_worker(); // std::map: `w` stays valid
-    }
-  }
-  if (kind == frame_kind::result) {
-    task.request.slot->deliver(in);
-  } else {
-    std::string type;
-    std::string message;
-    try {
-      type.resize(in.begin_blob());
-      in.read_blob_body(type.data(), type.size());
-      message.resize(in.begin_blob());
-      in.read_blob_body(message.data(), message.size());
-    } catch (const std::exception& e) {
-      type = "simul::serialization_error";
-      message = std::string("the worker's error report was unreadable: ") + e.what();
-    }
-    task.request.slot->fail(std::make_exception_ptr(remote_error(type, message)));
-  }
-  return true;
-}
-
 void process_pool_core::worker_exited(std::uint64_t id, pid_t pid, int status) {
   auto it = m_workers.find(id);
   if (it == m_workers.end()) {
@@ -601,7 +488,7 @@ void process_pool_core::worker_exited(std::uint64_t id, pid_t pid, int status) {
     w.pid = pid;
   }
   // Everything it wrote before dying is already in the socket: read it first.
-  read_worker(w);
+  read_worker(w, true);
   close_channel(w);
 
   const int signal = WIFSIGNALED(status) ? WTERMSIG(status) : 0;
@@ -701,90 +588,6 @@ void process_pool_core::check_deadlines() {
     m_kill_sent = true;
     for (auto& [id, w] : m_workers) {
       send_kill(w, SIGKILL);
-    }
-  }
-}
-
-void process_pool_core::arm(running& task) {
-  if (task.timeout.count() > 0 && task.timeout != std::chrono::nanoseconds::max()) {
-    task.deadline = clock::now() + std::chrono::duration_cast<clock::duration>(task.timeout);
-  }
-}
-
-void process_pool_core::requeue_behind_front(worker& w, bool cancel, bool broken) {
-  if (w.inflight.size() <= 1) {
-    return;
-  }
-  std::deque<queued> back;
-  while (w.inflight.size() > 1) {
-    auto task = std::move(w.inflight.back());
-    w.inflight.pop_back();
-    if (cancel) {
-      task.request.slot->cancel("process_pool: the pool stopped before the task started");
-    } else if (broken) {
-      std::exception_ptr error;
-      {
-        std::lock_guard lock(m_mutex);
-        error = std::make_exception_ptr(broken_executor(m_broken_message, m_broken));
-      }
-      task.request.slot->fail(error); // no lock held: its continuations may submit
-    } else {
-      back.push_front({task.id, std::move(task.request)});
-    }
-  }
-  std::lock_guard lock(m_mutex);
-  while (!back.empty()) {
-    m_queue.push_front(std::move(back.back()));
-    back.pop_back();
-  }
-}
-
-void process_pool_core::dispatch() {
-  // Idle workers first; then, one level at a time, tasks sent ahead to busy ones.
-  const auto depth = std::max<std::size_t>(1, m_options.pipeline_depth);
-  for (std::size_t level = 0; level < depth; ++level) {
-    for (auto& [id, w] : m_workers) {
-      if ((w.state != worker_state::idle && w.state != worker_state::busy) || w.inflight.size() != level) {
-        continue;
-      }
-      if (m_options.max_tasks_per_child != 0 && w.tasks_sent >= m_options.max_tasks_per_child) {
-        continue; // it retires after what it holds; its replacement takes the rest
-      }
-      queued next;
-      for (;;) {
-        {
-          std::lock_guard lock(m_mutex);
-          if (m_queue.empty()) {
-            return;
-          }
-          next = std::move(m_queue.front());
-          m_queue.pop_front();
-        }
-        if (next.request.slot->start()) {
-          break;
-        }
-        // cancelled by its consumer before it started: drop it and take the next
-      }
-      if (!send_frame(w.fd.get(), frame_kind::task, next.id, next.request.trampoline, next.request.payload.bytes,
-                      next.request.payload.fds)) {
-        // The worker is going away; the task has not run, so it goes back first in line.
-        {
-          std::lock_guard lock(m_mutex);
-          m_queue.push_front(std::move(next));
-        }
-        close_channel(w);
-        continue;
-      }
-      running task;
-      task.id = next.id;
-      task.timeout = next.request.timeout.count() == 0 ? m_options.task_timeout : next.request.timeout;
-      task.request = std::move(next.request);
-      if (w.inflight.empty()) {
-        arm(task);
-      }
-      w.inflight.push_back(std::move(task));
-      ++w.tasks_sent;
-      w.state = worker_state::busy;
     }
   }
 }

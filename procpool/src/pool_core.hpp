@@ -27,6 +27,12 @@
 
 namespace simul::detail {
 
+inline constexpr std::size_t k_read_chunk = 64 * 1024;  ///< a worker's socket is read this much at a time
+inline constexpr std::size_t k_batch_bytes = 64 * 1024; ///< a batch to one worker grows past this only by one task
+inline constexpr auto k_slow_task = std::chrono::milliseconds(1); ///< slower: at most one task sent ahead
+inline constexpr std::size_t k_direct_bytes = 64 * 1024;          ///< bigger tasks never go straight to a worker
+inline constexpr auto k_spin = std::chrono::microseconds(30);     ///< the I/O thread's poll before sleeping
+
 class process_pool_core {
  public:
   explicit process_pool_core(const process_pool_options& options);
@@ -57,9 +63,23 @@ class process_pool_core {
     task_request request;
     std::chrono::nanoseconds timeout{0};
     clock::time_point deadline = clock::time_point::max();
+    clock::time_point started{}; ///< when it reached the front of its worker's line
   };
 
   enum class worker_state { idle, busy, retiring, lost };
+
+  /// An idle worker offered to submitters while the I/O thread sleeps: a
+  /// submitter that finds the queue empty writes its task straight to the
+  /// worker's socket instead of waking the I/O thread. Offers exist only
+  /// between `offer_idle_workers` and `reclaim_offers`, the I/O thread's
+  /// epoll_wait, so whenever it is awake it owns every worker alone.
+  struct offer {
+    std::uint64_t worker = 0;
+    int fd = -1;
+    bool taken = false;       ///< a submitter used it (or tried to)
+    bool send_failed = false; ///< the write failed: the task went to the queue
+    running task;             ///< what was sent, if taken and sent
+  };
 
   struct worker {
     std::uint64_t id = 0;
@@ -72,6 +92,7 @@ class process_pool_core {
     bool timed_out = false;
     bool init_failed = false;
     bool watched = false;
+    bool slow = false; ///< its last task ran past k_slow_task: send it fewer ahead
     std::string kill_reason;
     std::vector<char> buffer;
     std::size_t have = 0;
@@ -81,7 +102,7 @@ class process_pool_core {
   void run();
   void spawn_worker();
   void handle_control();
-  void read_worker(worker& w);
+  void read_worker(worker& w, bool drain = false);
   bool process_frame(worker& w, const frame_header& header, const char* payload);
   void close_channel(worker& w);
   void corrupt(worker& w, const std::string& reason);
@@ -97,6 +118,9 @@ class process_pool_core {
   void refresh_pids();
   std::string task_text(const running& task) const;
   void wake();
+  bool try_send_direct(task_request& request, std::uint64_t id);
+  void offer_idle_workers();
+  void reclaim_offers();
 
   process_pool_options m_options;
   pid_t m_zygote_pid = -1;
@@ -130,6 +154,9 @@ class process_pool_core {
   process_pool_stats m_stats;
   std::vector<int> m_pids;
   std::atomic<bool> m_wake_pending{false};
+  std::atomic<std::uint64_t> m_completed{0}; ///< stats().completed, kept outside the lock
+  std::vector<offer> m_offers;               ///< under m_mutex
+  bool m_offering = false;                   ///< I/O thread only: m_offers may be non-empty
 };
 
 } // namespace simul::detail

@@ -45,6 +45,24 @@ static_assert(sizeof(frame_header) == 32);
 bool send_frame(int fd, frame_kind kind, std::uint64_t id, std::uint64_t fn, const std::string& payload,
                 const std::vector<unique_fd>& fds);
 
+/// One frame of a batch: the header fields, the payload and its descriptors
+/// (borrowed: they must outlive the `send_frames` call).
+struct frame_out {
+  frame_kind kind = frame_kind::task;
+  std::uint64_t id = 0;
+  std::uint64_t fn = 0;
+  const std::string* payload = nullptr;
+  const std::vector<unique_fd>* fds = nullptr;
+};
+
+/// Writes several frames with as few `sendmsg` calls as it can (one per 512
+/// frames or per `k_max_fds` descriptors). Descriptors ride with the first
+/// byte of the call that carries their frame, never after it, so a reader that
+/// queues what it receives always has a frame's descriptors when it reaches
+/// its header. Returns how many frames were written whole: `count`, or fewer
+/// if the peer is gone (or a frame has more than `k_max_fds` descriptors).
+std::size_t send_frames(int fd, const frame_out* frames, std::size_t count);
+
 /// Reads up to `capacity` bytes without blocking (or blocking if `block`),
 /// appending any received descriptors to `fds`. Returns bytes read, 0 on EOF,
 /// -1 if nothing is available (non-blocking) and -2 on error.
@@ -76,6 +94,7 @@ int receive_control(int fd, control_msg& msg, unique_fd& attached, bool block);
 struct zygote_config {
   void (*initializer)() = nullptr;
   std::size_t shm_threshold = std::size_t{1} << 20;
+  bool keep_worker_heap = false;
 };
 
 /// The zygote's main loop; never returns.

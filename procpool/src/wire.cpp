@@ -1,4 +1,4 @@
-// Buffers, blobs (inline or memfd), code ids and the socket primitives.
+// Code ids, descriptors and the socket primitives (blobs and memfds: payload.cpp).
 
 #include "protocol.hpp"
 
@@ -17,6 +17,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <typeinfo>
 
 namespace simul::detail {
@@ -49,140 +50,16 @@ void advise_huge_pages(void* data, std::size_t size) noexcept {
 }
 
 namespace {
-constexpr std::uint8_t k_inline_blob = 0;
-constexpr std::uint8_t k_shm_blob = 1;
-
-void write_all(int fd, const char* data, std::size_t size) {
-  while (size > 0) {
-    const auto n = ::write(fd, data, size);
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      throw serialization_error(std::string("process_pool: writing a memfd payload failed: ") + std::strerror(errno));
-    }
-    data += n;
-    size -= static_cast<std::size_t>(n);
-  }
-}
-} // namespace
-
-void out_message::put_blob(const void* data, std::size_t size) {
-  if (size < shm_threshold || size == 0) {
-    put_pod(k_inline_blob);
-    put_pod(static_cast<std::uint64_t>(size));
-    put_raw(data, size);
-    return;
-  }
-  // The bytes go once into a memfd (mapped whole, so its pages are made in
-  // one go rather than one write fault at a time); the socket carries only the
-  // descriptor.
-  unique_fd fd(::memfd_create("simul-payload", MFD_CLOEXEC));
-  if (!fd) {
-    throw serialization_error(std::string("process_pool: memfd_create failed: ") + std::strerror(errno));
-  }
-  if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
-    throw serialization_error(std::string("process_pool: sizing a memfd failed: ") + std::strerror(errno));
-  }
-  void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
-  if (map == MAP_FAILED) {
-    write_all(fd.get(), static_cast<const char*>(data), size); // no address space: fall back to write()
-  } else {
-    std::memcpy(map, data, size);
-    ::munmap(map, size);
-  }
-  put_pod(k_shm_blob);
-  put_pod(static_cast<std::uint64_t>(size));
-  fds.push_back(std::move(fd));
-}
-
-std::size_t in_message::begin_blob() {
-  const auto tag = get_pod<std::uint8_t>();
-  const auto bytes = get_pod<std::uint64_t>();
-  if (tag == k_inline_blob) {
-    if (bytes > size - pos) {
-      throw serialization_error("process_pool: a payload claims more bytes than its message holds");
-    }
-    blob_in_shm = false;
-    return static_cast<std::size_t>(bytes);
-  }
-  if (tag != k_shm_blob) {
-    throw serialization_error("process_pool: unknown payload tag");
-  }
-  if (fds == nullptr || next_fd >= fds->size()) {
-    throw serialization_error("process_pool: a shared-memory payload arrived without its descriptor");
-  }
-  struct stat info {};
-  if (::fstat((*fds)[next_fd].get(), &info) != 0 || static_cast<std::uint64_t>(info.st_size) < bytes) {
-    throw serialization_error("process_pool: a shared-memory payload is shorter than announced");
-  }
-  blob_in_shm = true;
-  return static_cast<std::size_t>(bytes);
-}
-
-void in_message::read_blob_body(void* out, std::size_t bytes) {
-  if (!blob_in_shm) {
-    if (bytes > 0) {
-      std::memcpy(out, take(bytes), bytes);
-    }
-    return;
-  }
-  const int fd = (*fds)[next_fd].get();
-  auto* dst = static_cast<char*>(out);
-  void* map = bytes > 0 ? ::mmap(nullptr, bytes, PROT_READ, MAP_SHARED | MAP_POPULATE, fd, 0) : MAP_FAILED;
-  if (map != MAP_FAILED) {
-    std::memcpy(dst, map, bytes);
-    ::munmap(map, bytes);
-  } else {
-    std::size_t done = 0;
-    while (done < bytes) {
-      const auto n = ::pread(fd, dst + done, bytes - done, static_cast<off_t>(done));
-      if (n < 0 && errno == EINTR) {
-        continue;
-      }
-      if (n <= 0) {
-        throw serialization_error("process_pool: reading a shared-memory payload failed");
-      }
-      done += static_cast<std::size_t>(n);
-    }
-  }
-  (*fds)[next_fd].reset();
-  ++next_fd;
-  blob_in_shm = false;
-}
-
-bool send_frame(int fd, frame_kind kind, std::uint64_t id, std::uint64_t fn, const std::string& payload,
-                const std::vector<unique_fd>& fds) {
-  frame_header header;
-  header.kind = static_cast<std::uint16_t>(kind);
-  header.nfds = static_cast<std::uint16_t>(fds.size());
-  header.id = id;
-  header.fn = fn;
-  header.size = payload.size();
-
-  iovec parts[2] = {{&header, sizeof(header)}, {const_cast<char*>(payload.data()), payload.size()}};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * k_max_fds)];
+/// Sends `count` iovecs whole (blocking, retrying on EINTR and partial
+/// writes). `control`, if any, goes with the first byte. Adds the bytes
+/// written to `sent`; false if the peer is gone.
+bool send_iovecs(int fd, iovec* parts, std::size_t count, void* control, std::size_t control_size, std::size_t& sent) {
   msghdr msg{};
   msg.msg_iov = parts;
-  msg.msg_iovlen = payload.empty() ? 1 : 2;
-  if (!fds.empty()) {
-    if (fds.size() > k_max_fds) {
-      return false;
-    }
-    msg.msg_control = control;
-    msg.msg_controllen = CMSG_SPACE(sizeof(int) * fds.size());
-    auto* cm = CMSG_FIRSTHDR(&msg);
-    cm->cmsg_level = SOL_SOCKET;
-    cm->cmsg_type = SCM_RIGHTS;
-    cm->cmsg_len = CMSG_LEN(sizeof(int) * fds.size());
-    auto* out = reinterpret_cast<int*>(CMSG_DATA(cm));
-    for (std::size_t i = 0; i < fds.size(); ++i) {
-      out[i] = fds[i].get();
-    }
-  }
-  std::size_t total = sizeof(header) + payload.size();
-  std::size_t sent = 0;
-  while (sent < total) {
+  msg.msg_iovlen = count;
+  msg.msg_control = control;
+  msg.msg_controllen = control_size;
+  while (msg.msg_iovlen > 0) {
     const auto n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
     if (n < 0) {
       if (errno == EINTR) {
@@ -206,6 +83,72 @@ bool send_frame(int fd, frame_kind kind, std::uint64_t id, std::uint64_t fn, con
     }
   }
   return true;
+}
+} // namespace
+
+std::size_t send_frames(int fd, const frame_out* frames, std::size_t count) {
+  constexpr std::size_t k_frames_per_call = 512; // two iovecs each, under IOV_MAX (1024)
+  // Raw storage: only the headers in use are constructed.
+  alignas(frame_header) unsigned char header_storage[sizeof(frame_header) * k_frames_per_call];
+  auto* headers = reinterpret_cast<frame_header*>(header_storage);
+  iovec parts[2 * k_frames_per_call];
+  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * k_max_fds)];
+  std::size_t next = 0;
+  while (next < count) {
+    std::size_t nparts = 0;
+    std::size_t nfds = 0;
+    std::size_t taken = 0;
+    auto* cm = reinterpret_cast<cmsghdr*>(control);
+    int* fd_out = reinterpret_cast<int*>(CMSG_DATA(cm));
+    while (next + taken < count && taken < k_frames_per_call) {
+      const auto& frame = frames[next + taken];
+      const std::size_t frame_fds = frame.fds != nullptr ? frame.fds->size() : 0;
+      if (frame_fds > k_max_fds) {
+        return next + taken;
+      }
+      if (nfds + frame_fds > k_max_fds) {
+        break; // its descriptors go with the next call
+      }
+      auto& header = *::new (static_cast<void*>(headers + taken)) frame_header{};
+      header.kind = static_cast<std::uint16_t>(frame.kind);
+      header.nfds = static_cast<std::uint16_t>(frame_fds);
+      header.id = frame.id;
+      header.fn = frame.fn;
+      header.size = frame.payload != nullptr ? frame.payload->size() : 0;
+      parts[nparts++] = {&header, sizeof(header)};
+      if (header.size > 0) {
+        parts[nparts++] = {const_cast<char*>(frame.payload->data()), frame.payload->size()};
+      }
+      for (std::size_t i = 0; i < frame_fds; ++i) {
+        const int raw = (*frame.fds)[i].get();
+        std::memcpy(fd_out + nfds + i, &raw, sizeof(int));
+      }
+      nfds += frame_fds;
+      ++taken;
+    }
+    if (nfds > 0) {
+      std::memset(cm, 0, sizeof(cmsghdr));
+      cm->cmsg_level = SOL_SOCKET;
+      cm->cmsg_type = SCM_RIGHTS;
+      cm->cmsg_len = CMSG_LEN(sizeof(int) * nfds);
+    }
+    std::size_t sent = 0;
+    if (!send_iovecs(fd, parts, nparts, nfds > 0 ? control : nullptr, nfds > 0 ? CMSG_SPACE(sizeof(int) * nfds) : 0,
+                     sent)) {
+      // Count the frames that went out whole.
+      for (std::size_t i = 0; i < taken; ++i) {
+        const auto size = sizeof(frame_header) + static_cast<std::size_t>(headers[i].size);
+        if (sent < size) {
+          break;
+        }
+        sent -= size;
+        ++next;
+      }
+      return next;
+    }
+    next += taken;
+  }
+  return count;
 }
 
 namespace {

@@ -10,6 +10,7 @@
 
 #include <simul/procpool/detail/task.hpp>
 
+#include <malloc.h>
 #include <poll.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
@@ -27,30 +28,98 @@ namespace simul::detail {
 
 namespace {
 int g_worker_channel = -1;
+std::uint64_t g_worker_pid = 0; ///< getpid() once: every answer carries it
 
 constexpr int k_exit_parent_gone = 0;
 constexpr int k_exit_init_failed = 3;
 constexpr int k_exit_bad_frame = 70;
 
-/// Reads exactly `size` bytes (blocking). False on EOF or error.
-bool read_exact(int fd, char* out, std::size_t size, std::vector<unique_fd>& fds) {
-  std::size_t done = 0;
-  while (done < size) {
-    const auto n = receive_some(fd, out + done, size - done, fds, true);
-    if (n <= 0) {
+/// The worker's end of its socket, read in bulk: every frame the parent has
+/// written so far arrives in one call, and frames are taken from the buffer
+/// in place. Descriptors are queued in arrival order; a frame takes its
+/// `nfds` from the front (they always arrive no later than its header).
+class frame_reader {
+ public:
+  explicit frame_reader(int fd) : m_fd(fd), m_buffer(k_chunk) {}
+
+  /// Blocks until a whole frame is buffered; false on EOF or error.
+  bool next(frame_header& header, const char*& payload) {
+    if (!fill(sizeof(header))) {
       return false;
     }
-    done += static_cast<std::size_t>(n);
+    std::memcpy(&header, m_buffer.data() + m_begin, sizeof(header));
+    if (header.magic != k_frame_magic || header.size > k_max_frame) {
+      ::_exit(k_exit_bad_frame);
+    }
+    if (!fill(sizeof(header) + static_cast<std::size_t>(header.size))) {
+      return false;
+    }
+    payload = m_buffer.data() + m_begin + sizeof(header);
+    m_begin += sizeof(header) + static_cast<std::size_t>(header.size);
+    return true;
   }
-  return true;
-}
+
+  /// Moves the next `count` queued descriptors into `out`; false if fewer arrived.
+  bool take_fds(std::size_t count, std::vector<unique_fd>& out) {
+    out.clear();
+    if (m_fds.size() - m_next_fd < count) {
+      return false;
+    }
+    for (std::size_t i = 0; i < count; ++i) {
+      out.push_back(std::move(m_fds[m_next_fd++]));
+    }
+    if (m_next_fd == m_fds.size()) {
+      m_fds.clear();
+      m_next_fd = 0;
+    }
+    return true;
+  }
+
+ private:
+  static constexpr std::size_t k_chunk = 64 * 1024;
+
+  /// Makes at least `want` unread bytes available (blocking).
+  bool fill(std::size_t want) {
+    while (m_end - m_begin < want) {
+      if (m_begin == m_end) {
+        m_begin = m_end = 0;
+        if (m_buffer.size() > 4 * k_chunk && want <= k_chunk) {
+          m_buffer.resize(k_chunk);
+          m_buffer.shrink_to_fit();
+        }
+      }
+      if (m_buffer.size() - m_begin < want || m_end == m_buffer.size()) {
+        // Not enough room after the unread bytes: move them to the front, grow if needed.
+        std::memmove(m_buffer.data(), m_buffer.data() + m_begin, m_end - m_begin);
+        m_end -= m_begin;
+        m_begin = 0;
+        if (m_buffer.size() < want) {
+          m_buffer.resize(want);
+        }
+      }
+      const auto n = receive_some(m_fd, m_buffer.data() + m_end, m_buffer.size() - m_end, m_fds, true);
+      if (n <= 0) {
+        return false;
+      }
+      m_end += static_cast<std::size_t>(n);
+    }
+    return true;
+  }
+
+  int m_fd;
+  std::vector<char> m_buffer;
+  std::size_t m_begin = 0;
+  std::size_t m_end = 0;
+  std::vector<unique_fd> m_fds;
+  std::size_t m_next_fd = 0;
+};
 
 void send_error(int fd, frame_kind kind, std::uint64_t id, const std::pair<std::string, std::string>& what) {
   out_message out;
   out.shm_threshold = ~std::size_t{0};
   out.put_blob(what.first.data(), what.first.size());
   out.put_blob(what.second.data(), what.second.size());
-  if (!send_frame(fd, kind, id, static_cast<std::uint64_t>(::getpid()), out.bytes, out.fds)) {
+  if (!send_frame(fd, kind, id, g_worker_pid, out.bytes, out.fds)) {
     ::_exit(k_exit_parent_gone);
   }
 }
@@ -60,6 +129,13 @@ int worker_channel() noexcept { return g_worker_channel; }
 
 void worker_main(int fd, const zygote_config& config) {
   g_worker_channel = fd;
+  g_worker_pid = static_cast<std::uint64_t>(::getpid());
+  if (config.keep_worker_heap) {
+    // Big blocks from the heap, and freed heap kept for the next task: a big
+    // argument then lands in pages this worker has already touched.
+    ::mallopt(M_MMAP_MAX, 0);
+    ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  }
   if (config.initializer != nullptr) {
     try {
       config.initializer();
@@ -68,16 +144,13 @@ void worker_main(int fd, const zygote_config& config) {
       ::_exit(k_exit_init_failed);
     }
   }
-  std::string payload;
+  frame_reader reader(fd);
   std::vector<unique_fd> fds;
   for (;;) {
     frame_header header;
-    fds.clear();
-    if (!read_exact(fd, reinterpret_cast<char*>(&header), sizeof(header), fds)) {
+    const char* payload = nullptr;
+    if (!reader.next(header, payload)) {
       ::_exit(k_exit_parent_gone);
-    }
-    if (header.magic != k_frame_magic || header.size > k_max_frame) {
-      ::_exit(k_exit_bad_frame);
     }
     if (header.kind == static_cast<std::uint16_t>(frame_kind::retire)) {
       ::_exit(0);
@@ -85,14 +158,10 @@ void worker_main(int fd, const zygote_config& config) {
     if (header.kind != static_cast<std::uint16_t>(frame_kind::task)) {
       ::_exit(k_exit_bad_frame);
     }
-    payload.resize(header.size);
-    if (!read_exact(fd, payload.data(), payload.size(), fds)) {
-      ::_exit(k_exit_parent_gone);
-    }
-    if (fds.size() != header.nfds) {
+    if (!reader.take_fds(header.nfds, fds)) {
       ::_exit(k_exit_bad_frame);
     }
-    in_message in{payload.data(), payload.size(), 0, &fds, 0};
+    in_message in{payload, static_cast<std::size_t>(header.size), 0, &fds, 0};
     out_message out;
     out.shm_threshold = config.shm_threshold;
     bool ok = true;
@@ -104,7 +173,7 @@ void worker_main(int fd, const zygote_config& config) {
       failure = describe_current_exception();
     }
     if (ok) {
-      if (!send_frame(fd, frame_kind::result, header.id, static_cast<std::uint64_t>(::getpid()), out.bytes, out.fds)) {
+      if (!send_frame(fd, frame_kind::result, header.id, g_worker_pid, out.bytes, out.fds)) {
         ::_exit(k_exit_parent_gone);
       }
     } else {
@@ -166,6 +235,7 @@ void reap(int control_fd, std::vector<child>& children, bool report) {
 } // namespace
 
 void zygote_main(int control_fd, const zygote_config& config) {
+  payload_cache_after_fork(); // the parent's cached memfds are the parent's to write
   // Ctrl-C is the parent's decision: neither the zygote nor a worker dies of it.
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);

@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <malloc.h>
+
 #include <cstdint>
 #include <list>
 #include <map>
@@ -147,6 +149,60 @@ TEST(ProcessPoolSerialization, BigBuffersTravelThroughMemfdBothWays) {
   // A big string inside a cereal type goes through a memfd too.
   employee big{std::string(100000, 'x'), {}, 1};
   EXPECT_EQ(procs.submit(promote, big).get().name.size(), 100000U);
+}
+
+TEST(ProcessPoolSerialization, RecycledMemfdsNeverMixPayloads) {
+  // Memfds circulate between the parent and the workers (a result comes back
+  // in the memfd its argument went in, the next argument goes in that one):
+  // many in flight at once, of changing sizes and contents, each must come
+  // back exactly as its own.
+  simul::process_pool procs({.workers = 2, .shm_threshold = 4096});
+  for (int round = 0; round < 6; ++round) {
+    std::vector<std::vector<std::uint8_t>> inputs;
+    std::vector<simul::future<std::vector<std::uint8_t>>> futures;
+    for (int i = 0; i < 8; ++i) {
+      const int k = round * 8 + i;
+      std::vector<std::uint8_t> data(5000 + 40000 * static_cast<std::size_t>((k * 7) % 5));
+      for (std::size_t j = 0; j < data.size(); ++j) {
+        data[j] = static_cast<std::uint8_t>(j * 13 + static_cast<std::size_t>(k) * 101);
+      }
+      futures.push_back(procs.submit(invert, data));
+      inputs.push_back(std::move(data));
+    }
+    for (int i = 0; i < 8; ++i) {
+      const auto back = futures[i].get();
+      ASSERT_EQ(back.size(), inputs[i].size()) << "round " << round << " task " << i;
+      for (std::size_t j = 0; j < back.size(); ++j) {
+        ASSERT_EQ(back[j], static_cast<std::uint8_t>(~inputs[i][j]))
+            << "round " << round << " task " << i << " byte " << j;
+      }
+    }
+    // Big strings and a cereal type in the same circulation.
+    EXPECT_EQ(procs.submit(promote, employee{std::string(50000 + round, 'q'), {}, round}).get().name.size(),
+              50000U + static_cast<std::size_t>(round));
+  }
+}
+
+TEST(ProcessPoolSerialization, KeepWorkerHeapTakesBigBlocksFromTheHeap) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers' allocators ignore mallopt and do not report mallinfo2";
+#else
+  // In the worker: how many more bytes are in fresh mappings while a 40 MiB
+  // block is alive (glibc maps blocks that big unless told not to).
+  auto mapped_for_block = [](std::size_t bytes) {
+    const auto before = ::mallinfo2().hblkhd;
+    std::vector<char> block(bytes, 1);
+    const auto after = ::mallinfo2().hblkhd;
+    return static_cast<std::uint64_t>(after - before) + (block.back() == 1 ? 0 : 1);
+  };
+  simul::process_pool plain({.workers = 1});
+  EXPECT_GE(plain.submit(mapped_for_block, std::size_t{40} << 20).get(), std::uint64_t{40} << 20);
+  simul::process_pool keeping({.workers = 1, .keep_worker_heap = true});
+  EXPECT_EQ(keeping.submit(mapped_for_block, std::size_t{40} << 20).get(), 0U);
+  // Big payloads still round-trip.
+  std::vector<std::uint8_t> data(3 << 20, 9);
+  EXPECT_EQ(keeping.submit(invert, data).get(), std::vector<std::uint8_t>(3 << 20, static_cast<std::uint8_t>(~9)));
+#endif
 }
 
 TEST(ProcessPoolSerialization, ADefaultPoolSendsMegabytesThroughMemfd) {

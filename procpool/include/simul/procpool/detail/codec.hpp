@@ -28,6 +28,8 @@
 #include <cereal/types/variant.hpp>
 #include <cereal/types/vector.hpp>
 
+#include <cstddef>
+#include <cstring>
 #include <istream>
 #include <ostream>
 #include <sstream>
@@ -111,16 +113,26 @@ T decode(in_message& in) {
       value.reserve(bytes / sizeof(V));
       advise_huge_pages(value.data(), bytes);
     }
-    value.resize(bytes / sizeof(V));
-    in.read_blob_body(value.data(), bytes);
+    const char* from = in.blob_data(bytes);
+    if constexpr (std::is_same_v<T, std::string>) {
+      value.append(from, bytes); // one pass from the message or the memfd's mapping
+    } else if constexpr (sizeof(V) == 1 && (std::is_same_v<V, unsigned char> || std::is_same_v<V, char> ||
+                                            std::is_same_v<V, std::byte>)) {
+      const auto* first = reinterpret_cast<const V*>(from); // byte types may alias anything
+      value.insert(value.end(), first, first + bytes);
+    } else {
+      value.resize(bytes / sizeof(V));
+      if (bytes > 0) {
+        std::memcpy(static_cast<void*>(value.data()), from, bytes);
+      }
+    }
+    in.end_blob();
     return value;
   } else if constexpr (!uses_cereal<T> && is_bitwise<T>) {
     return in.get_pod<T>();
   } else {
     const auto bytes = in.begin_blob();
-    std::string text(bytes, '\0');
-    in.read_blob_body(text.data(), bytes);
-    memory_buf buffer(text.data(), text.size());
+    memory_buf buffer(in.blob_data(bytes), bytes); // in place: no copy
     std::istream stream(&buffer);
     T value{};
     try {
@@ -129,6 +141,7 @@ T decode(in_message& in) {
     } catch (const cereal::Exception& e) {
       throw serialization_error(std::string("process_pool: could not decode a value: ") + e.what());
     }
+    in.end_blob();
     return value;
   }
 }

@@ -96,12 +96,38 @@ struct in_message {
   }
 
   bool blob_in_shm = false;
+  /// The mapping of the memfd blob being read (between `blob_data` and `end_blob`).
+  void* shm_map = nullptr;
+  std::size_t shm_cap = 0;
+  int shm_fd = -1;
+  std::uint64_t shm_dev = 0;
+  std::uint64_t shm_ino = 0;
+
+  in_message() = default;
+  in_message(const char* d, std::size_t n, std::size_t p, std::vector<unique_fd>* f, std::size_t nf)
+      : data(d), size(n), pos(p), fds(f), next_fd(nf) {}
+  in_message(const in_message&) = delete;
+  in_message& operator=(const in_message&) = delete;
+  ~in_message() { end_blob(); }
 
   /// Starts reading a blob written by `put_blob`: returns its size in bytes.
   std::size_t begin_blob();
+  /// The `size` bytes of the blob `begin_blob` announced, in place (in the
+  /// message, or in the memfd's mapping), valid until `end_blob`.
+  const char* blob_data(std::size_t size);
+  /// Ends the blob `blob_data` gave: a memfd goes to the payload cache.
+  void end_blob() noexcept;
   /// Copies the body of the blob `begin_blob` announced into `out`.
   void read_blob_body(void* out, std::size_t size);
 };
+
+/// Drops every cached memfd of this process without taking the cache's lock:
+/// for a child just forked (which must not write into its parent's memfds,
+/// and cannot know whether another thread held the lock at fork).
+void payload_cache_after_fork() noexcept;
+
+/// Releases the memfds the payload cache holds (a pool that goes away calls it).
+void payload_cache_clear() noexcept;
 
 /// The address every code id is relative to (a function inside the library).
 void code_anchor() noexcept;
