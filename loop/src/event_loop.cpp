@@ -677,6 +677,9 @@ void event_loop::close() {
           detail::close_process_at_loop_close(h); // frees its state, reaps the child later
           return;
         }
+        if (h->type == UV_SIGNAL && detail::close_signal_at_loop_close(h)) {
+          return;
+        }
         uv_close(h, nullptr);
       },
       &impl);

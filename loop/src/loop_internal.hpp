@@ -184,6 +184,10 @@ std::string describe_location(const source_location& where);
 /// (freeing the process's state once nobody holds it) and has a background
 /// thread reap the child when it exits (subprocess.cpp).
 void close_process_at_loop_close(uv_handle_t* process_handle) noexcept;
+/// Called by `close()` for each signal handle: if it belongs to a handler of
+/// add_signal_handler, takes it out of the handler table, closes and frees it
+/// and returns true (signals.cpp).
+bool close_signal_at_loop_close(uv_handle_t* signal_handle) noexcept;
 
 /// Closes a handle allocated with `new Handle` and deletes it from the close
 /// callback, when libuv is done with the memory. `data` is left alone until then.

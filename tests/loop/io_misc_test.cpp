@@ -11,6 +11,7 @@
 
 #include <cerrno>
 #include <csignal>
+#include <memory>
 #include <string>
 #include <unistd.h>
 #include <vector>
@@ -296,6 +297,20 @@ TEST(LoopSignals, HandlerExceptionsAreReported) {
   simul::event_loop again;
   EXPECT_FALSE(simul::remove_signal_handler(again, SIGUSR2));
   again.close();
+}
+
+TEST(LoopSignals, ClosingTheLoopDestroysTheHandlersLeftInstalled) {
+  auto token = std::make_shared<int>(0);
+  {
+    simul::event_loop loop;
+    simul::add_signal_handler(loop, SIGUSR1, [token] { ++*token; });
+    simul::add_signal_handler(loop, SIGUSR2, [token] { ++*token; });
+    EXPECT_EQ(token.use_count(), 3);
+    loop.close();
+    EXPECT_EQ(token.use_count(), 1) << "the callbacks outlived their loop";
+    EXPECT_FALSE(simul::remove_signal_handler(loop, SIGUSR1)); // gone with the loop
+  }
+  EXPECT_EQ(token.use_count(), 1);
 }
 
 TEST(LoopSignals, SigintCancelsTheMainTaskOfRun) {

@@ -1,10 +1,9 @@
 // Signal handlers on the loop, and the Ctrl-C hook of simul::run.
 //
 // The loop has no slot for per-loop I/O state, so handlers live in one
-// process-wide table keyed by (libuv loop, signal). A loop that closes closes
-// every handle itself, ours included, without telling us; such entries are
-// recognised later by their handle being closed (a live entry never is: we
-// take it out of the table before we close it) and freed then, or at exit.
+// process-wide table keyed by (libuv loop, signal). A loop that closes hands
+// each of our handles to close_signal_at_loop_close (their `data` marks
+// them), which takes the entry out of the table and frees it.
 
 #include "io/io_internal.hpp"
 
@@ -30,17 +29,13 @@ struct signal_entry {
   std::function<void()> callback;
 };
 
+/// What `data` of an entry's handle points to, to tell it from other signal handles.
+constexpr char k_entry_mark = 0;
+
 struct signal_table {
   std::mutex mutex;
+  // An entry of a loop still open at exit stays: the loop may still use it.
   std::map<std::pair<uv_loop_t*, int>, signal_entry*> entries;
-  ~signal_table() {
-    for (auto& [key, e] : entries) {
-      if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&e->handle)) != 0) {
-        delete e; // its loop closed it
-      }
-      // An entry of a loop still open at exit stays: the loop may use it.
-    }
-  }
 };
 
 signal_table& table() {
@@ -48,19 +43,10 @@ signal_table& table() {
   return t;
 }
 
-/// The live entry for (loop, sig), dropping a stale one. Caller holds the mutex.
+/// The entry for (loop, sig), or null. Caller holds the mutex.
 signal_entry* find_entry(signal_table& t, event_loop& loop, int sig) {
   const auto it = t.entries.find({uv_loop(loop), sig});
-  if (it == t.entries.end()) {
-    return nullptr;
-  }
-  auto* e = it->second;
-  if (uv_is_closing(reinterpret_cast<uv_handle_t*>(&e->handle)) != 0) {
-    delete e; // left by a closed loop that lived at the same address
-    t.entries.erase(it);
-    return nullptr;
-  }
-  return e;
+  return it == t.entries.end() ? nullptr : it->second;
 }
 
 void check_signal(int sig) {
@@ -133,6 +119,7 @@ void add_signal_handler(event_loop& loop, int sig, std::function<void()> callbac
   e->sig = sig;
   e->callback = std::move(callback);
   uv_signal_init(detail::uv_loop(loop), &e->handle);
+  e->handle.data = const_cast<char*>(&detail::k_entry_mark);
   if (const int rc = uv_signal_start(&e->handle, &detail::on_signal, sig); rc < 0) {
     detail::close_entry(e);
     detail::throw_io_error(rc, "add_signal_handler", "signal " + std::to_string(sig));
@@ -162,11 +149,7 @@ bool remove_signal_handler(event_loop& loop, int sig) {
     return false;
   }
   t.entries.erase({detail::uv_loop(loop), sig});
-  if (loop.is_closed()) {
-    delete e;
-  } else {
-    detail::close_entry(e);
-  }
+  detail::close_entry(e);
   return true;
 }
 
@@ -175,6 +158,20 @@ bool remove_signal_handler(int sig) {
 }
 
 namespace detail {
+
+bool close_signal_at_loop_close(uv_handle_t* h) noexcept {
+  if (h->data != &k_entry_mark) {
+    return false;
+  }
+  auto* e = reinterpret_cast<signal_entry*>(h);
+  auto& t = table();
+  {
+    std::lock_guard lock(t.mutex);
+    t.entries.erase({h->loop, e->sig});
+  }
+  close_entry(e);
+  return true;
+}
 
 sigint_scope::sigint_scope(event_loop& loop, task_base& main) : m_loop(&loop) {
   struct sigaction current {};

@@ -17,8 +17,8 @@
 // default way.
 //
 // Thread-safety: loop thread only. Lifetime: a handler lives until it is
-// removed or replaced; a loop's handlers stop being called when it closes,
-// and their callbacks are destroyed no later than process exit.
+// removed or replaced, or its loop closes: `close()` destroys the callbacks
+// left installed.
 
 #include <functional>
 
