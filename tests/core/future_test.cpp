@@ -336,6 +336,28 @@ TEST(Future, CancellingContinuationSkipsIt) {
   EXPECT_THROW(next.get(), simul::cancelled_error);
 }
 
+TEST(Future, CancellingAContinuationCancelsTheWorkItChainsFrom) {
+  simul::promise<int> p;
+  auto next = p.get_future().then([](int v) { return v + 1; }).then([](int v) { return v * 2; });
+  EXPECT_TRUE(next.cancel());
+  // The request went up the whole chain: the producer learns not to start.
+  EXPECT_FALSE(p.set_running_or_notify_cancel());
+}
+
+TEST(Future, CancellingAContinuationOfRunningWorkSkipsTheContinuationOnly) {
+  simul::promise<int> p;
+  ASSERT_TRUE(p.set_running_or_notify_cancel()); // the work has started: it cannot be stopped
+  bool called = false;
+  auto next = p.get_future().then([&called](int v) {
+    called = true;
+    return v;
+  });
+  EXPECT_TRUE(next.cancel());
+  p.set_value(1); // the work still completes its own future
+  EXPECT_FALSE(called);
+  EXPECT_TRUE(next.cancelled());
+}
+
 TEST(Future, ThenExceptionBecomesTheResult) {
   auto f = simul::make_ready_future(1).then([](int) -> int { throw std::domain_error("no"); });
   EXPECT_THROW(f.get(), std::domain_error);

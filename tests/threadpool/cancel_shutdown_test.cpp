@@ -54,6 +54,25 @@ TEST(ThreadPoolCancel, CancellingAQueuedTaskMeansItNeverRuns) {
   EXPECT_EQ(s.completed, 1U);
 }
 
+TEST(ThreadPoolCancel, CancellingAContinuationCancelsTheQueuedTaskItChainsFrom) {
+  simul::thread_pool pool({.threads = 1});
+  gate g;
+  auto blocker = pool.submit([&g] { g.pass(); });
+  g.wait_entered();
+  std::atomic<bool> ran{false};
+  auto chained = pool.submit([&ran] {
+                       ran = true;
+                       return 1;
+                     })
+                     .then([](int v) { return v + 1; });
+  EXPECT_TRUE(chained.cancel());
+  g.open = true;
+  blocker.get();
+  pool.wait_idle();
+  EXPECT_FALSE(ran.load()) << "the queued task only fed a cancelled continuation";
+  EXPECT_EQ(pool.stats().cancelled, 1U);
+}
+
 TEST(ThreadPoolCancel, CancellingARunningTaskReturnsFalseAndItFinishes) {
   simul::thread_pool pool({.threads = 1});
   gate g;

@@ -21,6 +21,7 @@
 //   if it installed one (an event-loop task does; a thread-pool task does not).
 // - `then(f)` and `on_ready(f)` run `f` on the thread that completes the
 //   promise, or at once on the calling thread if the future is already ready.
+//   Cancelling the future `then` returned cancels the future it chains from.
 //
 // Thread-safety: a promise and its future may be used from different threads
 // at once: any thread completes, any thread waits. A single promise or future
@@ -142,6 +143,8 @@ class [[nodiscard]] future {
   /// through to the returned future without calling `f`, or the whole ready
   /// `future<T>&&`, in which case `f` sees every outcome. `f` runs on the
   /// completing thread. Consumes this future: `valid()` is false afterwards.
+  /// Cancelling the returned future also cancels this one (so queued work
+  /// that only fed the continuation never runs), unless it already finished.
   template <class F>
   auto then(F&& f);
 
@@ -355,6 +358,13 @@ auto future<T>::then(F&& f) {
     throw future_error(future_errc::no_state);
   }
   auto* raw = source.get();
+  // Cancelling the continuation's future passes the request upstream: work
+  // that has not started never runs (a finished source ignores it).
+  result.state().add_callback([upstream = source](detail::state_base& downstream) {
+    if (downstream.cancelled()) {
+      upstream->request_cancel();
+    }
+  });
   raw->add_callback(
       [next = std::move(next), source = std::move(source), fn = fn_t(std::forward<F>(f))](detail::state_base&) mutable {
         if (!next.set_running_or_notify_cancel()) {
