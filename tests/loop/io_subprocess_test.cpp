@@ -195,3 +195,24 @@ TEST(LoopSubprocess, AChildStillRunningWhenTheLoopClosesIsReapedWhenItExits) {
   }
   EXPECT_EQ(state, 0) << "child " << pid << " left in state " << state;
 }
+
+TEST(LoopSubprocess, StderrToStdoutJoinsThePipeInOrder) {
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    const simul::subprocess_options opts{.stdout_ = stdio::pipe, .stderr_ = stdio::to_stdout};
+    auto p = co_await simul::create_subprocess_shell("echo one; echo two >&2; echo three", opts);
+    EXPECT_FALSE(static_cast<bool>(p.stderr_)) << "stderr has no reader of its own";
+    auto [out, err] = co_await p.communicate();
+    EXPECT_EQ(out, "one\ntwo\nthree\n");
+    EXPECT_EQ(err, "");
+    EXPECT_EQ(p.returncode(), 0);
+
+    const simul::subprocess_options quiet{.stdout_ = stdio::devnull, .stderr_ = stdio::to_stdout};
+    auto q = co_await simul::create_subprocess_shell("echo lost >&2", quiet);
+    EXPECT_EQ(co_await q.wait(), 0);
+
+    const simul::subprocess_options wrong{.stdout_ = stdio::to_stdout};
+    EXPECT_THROW((void)co_await simul::create_subprocess_shell("true", wrong), simul::error);
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+}

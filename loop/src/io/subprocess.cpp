@@ -11,6 +11,7 @@
 
 #include <memory>
 #include <sys/wait.h>
+#include <unistd.h>
 
 namespace simul::detail {
 
@@ -284,10 +285,41 @@ process spawn_process(event_loop& loop, std::string& program, std::vector<std::s
   }
 
   const stdio modes[3] = {options.stdin_, options.stdout_, options.stderr_};
+  if (options.stdin_ == stdio::to_stdout || options.stdout_ == stdio::to_stdout) {
+    throw error("create_subprocess: stdio::to_stdout is for stderr only");
+  }
   const char* names[3] = {" stdin", " stdout", " stderr"};
   stream_ref pipes[3];
   uv_stdio_container_t containers[3];
+  // stdout piped with stderr joined to it: one pipe of our own, its write end
+  // given to the child as both fd 1 and fd 2 (libuv's own pipes are one per fd).
+  const bool merged_pipe = options.stdout_ == stdio::pipe && options.stderr_ == stdio::to_stdout;
+  uv_file merged[2] = {-1, -1};
+  struct close_write_end {
+    uv_file* fd;
+    ~close_write_end() {
+      if (*fd >= 0) {
+        ::close(*fd);
+      }
+    }
+  } merged_guard{&merged[1]};
+  if (merged_pipe) {
+    if (const int rc = uv_pipe(merged, UV_NONBLOCK_PIPE, 0); rc < 0) {
+      throw_io_error(rc, "make a pipe for", program + " stdout");
+    }
+    pipes[1] = stream_ref(new stream_state(loop, stream_state::kind::pipe, options.limit));
+    pipes[1].get()->set_peer(program + " stdout");
+    if (const int rc = uv_pipe_open(reinterpret_cast<uv_pipe_t*>(pipes[1].get()->stream()), merged[0]); rc < 0) {
+      ::close(merged[0]);
+      throw_io_error(rc, "open the pipe for", program + " stdout");
+    }
+  }
   for (int i = 0; i < 3; ++i) {
+    if (merged_pipe && i > 0) {
+      containers[i].flags = UV_INHERIT_FD;
+      containers[i].data.fd = merged[1];
+      continue;
+    }
     switch (modes[i]) {
     case stdio::inherit:
       containers[i].flags = UV_INHERIT_FD;
@@ -295,6 +327,14 @@ process spawn_process(event_loop& loop, std::string& program, std::vector<std::s
       break;
     case stdio::devnull:
       containers[i].flags = UV_IGNORE; // libuv opens /dev/null for 0-2
+      break;
+    case stdio::to_stdout: // stderr, stdout not piped: the child's fd 1 as it is
+      if (options.stdout_ == stdio::devnull) {
+        containers[i].flags = UV_IGNORE;
+      } else {
+        containers[i].flags = UV_INHERIT_FD;
+        containers[i].data.fd = 1;
+      }
       break;
     case stdio::pipe:
       pipes[i] = stream_ref(new stream_state(loop, stream_state::kind::pipe, options.limit));

@@ -12,7 +12,9 @@
 // The program is looked up in PATH when it has no slash. Each of the child's
 // stdin/stdout/stderr is a pipe to us (`stdin_` is then a stream_writer,
 // `stdout_` / `stderr_` stream_readers, see stream.hpp), inherited from this
-// process, or /dev/null. `cwd` and `env` (the whole environment; unset means
+// process, or /dev/null; `stderr_ = stdio::to_stdout` sends the child's stderr
+// wherever its stdout goes (into the `stdout_` reader, interleaved, when
+// stdout is piped). `cwd` and `env` (the whole environment; unset means
 // inherit ours) apply to the child.
 //
 // `wait()` gives the exit status: the exit code, or minus the signal number
@@ -49,9 +51,10 @@ namespace simul {
 
 /// Where a child's standard stream goes.
 enum class stdio {
-  inherit, ///< the same as this process's
-  pipe,    ///< a pipe to this process
-  devnull, ///< /dev/null
+  inherit,   ///< the same as this process's
+  pipe,      ///< a pipe to this process
+  devnull,   ///< /dev/null
+  to_stdout, ///< stderr only: wherever stdout goes (asyncio.subprocess.STDOUT)
 };
 
 /// Options of `create_subprocess_exec`.
