@@ -189,15 +189,20 @@ class payload_cache {
     }
   }
 
-  /// After fork, in the child: forget everything without the lock.
+  void lock() noexcept { m_mutex.lock(); }
+  void unlock() noexcept { m_mutex.unlock(); }
+
+  /// After fork, in the child, with the lock held: forget everything.
   void drop_unlocked() noexcept {
     for (auto& r : m_free) {
       unmap(r);
-      r.fd.reset();
     }
     for (auto& r : m_lent) {
       unmap(r);
     }
+    m_free.clear();
+    m_lent.clear();
+    m_free_bytes = m_lent_bytes = 0;
   }
 
  private:
@@ -216,16 +221,21 @@ class payload_cache {
   std::size_t m_lent_bytes = 0;
 };
 
-// Never destroyed: a payload may be read while static destructors run, and a
-// forked child replaces it without touching its lock.
+// Never destroyed: a payload may be read while static destructors run.
 payload_cache* g_payload_cache = new payload_cache; // NOLINT: deliberately leaked
 
 payload_cache& cache() { return *g_payload_cache; }
 } // namespace
 
-void payload_cache_after_fork() noexcept {
-  g_payload_cache->drop_unlocked();
-  g_payload_cache = new payload_cache; // the old one's lock may be held by a thread that is not here
+void payload_cache_before_fork() noexcept { cache().lock(); }
+
+void payload_cache_parent_after_fork() noexcept { cache().unlock(); }
+
+void payload_cache_child_after_fork() noexcept {
+  // The lock is held by this thread (the one that forked), so the lists are
+  // consistent: forget them, then release the lock.
+  cache().drop_unlocked();
+  cache().unlock();
 }
 
 void payload_cache_clear() noexcept { cache().clear(); }

@@ -62,13 +62,18 @@ process_pool_core::process_pool_core(const process_pool_options& options) : m_op
   config.keep_worker_heap = m_options.keep_worker_heap;
   // The zygote is forked here, before this pool starts any thread, so every
   // later fork happens in a process that has exactly one thread.
+  payload_cache_before_fork();
   const pid_t pid = ::fork();
+  if (pid != 0) {
+    payload_cache_parent_after_fork();
+  }
   if (pid < 0) {
     ::close(pair[0]);
     ::close(pair[1]);
     fail_system("fork");
   }
   if (pid == 0) {
+    payload_cache_child_after_fork(); // the parent's cached memfds are the parent's to write
     ::close(pair[0]);
     for (const int fd : inherited) {
       ::close(fd);
@@ -131,6 +136,11 @@ void process_pool_core::wake() {
 }
 
 void process_pool_core::enqueue(task_request&& request) {
+  if (request.payload.fds.size() > k_max_fds) {
+    throw serialization_error("process_pool: a task may carry at most " + std::to_string(k_max_fds) +
+                              " shared-memory payloads (this one has " + std::to_string(request.payload.fds.size()) +
+                              "); pass fewer big buffers, or raise shm_threshold");
+  }
   {
     std::lock_guard lock(m_mutex);
     if (m_broken) {

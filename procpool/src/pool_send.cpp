@@ -246,7 +246,7 @@ void process_pool_core::dispatch() {
       w.state = worker_state::busy;
     }
     if (sent < frames.size()) {
-      close_channel(w); // the worker is going away; the zygote's report ends it
+      corrupt(w, "a task could not be written to it"); // it may be half-written: the worker is killed
     }
     w.state = worker_state::busy;
   }

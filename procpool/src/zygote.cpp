@@ -235,7 +235,6 @@ void reap(int control_fd, std::vector<child>& children, bool report) {
 } // namespace
 
 void zygote_main(int control_fd, const zygote_config& config) {
-  payload_cache_after_fork(); // the parent's cached memfds are the parent's to write
   // Ctrl-C is the parent's decision: neither the zygote nor a worker dies of it.
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);

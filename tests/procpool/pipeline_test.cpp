@@ -19,6 +19,7 @@
 #include <set>
 #include <string>
 #include <thread>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -39,6 +40,17 @@ int segfault(int) {
 }
 std::string shout(std::string text, int n) { return text + std::to_string(n); }
 int twice(int x) { return 2 * x; }
+
+template <class... Strings>
+std::size_t total_size(Strings... texts) {
+  return (texts.size() + ...);
+}
+
+/// Submits total_size with `N` strings, each big enough for its own memfd.
+template <std::size_t... I>
+simul::future<std::size_t> submit_strings(simul::process_pool& procs, std::index_sequence<I...>) {
+  return procs.submit(&total_size<decltype((void)I, std::string{})...>, ((void)I, std::string(100, 'x'))...);
+}
 
 /// Runs `submit_all` on the pool's I/O thread (in a continuation), so every
 /// task it submits is queued before the I/O thread dispatches again: they
@@ -208,4 +220,13 @@ TEST(ProcessPoolPipeline, ATaskWrittenStraightToAnIdleWorkerSurvivesShutdownAndC
   procs.shutdown({.wait = true});
   EXPECT_EQ(last.get(), 100);
   EXPECT_EQ(procs.stats().crashed, 1U);
+}
+
+TEST(ProcessPoolPipeline, ATaskWithMoreMemfdsThanOneWriteCarriesIsRefusedAtSubmit) {
+  simul::process_pool procs({.workers = 1, .shm_threshold = 64});
+  // 64 descriptors fit in one write; 65 cannot travel, and say so at once.
+  EXPECT_EQ(submit_strings(procs, std::make_index_sequence<64>{}).get(), 6400U);
+  EXPECT_THROW(submit_strings(procs, std::make_index_sequence<65>{}), simul::serialization_error);
+  EXPECT_EQ(submit_strings(procs, std::make_index_sequence<3>{}).get(), 300U);
+  EXPECT_EQ(procs.stats().crashed, 0U);
 }

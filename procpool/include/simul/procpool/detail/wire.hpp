@@ -121,10 +121,13 @@ struct in_message {
   void read_blob_body(void* out, std::size_t size);
 };
 
-/// Drops every cached memfd of this process without taking the cache's lock:
-/// for a child just forked (which must not write into its parent's memfds,
-/// and cannot know whether another thread held the lock at fork).
-void payload_cache_after_fork() noexcept;
+/// Around a fork (the zygote's): the parent takes the payload cache's lock
+/// before, so no other thread is changing it at the fork, and releases it
+/// after; the child drops every cached memfd (they are the parent's to
+/// write) and then releases its copy of the lock.
+void payload_cache_before_fork() noexcept;
+void payload_cache_parent_after_fork() noexcept;
+void payload_cache_child_after_fork() noexcept;
 
 /// Releases the memfds the payload cache holds (a pool that goes away calls it).
 void payload_cache_clear() noexcept;
