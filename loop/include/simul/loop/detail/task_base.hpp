@@ -20,6 +20,7 @@
 
 #include <simul/core/detail/unique_function.hpp>
 #include <simul/core/error.hpp>
+#include <simul/loop/detail/frame_pool.hpp>
 #include <simul/loop/detail/source_location.hpp>
 
 #include <atomic>
@@ -118,6 +119,11 @@ class task_base {
 
   task_base(const task_base&) = delete;
   task_base& operator=(const task_base&) = delete;
+
+  // Task states come from the loop's small-block pool (frame_pool.hpp); the
+  // virtual destructor makes `delete` pass the derived type's size.
+  static void* operator new(std::size_t size) { return pool_allocate(size); }
+  static void operator delete(void* p, std::size_t size) noexcept { pool_deallocate(p, size); }
 
   void add_ref() noexcept { m_refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
