@@ -59,8 +59,7 @@ bool multi_wait::await_suspend(std::coroutine_handle<> h) {
     if (!m_children[i]->done()) {
       auto& link = m_links[i];
       link.fn = &multi_wait::on_child_done;
-      link.self = this;
-      link.owner = &link;
+      link.owner = this;
       m_children[i]->add_done_link(link);
     }
   }
@@ -75,9 +74,9 @@ bool multi_wait::await_suspend(std::coroutine_handle<> h) {
 }
 
 void multi_wait::on_child_done(done_link* link) noexcept {
-  auto* self = static_cast<child_link*>(link)->self;
+  auto* self = static_cast<multi_wait*>(link->owner);
   // `link->task` was cleared by the completing task; find it by position.
-  const auto index = static_cast<std::size_t>(static_cast<child_link*>(link) - self->m_links.data());
+  const auto index = static_cast<std::size_t>(link - self->m_links.data());
   self->note_done(*self->m_children[index]);
   if (!self->m_woken && self->satisfied()) {
     self->m_woken = true;
