@@ -21,7 +21,7 @@ namespace simul::detail {
 #if defined(SIMUL_POOL_OFF)
 
 void* pool_allocate(std::size_t size) { return ::operator new(size); }
-void pool_deallocate(void* block, std::size_t size) noexcept { ::operator delete(block, size); }
+void pool_deallocate(void* block, std::size_t /*size*/) noexcept { ::operator delete(block); }
 
 #else
 
@@ -133,7 +133,7 @@ void pool_deallocate(void* block, std::size_t size) noexcept {
     return;
   }
   if (size > k_max_block || size == 0) {
-    ::operator delete(block, size);
+    ::operator delete(block);
     return;
   }
   const auto cls = class_of(size);
