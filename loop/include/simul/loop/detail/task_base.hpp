@@ -182,6 +182,14 @@ class task_base {
   task_base* m_exc_prev = nullptr; // list of tasks holding an unretrieved error
   task_base* m_exc_next = nullptr;
   bool m_in_exc_list = false;
+  /// A done link kept in the task for the first multi_wait (gather, wait)
+  /// that waits on it, so a gather of N tasks needs no N-entry link array.
+  struct embedded_link : done_link {
+    task_base* self;
+  };
+  embedded_link m_wait_link{};
+  /// The embedded link, if no one is using it.
+  embedded_link* free_wait_link() noexcept { return m_wait_link.task == nullptr ? &m_wait_link : nullptr; }
 
  protected:
   explicit task_base(event_loop& loop);
