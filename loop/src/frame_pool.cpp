@@ -2,6 +2,7 @@
 
 #include <simul/loop/detail/frame_pool.hpp>
 
+#include <pthread.h>
 #include <sys/mman.h>
 
 #include <cstdint>
@@ -66,6 +67,16 @@ void give_to_spare(std::size_t cls, free_block* head) noexcept {
   g_spare[cls] = head;
 }
 
+// fork() while another thread holds the spare list's lock would leave the
+// child with a lock nobody unlocks: hold it across fork, as malloc does.
+void register_fork_handlers() noexcept {
+  static const bool registered = [] {
+    ::pthread_atfork([] { g_spare_mutex.lock(); }, [] { g_spare_mutex.unlock(); }, [] { g_spare_mutex.unlock(); });
+    return true;
+  }();
+  (void)registered;
+}
+
 struct exit_guard {
   exit_guard() = default;
   exit_guard(const exit_guard&) = delete;
@@ -85,6 +96,7 @@ void* allocate_slow(std::size_t cls) {
   auto& l = t_lists;
   if (!l.registered) {
     l.registered = true;
+    register_fork_handlers();
     static thread_local exit_guard guard; // flushes the lists at thread exit
     (void)guard;
   }

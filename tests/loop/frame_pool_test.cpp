@@ -6,7 +6,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <set>
 #include <thread>
@@ -74,4 +79,47 @@ TEST(FramePool, TasksMadeOnOneThreadAndRunOnAnotherLoop) {
     co_return sum;
   };
   EXPECT_EQ(simul::run(main(std::move(tasks))), 9900);
+}
+
+TEST(FramePool, AForkedChildCanRunTasksWhileAnotherThreadUsesThePool) {
+  std::atomic<bool> stop{false};
+  std::thread churn([&] { // takes and gives back the spare list's lock
+    while (!stop.load()) {
+      std::vector<void*> blocks;
+      std::thread([&] {
+        for (int i = 0; i < 64; ++i) {
+          blocks.push_back(pool_allocate(96));
+        }
+      }).join();
+      for (void* p : blocks) {
+        pool_deallocate(p, 96);
+      }
+    }
+  });
+  for (int round = 0; round < 5; ++round) {
+    const pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+      auto work = [](int v) -> simul::task<int> { co_return v + 1; };
+      std::vector<simul::task<int>> ts;
+      for (int i = 0; i < 100; ++i) {
+        ts.push_back(work(i));
+      }
+      auto main = [](std::vector<simul::task<int>> t) -> simul::task<long> {
+        auto values = co_await simul::gather(std::move(t));
+        long sum = 0;
+        for (int v : values) {
+          sum += v;
+        }
+        co_return sum;
+      };
+      std::_Exit(simul::run(main(std::move(ts))) == 5050 ? 0 : 1);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(pid, &status, 0), pid);
+    ASSERT_TRUE(WIFEXITED(status));
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+  }
+  stop = true;
+  churn.join();
 }
