@@ -17,7 +17,8 @@
 // use-after-free of a frame is still caught.
 //
 // Thread-safety: any thread; a block may be freed on another thread than the
-// one that allocated it. Lifetime: blocks stay valid until deallocated.
+// one that allocated it; fork() is safe (the spare list's lock is held
+// across it). Lifetime: blocks stay valid until deallocated.
 
 #include <cstddef>
 
