@@ -54,15 +54,23 @@ bool multi_wait::await_suspend(std::coroutine_handle<> h) {
   if (!suspend_on(h)) {
     return false;
   }
-  m_links.resize(m_children.size());
+  // Each child's own embedded link when it is free (the common case: no
+  // array at all); an array of links, by position, for the others.
   for (std::size_t i = 0; i < m_children.size(); ++i) {
-    if (!m_children[i]->done()) {
-      auto& link = m_links[i];
-      link.fn = &multi_wait::on_child_done;
-      link.self = this;
-      link.owner = &link;
-      m_children[i]->add_done_link(link);
+    auto* child = m_children[i];
+    if (child->done()) {
+      continue;
     }
+    done_link* link = child->free_wait_link();
+    if (link == nullptr) {
+      if (m_links.empty()) {
+        m_links.resize(m_children.size());
+      }
+      link = &m_links[i];
+    }
+    link->fn = &multi_wait::on_child_done;
+    link->owner = this;
+    child->add_done_link(*link);
   }
   if (m_deadline) {
     m_timer.deadline = *m_deadline;
@@ -75,10 +83,10 @@ bool multi_wait::await_suspend(std::coroutine_handle<> h) {
 }
 
 void multi_wait::on_child_done(done_link* link) noexcept {
-  auto* self = static_cast<child_link*>(link)->self;
-  // `link->task` was cleared by the completing task; find it by position.
-  const auto index = static_cast<std::size_t>(static_cast<child_link*>(link) - self->m_links.data());
-  self->note_done(*self->m_children[index]);
+  auto* self = static_cast<multi_wait*>(link->owner);
+  // `link->task` was cleared by the completing task: an embedded link knows
+  // its task; an array link is found by position.
+  self->note_done(*self->child_of(link));
   if (!self->m_woken && self->satisfied()) {
     self->m_woken = true;
     self->wake();
@@ -129,11 +137,24 @@ bool multi_wait::on_cancel() noexcept {
   }
 }
 
+task_base* multi_wait::child_of(done_link* link) const noexcept {
+  if (!m_links.empty() && link >= m_links.data() && link < m_links.data() + m_links.size()) {
+    return m_children[static_cast<std::size_t>(link - m_links.data())];
+  }
+  return static_cast<task_base::embedded_link*>(link)->self;
+}
+
 void multi_wait::detach() noexcept {
   if (!m_suspended) {
     return;
   }
   m_suspended = false;
+  for (auto* child : m_children) {
+    auto& link = child->m_wait_link;
+    if (link.task != nullptr && link.owner == this) {
+      child->remove_done_link(link);
+    }
+  }
   for (std::size_t i = 0; i < m_links.size(); ++i) {
     if (m_links[i].task != nullptr) {
       m_children[i]->remove_done_link(m_links[i]);

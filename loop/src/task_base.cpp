@@ -57,7 +57,7 @@ void waiter::check_cancel() {
 
 // ---- task_base ----
 
-task_base::task_base(event_loop& loop) : m_loop(&loop), m_id(loop.impl().next_task_id++) {}
+task_base::task_base(event_loop& loop) : m_loop(&loop), m_id(loop.impl().next_task_id++) { m_wait_link.self = this; }
 
 task_base::~task_base() = default;
 

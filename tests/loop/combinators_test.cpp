@@ -144,6 +144,44 @@ TEST(Gather, AChildCancelledOnItsOwnMakesGatherThrowCancelled) {
   simul::run(main());
 }
 
+TEST(Gather, TheSameTaskTwiceAndTwoGathersOnTheSameTasksAllComplete) {
+  // A task's embedded done link serves the first waiter; the second gather
+  // and a repeated child fall back to an array of links.
+  auto main = []() -> simul::task<void> {
+    auto a = simul::create_task(after(2ms, 1));
+    auto b = simul::create_task(after(1ms, 2));
+    auto first = simul::create_task([](simul::task_handle<int> x, simul::task_handle<int> y) -> simul::task<int> {
+      auto t = co_await simul::gather(x, y, x);
+      co_return std::get<0>(t) + std::get<1>(t) + std::get<2>(t);
+    }(a, b));
+    std::vector<simul::task_handle<int>> hs;
+    hs.push_back(b);
+    hs.push_back(a);
+    hs.push_back(b);
+    auto second = co_await simul::gather(std::move(hs));
+    EXPECT_EQ(second.size(), 3u);
+    EXPECT_EQ(second.at(0) * 100 + second.at(1) * 10 + second.at(2), 212);
+    EXPECT_EQ(co_await first, 4);
+    // After both gathers, the embedded links are free again and work once more.
+    auto third = co_await simul::gather(a, b);
+    EXPECT_EQ(std::get<0>(third) + std::get<1>(third), 3);
+  };
+  simul::run(main());
+}
+
+TEST(Gather, AGatherAbandonedMidWayLeavesNoLinkBehind) {
+  auto main = []() -> simul::task<void> {
+    auto slow = simul::create_task(after(20ms, 1));
+    auto failing = simul::create_task(fail_int_after(1ms, "early"));
+    EXPECT_THROW(co_await simul::gather(slow, failing), std::runtime_error);
+    // The gather is gone while `slow` still runs: its embedded link must have
+    // been unlinked, and a new waiter can use it.
+    auto t = co_await simul::gather(slow);
+    EXPECT_EQ(std::get<0>(t), 1);
+  };
+  simul::run(main());
+}
+
 TEST(Wait, FirstCompletedReturnsDoneAndPendingWithoutCancelling) {
   auto main = []() -> simul::task<void> {
     simul::event go;

@@ -196,7 +196,7 @@ TEST(NeverSilent, CoroutineNeverAwaitedIsNamedByItsFunction) {
   // The coroutine function's own place: this file, the line of the function
   // (GCC names its last line; one-line function here) and its name.
   EXPECT_TRUE(starts_with(seen[0].where, here(k_probe_line) + " (")) << seen[0].where;
-  EXPECT_NE(seen[0].where.find("never_awaited_probe(int)"), std::string::npos) << seen[0].where;
+  EXPECT_NE(seen[0].where.find("never_awaited_probe"), std::string::npos) << seen[0].where;
   EXPECT_NE(seen[0].message.find("never_awaited_probe"), std::string::npos) << seen[0].message;
 }
 

@@ -146,7 +146,7 @@ inline void retrieve_later(std::vector<task_base*>& children) {
 /// After the wait: the first failure (plain gather) or a cancellation that
 /// went to the children makes the gather throw.
 template <bool Settled>
-void gather_check(const multi_wait& w, std::vector<task_base*>& children) {
+void gather_check(multi_wait& w, std::vector<task_base*>& children) {
   if constexpr (!Settled) {
     if (auto* failed = w.first_failure(); failed != nullptr) {
       retrieve_later(children);
@@ -170,14 +170,14 @@ auto gather_tuple(task_handle<Ts>... hs)
     -> task<std::conditional_t<Settled, std::tuple<outcome<Ts>...>, std::tuple<result_or_monostate<Ts>...>>> {
   auto children = bases(hs...);
   {
-    multi_wait w(children, Settled ? multi_wait::mode::gather_settled : multi_wait::mode::gather);
+    multi_wait w(std::move(children), Settled ? multi_wait::mode::gather_settled : multi_wait::mode::gather);
     try {
       co_await w;
     } catch (...) {
-      retrieve_later(children);
+      retrieve_later(w.children());
       throw;
     }
-    gather_check<Settled>(w, children);
+    gather_check<Settled>(w, w.children());
   }
   if constexpr (Settled) {
     co_return std::tuple<outcome<Ts>...>(take_outcome(hs)...);
@@ -195,14 +195,14 @@ auto gather_vector(std::vector<task_handle<T>> hs)
     children.push_back(&h.base());
   }
   {
-    multi_wait w(children, Settled ? multi_wait::mode::gather_settled : multi_wait::mode::gather);
+    multi_wait w(std::move(children), Settled ? multi_wait::mode::gather_settled : multi_wait::mode::gather);
     try {
       co_await w;
     } catch (...) {
-      retrieve_later(children);
+      retrieve_later(w.children());
       throw;
     }
-    gather_check<Settled>(w, children);
+    gather_check<Settled>(w, w.children());
   }
   std::vector<std::conditional_t<Settled, outcome<T>, result_or_monostate<T>>> out;
   out.reserve(hs.size());

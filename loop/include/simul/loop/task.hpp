@@ -19,9 +19,11 @@
 // `create_task`; destroying a task that never ran destroys the frame (and, in
 // debug mode, reports a coroutine that was never awaited).
 
+#include <simul/loop/detail/frame_pool.hpp>
 #include <simul/loop/detail/task_base.hpp>
 
 #include <coroutine>
+#include <cstddef>
 #include <exception>
 #include <optional>
 #include <string_view>
@@ -49,6 +51,10 @@ class task_promise_base {
   // itself: GCC gives the coroutine function's name and file (the line of its
   // closing brace). It names a coroutine that is never awaited.
   explicit task_promise_base(source_location where) noexcept : m_where(where) {}
+
+  // Frames come from the loop's small-block pool (detail/frame_pool.hpp).
+  static void* operator new(std::size_t size) { return pool_allocate(size); }
+  static void operator delete(void* frame, std::size_t size) noexcept { pool_deallocate(frame, size); }
 
   std::suspend_always initial_suspend() noexcept { return {}; }
 

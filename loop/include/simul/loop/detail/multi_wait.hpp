@@ -48,12 +48,14 @@ class multi_wait final : public waiter {
   [[nodiscard]] bool timed_out() const noexcept { return m_timed_out; }
   /// The waiting task was cancelled and the cancellation went to the children.
   [[nodiscard]] bool cancel_forwarded() const noexcept { return m_cancel_forwarded; }
+  /// The children, as given (gather moves its list in rather than copy it).
+  [[nodiscard]] std::vector<task_base*>& children() noexcept { return m_children; }
 
  private:
-  struct child_link : done_link {
-    multi_wait* self = nullptr;
-  };
+  // A child's link when its embedded one is taken: `owner` is the multi_wait.
+  using child_link = done_link;
   static void on_child_done(done_link* link) noexcept;
+  [[nodiscard]] task_base* child_of(done_link* link) const noexcept;
   static void on_deadline(timer_entry* e) noexcept;
   [[nodiscard]] bool satisfied() const noexcept;
   void note_done(task_base& child) noexcept;

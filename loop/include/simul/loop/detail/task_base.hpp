@@ -20,6 +20,7 @@
 
 #include <simul/core/detail/unique_function.hpp>
 #include <simul/core/error.hpp>
+#include <simul/loop/detail/frame_pool.hpp>
 #include <simul/loop/detail/source_location.hpp>
 
 #include <atomic>
@@ -119,6 +120,11 @@ class task_base {
   task_base(const task_base&) = delete;
   task_base& operator=(const task_base&) = delete;
 
+  // Task states come from the loop's small-block pool (frame_pool.hpp); the
+  // virtual destructor makes `delete` pass the derived type's size.
+  static void* operator new(std::size_t size) { return pool_allocate(size); }
+  static void operator delete(void* p, std::size_t size) noexcept { pool_deallocate(p, size); }
+
   void add_ref() noexcept { m_refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
     if (m_refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
@@ -176,6 +182,14 @@ class task_base {
   task_base* m_exc_prev = nullptr; // list of tasks holding an unretrieved error
   task_base* m_exc_next = nullptr;
   bool m_in_exc_list = false;
+  /// A done link kept in the task for the first multi_wait (gather, wait)
+  /// that waits on it, so a gather of N tasks needs no N-entry link array.
+  struct embedded_link : done_link {
+    task_base* self;
+  };
+  embedded_link m_wait_link{};
+  /// The embedded link, if no one is using it.
+  embedded_link* free_wait_link() noexcept { return m_wait_link.task == nullptr ? &m_wait_link : nullptr; }
 
  protected:
   explicit task_base(event_loop& loop);
