@@ -190,8 +190,7 @@ void p4_sequential(benchmark::State& state) {
 }
 
 // P5: a 64 MiB buffer to a worker and back (memfd both ways).
-void p5_simul(benchmark::State& state) {
-  auto& procs = pool();
+void p5_round_trips(benchmark::State& state, simul::process_pool& procs) {
   warm(procs);
   std::vector<std::uint8_t> data(64 << 20, 7);
   for (auto _ : state) {
@@ -203,18 +202,12 @@ void p5_simul(benchmark::State& state) {
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(data.size()));
 }
 
+void p5_simul(benchmark::State& state) { p5_round_trips(state, pool()); }
+
 // P5 again with workers that keep their heap (process_pool_options::keep_worker_heap).
 void p5_simul_keep_heap(benchmark::State& state) {
   static simul::process_pool procs({.workers = k_workers, .keep_worker_heap = true});
-  warm(procs);
-  std::vector<std::uint8_t> data(64 << 20, 7);
-  for (auto _ : state) {
-    const auto start = clock_type::now();
-    auto back = procs.submit(echo, data).get();
-    benchmark::DoNotOptimize(back.data());
-    state.SetIterationTime(seconds_since(start));
-  }
-  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(data.size()));
+  p5_round_trips(state, procs);
 }
 
 void p5_memcpy(benchmark::State& state) {

@@ -14,10 +14,24 @@
 #include <exception>
 #include <mutex>
 #include <string>
+#include <tuple>
 #include <utility>
 #include <vector>
 
 namespace simul::detail {
+
+namespace {
+/// An error report's body: the exception's type name and its what(). Throws
+/// if the message is malformed.
+std::pair<std::string, std::string> read_error_report(in_message& in) {
+  std::pair<std::string, std::string> out;
+  out.first.resize(in.begin_blob());
+  in.read_blob_body(out.first.data(), out.first.size());
+  out.second.resize(in.begin_blob());
+  in.read_blob_body(out.second.data(), out.second.size());
+  return out;
+}
+} // namespace
 
 void process_pool_core::read_worker(worker& w, bool drain) {
   while (w.watched) {
@@ -99,10 +113,7 @@ bool process_pool_core::process_frame(worker& w, const frame_header& header, con
     std::string type;
     std::string message;
     try {
-      type.resize(in.begin_blob());
-      in.read_blob_body(type.data(), type.size());
-      message.resize(in.begin_blob());
-      in.read_blob_body(message.data(), message.size());
+      std::tie(type, message) = read_error_report(in);
     } catch (const std::exception&) {
       corrupt(w, "it sent a corrupt message");
       return false;
@@ -161,10 +172,7 @@ bool process_pool_core::process_frame(worker& w, const frame_header& header, con
     std::string type;
     std::string message;
     try {
-      type.resize(in.begin_blob());
-      in.read_blob_body(type.data(), type.size());
-      message.resize(in.begin_blob());
-      in.read_blob_body(message.data(), message.size());
+      std::tie(type, message) = read_error_report(in);
     } catch (const std::exception& e) {
       type = "simul::serialization_error";
       message = std::string("the worker's error report was unreadable: ") + e.what();
