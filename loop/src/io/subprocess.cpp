@@ -109,6 +109,7 @@ class process_state {
 };
 
 void process_acquire(process_state* s) noexcept { s->acquire(); }
+void process_release(process_state* s) noexcept { s->release(); }
 
 void close_process_at_loop_close(uv_handle_t* h) noexcept {
   const auto pid = static_cast<pid_t>(reinterpret_cast<const uv_process_t*>(h)->pid);
@@ -126,7 +127,6 @@ void close_process_at_loop_close(uv_handle_t* h) noexcept {
     // No thread to spare: the child stays a zombie until this process exits.
   }
 }
-void process_release(process_state* s) noexcept { s->release(); }
 
 namespace {
 
