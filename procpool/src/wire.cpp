@@ -216,34 +216,18 @@ bool send_control(int fd, const control_msg& record, int attached_fd) {
 }
 
 int receive_control(int fd, control_msg& record, unique_fd& attached, bool block) {
-  iovec part{&record, sizeof(record)};
-  alignas(cmsghdr) char control[CMSG_SPACE(sizeof(int) * 4)];
-  msghdr msg{};
-  msg.msg_iov = &part;
-  msg.msg_iovlen = 1;
-  msg.msg_control = control;
-  msg.msg_controllen = sizeof(control);
-  for (;;) {
-    const auto n = ::recvmsg(fd, &msg, MSG_CMSG_CLOEXEC | (block ? 0 : MSG_DONTWAIT));
-    if (n < 0) {
-      if (errno == EINTR) {
-        continue;
-      }
-      return errno == EAGAIN || errno == EWOULDBLOCK ? -1 : -2;
-    }
-    std::vector<unique_fd> fds;
-    take_fds(msg, fds);
-    if (n == 0) {
-      return 0;
-    }
-    if (n != static_cast<long>(sizeof(record))) {
-      return -2;
-    }
-    if (!fds.empty()) {
-      attached = std::move(fds.front());
-    }
-    return 1;
+  std::vector<unique_fd> fds;
+  const auto n = receive_some(fd, reinterpret_cast<char*>(&record), sizeof(record), fds, block);
+  if (n <= 0) {
+    return static_cast<int>(n); // 0: closed, -1: would block, -2: error
   }
+  if (n != static_cast<long>(sizeof(record))) {
+    return -2;
+  }
+  if (!fds.empty()) {
+    attached = std::move(fds.front());
+  }
+  return 1;
 }
 
 namespace {

@@ -216,6 +216,17 @@ auto gather_vector(std::vector<task_handle<T>> hs)
   co_return out;
 }
 
+/// Schedules every task of a range, recording `where` as their creation place.
+template <class T>
+std::vector<task_handle<T>> schedule_all(std::vector<task<T>> tasks, const source_location& where) {
+  std::vector<task_handle<T>> hs;
+  hs.reserve(tasks.size());
+  for (auto& t : tasks) {
+    hs.push_back(create_task(std::move(t), {}, where));
+  }
+  return hs;
+}
+
 } // namespace detail
 
 /// Runs the awaitables concurrently; a tuple of their results in order.
@@ -239,12 +250,7 @@ requires(sizeof...(A) > 0) auto gather(return_exceptions_t, A&&... aws) {
 /// The children's creation place (`where`, leave it out) is gather's call site.
 template <class T>
 auto gather(std::vector<task<T>> tasks, detail::source_location where = detail::source_location::current()) {
-  std::vector<task_handle<T>> hs;
-  hs.reserve(tasks.size());
-  for (auto& t : tasks) {
-    hs.push_back(create_task(std::move(t), {}, where));
-  }
-  return detail::gather_vector<false, T>(std::move(hs));
+  return detail::gather_vector<false, T>(detail::schedule_all(std::move(tasks), where));
 }
 
 /// Waits for every scheduled task of a range; a vector of results in order.
@@ -257,12 +263,7 @@ auto gather(std::vector<task_handle<T>> tasks) {
 template <class T>
 auto gather(return_exceptions_t, std::vector<task<T>> tasks,
             detail::source_location where = detail::source_location::current()) {
-  std::vector<task_handle<T>> hs;
-  hs.reserve(tasks.size());
-  for (auto& t : tasks) {
-    hs.push_back(create_task(std::move(t), {}, where));
-  }
-  return detail::gather_vector<true, T>(std::move(hs));
+  return detail::gather_vector<true, T>(detail::schedule_all(std::move(tasks), where));
 }
 
 /// gather of scheduled tasks with return_exceptions: a vector of `outcome<T>`.
