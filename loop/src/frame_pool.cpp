@@ -69,13 +69,14 @@ void give_to_spare(std::size_t cls, free_block* head) noexcept {
 
 // fork() while another thread holds the spare list's lock would leave the
 // child with a lock nobody unlocks: hold it across fork, as malloc does.
-void register_fork_handlers() noexcept {
-  static const bool registered = [] {
-    ::pthread_atfork([] { g_spare_mutex.lock(); }, [] { g_spare_mutex.unlock(); }, [] { g_spare_mutex.unlock(); });
-    return true;
-  }();
-  (void)registered;
-}
+// The handlers are installed while the library loads, before any thread of
+// the program can be inside the installation: a lazy, once-guarded install
+// that another thread is in the middle of when fork() runs leaves the child
+// waiting forever on the guard.
+const bool g_fork_handlers_installed = [] {
+  ::pthread_atfork([] { g_spare_mutex.lock(); }, [] { g_spare_mutex.unlock(); }, [] { g_spare_mutex.unlock(); });
+  return true;
+}();
 
 struct exit_guard {
   exit_guard() = default;
@@ -96,7 +97,6 @@ void* allocate_slow(std::size_t cls) {
   auto& l = t_lists;
   if (!l.registered) {
     l.registered = true;
-    register_fork_handlers();
     static thread_local exit_guard guard; // flushes the lists at thread exit
     (void)guard;
   }
