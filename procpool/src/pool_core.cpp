@@ -60,6 +60,7 @@ process_pool_core::process_pool_core(const process_pool_options& options) : m_op
   config.initializer = m_options.initializer;
   config.shm_threshold = m_options.shm_threshold;
   config.keep_worker_heap = m_options.keep_worker_heap;
+  config.worker_spin_ns = static_cast<long>(std::chrono::nanoseconds(m_options.worker_spin).count());
   // The zygote is forked here, before this pool starts any thread, so every
   // later fork happens in a process that has exactly one thread.
   payload_cache_before_fork();
@@ -225,23 +226,7 @@ void process_pool_core::run() {
   epoll_event events[32];
   for (;;) {
     offer_idle_workers();
-    // When every worker is idle and offered, a submitter doing one task at a
-    // time is likely to write to one and wait: poll for a short while before
-    // sleeping, so its answer is caught without a wake-up. Never while
-    // workers are busy: on a small machine the poll would take their CPU.
-    int n = 0;
-    bool spun = false;
-    if (m_offering && std::none_of(m_workers.begin(), m_workers.end(),
-                                   [](const auto& entry) { return !entry.second.inflight.empty(); })) {
-      const auto until = clock::now() + k_spin;
-      do {
-        n = ::epoll_wait(m_epoll.get(), events, 32, 0);
-      } while (n == 0 && clock::now() < until);
-      spun = n > 0;
-    }
-    if (!spun) {
-      n = ::epoll_wait(m_epoll.get(), events, 32, next_timeout_ms());
-    }
+    const int n = ::epoll_wait(m_epoll.get(), events, 32, next_timeout_ms());
     reclaim_offers();
     for (int i = 0; i < n; ++i) {
       const auto key = events[i].data.u64;

@@ -31,7 +31,6 @@ inline constexpr std::size_t k_read_chunk = 64 * 1024;  ///< a worker's socket i
 inline constexpr std::size_t k_batch_bytes = 64 * 1024; ///< a batch to one worker grows past this only by one task
 inline constexpr auto k_slow_task = std::chrono::milliseconds(1); ///< slower: at most one task sent ahead
 inline constexpr std::size_t k_direct_bytes = 64 * 1024;          ///< bigger tasks never go straight to a worker
-inline constexpr auto k_spin = std::chrono::microseconds(30);     ///< the I/O thread's poll before sleeping
 
 class process_pool_core {
  public:

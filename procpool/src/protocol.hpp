@@ -95,6 +95,7 @@ struct zygote_config {
   void (*initializer)() = nullptr;
   std::size_t shm_threshold = std::size_t{1} << 20;
   bool keep_worker_heap = false;
+  long worker_spin_ns = 0; ///< look at the socket this long before sleeping on it
 };
 
 /// The zygote's main loop; never returns.

@@ -12,6 +12,7 @@
 
 #include <malloc.h>
 #include <poll.h>
+#include <sched.h>
 #include <sys/prctl.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
@@ -21,6 +22,7 @@
 #include <cerrno>
 #include <csignal>
 #include <cstring>
+#include <ctime>
 #include <string>
 #include <vector>
 
@@ -40,7 +42,7 @@ constexpr int k_exit_bad_frame = 70;
 /// `nfds` from the front (they always arrive no later than its header).
 class frame_reader {
  public:
-  explicit frame_reader(int fd) : m_fd(fd), m_buffer(k_chunk) {}
+  frame_reader(int fd, long spin_ns) : m_fd(fd), m_spin_ns(spin_ns), m_buffer(k_chunk) {}
 
   /// Blocks until a whole frame is buffered; false on EOF or error.
   bool next(frame_header& header, const char*& payload) {
@@ -97,7 +99,7 @@ class frame_reader {
           m_buffer.resize(want);
         }
       }
-      const auto n = receive_some(m_fd, m_buffer.data() + m_end, m_buffer.size() - m_end, m_fds, true);
+      const auto n = receive(m_buffer.data() + m_end, m_buffer.size() - m_end);
       if (n <= 0) {
         return false;
       }
@@ -106,7 +108,33 @@ class frame_reader {
     return true;
   }
 
+  /// One read: what has arrived, else (after looking for `m_spin_ns`) a
+  /// blocking wait for the next bytes.
+  long receive(char* out, std::size_t capacity) {
+    if (m_spin_ns > 0) {
+      const auto until = now_ns() + m_spin_ns;
+      for (;;) {
+        const auto n = receive_some(m_fd, out, capacity, m_fds, false);
+        if (n != -1) {
+          return n;
+        }
+        if (now_ns() >= until) {
+          break;
+        }
+        ::sched_yield();
+      }
+    }
+    return receive_some(m_fd, out, capacity, m_fds, true);
+  }
+
+  static long now_ns() noexcept {
+    timespec ts{};
+    ::clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec * 1'000'000'000L + ts.tv_nsec;
+  }
+
   int m_fd;
+  long m_spin_ns;
   std::vector<char> m_buffer;
   std::size_t m_begin = 0;
   std::size_t m_end = 0;
@@ -144,7 +172,7 @@ void worker_main(int fd, const zygote_config& config) {
       ::_exit(k_exit_init_failed);
     }
   }
-  frame_reader reader(fd);
+  frame_reader reader(fd, config.worker_spin_ns);
   std::vector<unique_fd> fds;
   for (;;) {
     frame_header header;

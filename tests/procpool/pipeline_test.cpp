@@ -12,6 +12,8 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <cstring>
 #include <csignal>
 #include <cstdint>
 #include <future>
@@ -229,4 +231,62 @@ TEST(ProcessPoolPipeline, ATaskWithMoreMemfdsThanOneWriteCarriesIsRefusedAtSubmi
   EXPECT_THROW(submit_strings(procs, std::make_index_sequence<65>{}), simul::serialization_error);
   EXPECT_EQ(submit_strings(procs, std::make_index_sequence<3>{}).get(), 300U);
   EXPECT_EQ(procs.stats().crashed, 0U);
+}
+
+namespace {
+/// CPU time (user + system, in clock ticks) a process has used so far.
+long cpu_ticks(int pid) {
+  std::FILE* stat = std::fopen(("/proc/" + std::to_string(pid) + "/stat").c_str(), "r");
+  if (stat == nullptr) {
+    return -1;
+  }
+  char line[1024] = {};
+  const bool read = std::fgets(line, sizeof(line), stat) != nullptr;
+  std::fclose(stat);
+  if (!read) {
+    return -1;
+  }
+  // Fields 14 and 15 (utime, stime) follow the ")" that ends the command name.
+  const char* at = std::strrchr(line, ')');
+  long utime = 0;
+  long stime = 0;
+  if (at == nullptr || std::sscanf(at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime) != 2) {
+    return -1;
+  }
+  return utime + stime;
+}
+} // namespace
+
+TEST(ProcessPoolPipeline, AnIdleWorkerLooksForWorkOnlyForItsSpinAndThenSleeps) {
+  // A long spin, so that a worker that never stopped spinning would show
+  // hundreds of milliseconds of CPU over the quiet period below.
+  simul::process_pool procs({.workers = 1, .worker_spin = 20ms});
+  ASSERT_EQ(procs.submit(twice, 1).get(), 2);
+  const int pid = procs.worker_pids().at(0);
+  std::this_thread::sleep_for(100ms); // past the spin
+  const long before = cpu_ticks(pid);
+  std::this_thread::sleep_for(500ms);
+  const long after = cpu_ticks(pid);
+  ASSERT_GE(before, 0);
+  const long hz = ::sysconf(_SC_CLK_TCK);
+  EXPECT_LE(after - before, hz / 20) << "an idle worker kept using the CPU"; // ≤ 50 ms of 500
+  // Spinning or not, tasks arriving at any moment are served.
+  for (int i = 0; i < 50; ++i) {
+    ASSERT_EQ(procs.submit(twice, i).get(), 2 * i);
+    std::this_thread::sleep_for(std::chrono::microseconds(i * 500));
+  }
+}
+
+TEST(ProcessPoolPipeline, AWorkerWithoutSpinSleepsAtOnceAndStillServes) {
+  simul::process_pool procs({.workers = 2, .worker_spin = 0us});
+  std::vector<simul::future<int>> futures;
+  for (int i = 0; i < 200; ++i) {
+    futures.push_back(procs.submit(twice, i));
+  }
+  for (int i = 0; i < 200; ++i) {
+    EXPECT_EQ(futures[i].get(), 2 * i);
+  }
+  for (int i = 0; i < 20; ++i) {
+    EXPECT_EQ(procs.submit(twice, i).get(), 2 * i);
+  }
 }

@@ -55,6 +55,12 @@ struct process_pool_options {
   /// is recycled (`max_tasks_per_child`), and of fragmentation: a big block
   /// freed below a live one stays with the worker. Off by default.
   bool keep_worker_heap = false;
+  /// A worker that has answered and finds no next task keeps looking at its
+  /// socket for this long before it sleeps, giving its CPU to anything else
+  /// runnable between looks (`sched_yield`). A caller that submits one task
+  /// at a time then reaches an awake worker: one wake-up fewer per round
+  /// trip, about 10 µs on a virtual machine. 0: sleep at once.
+  std::chrono::microseconds worker_spin{50};
 };
 
 /// Per-task settings for `process_pool::submit(task_options, fn, args...)`.

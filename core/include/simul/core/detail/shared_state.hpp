@@ -23,6 +23,8 @@
 #include <utility>
 #include <variant>
 
+#include <sched.h>
+
 namespace simul {
 
 /// A thread's way of doing useful work while it waits on a future.
@@ -82,6 +84,7 @@ class state_base {
   static constexpr std::uint32_t k_status_mask = 3;
   static constexpr std::uint32_t k_cancelled = 4; // the result is a cancellation
   static constexpr std::uint32_t k_waiters = 8;   // a thread sleeps on the word
+  static constexpr std::chrono::microseconds k_yield_spin{50};
 
   state_base() = default;
   state_base(const state_base&) = delete;
@@ -171,14 +174,8 @@ class state_base {
       return true;
     }
     auto* helper = t_cooperative_waiter;
-    if (helper == nullptr) {
-      // A short spin catches results that are microseconds away without a system call.
-      for (int i = 0; i < 128; ++i) {
-        cpu_relax();
-        if (ready()) {
-          return true;
-        }
-      }
+    if (helper == nullptr && spin_until_ready(deadline)) {
+      return true;
     }
     auto nap = std::chrono::microseconds(20);
     for (;;) {
@@ -208,6 +205,28 @@ class state_base {
       }
       futex_wait_until(m_word, word, until);
     }
+  }
+
+  /// A result that is microseconds away is caught without sleeping: a short
+  /// busy spin, then up to `k_yield_spin` of giving the CPU to whatever else
+  /// is runnable. Falling asleep on the futex and being woken costs two
+  /// context switches, which is the larger part of a round trip to another
+  /// process on a small or virtual machine.
+  bool spin_until_ready(std::chrono::steady_clock::time_point deadline) const noexcept {
+    for (int i = 0; i < 128; ++i) {
+      cpu_relax();
+      if (ready()) {
+        return true;
+      }
+    }
+    const auto until = std::min(deadline, std::chrono::steady_clock::now() + k_yield_spin);
+    while (std::chrono::steady_clock::now() < until) {
+      ::sched_yield();
+      if (ready()) {
+        return true;
+      }
+    }
+    return false;
   }
 
   /// Runs `callback(*this)` once the state is ready: now, on this thread, if it
