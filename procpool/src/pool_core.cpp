@@ -64,8 +64,10 @@ process_pool_core::process_pool_core(const process_pool_options& options) : m_op
   // The zygote is forked here, before this pool starts any thread, so every
   // later fork happens in a process that has exactly one thread.
   payload_cache_before_fork();
+  shared_blocks_before_fork();
   const pid_t pid = ::fork();
   if (pid != 0) {
+    shared_blocks_parent_after_fork();
     payload_cache_parent_after_fork();
   }
   if (pid < 0) {
@@ -74,6 +76,7 @@ process_pool_core::process_pool_core(const process_pool_options& options) : m_op
     fail_system("fork");
   }
   if (pid == 0) {
+    shared_blocks_child_after_fork();
     payload_cache_child_after_fork(); // the parent's cached memfds are the parent's to write
     ::close(pair[0]);
     for (const int fd : inherited) {

@@ -110,6 +110,12 @@ void register_pool_fd(int fd);
 void unregister_pool_fd(int fd);
 std::vector<int> pool_fds_snapshot();
 
+/// Around the zygote's fork, as for the payload cache: the registry of
+/// shared_buffer blocks is locked across the fork and forgotten in the child.
+void shared_blocks_before_fork() noexcept;
+void shared_blocks_parent_after_fork() noexcept;
+void shared_blocks_child_after_fork() noexcept;
+
 /// The current exception as (demangled type name, what()).
 std::pair<std::string, std::string> describe_current_exception();
 

@@ -12,10 +12,10 @@
 #include <unistd.h>
 
 #include <chrono>
-#include <cstdio>
-#include <cstring>
 #include <csignal>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <future>
 #include <map>
 #include <set>
@@ -250,7 +250,8 @@ long cpu_ticks(int pid) {
   const char* at = std::strrchr(line, ')');
   long utime = 0;
   long stime = 0;
-  if (at == nullptr || std::sscanf(at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime) != 2) {
+  if (at == nullptr ||
+      std::sscanf(at + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %ld %ld", &utime, &stime) != 2) {
     return -1;
   }
   return utime + stime;

@@ -8,3 +8,4 @@
 #include <simul/procpool/imap.hpp>
 #include <simul/procpool/options.hpp>
 #include <simul/procpool/process_pool.hpp>
+#include <simul/procpool/shared_buffer.hpp>

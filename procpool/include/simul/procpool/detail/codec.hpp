@@ -8,10 +8,12 @@
 // - classes cereal can save and load (strings, containers, optional, variant,
 //   tuple, pair, user types with `serialize(Archive&)` or save/load): cereal's
 //   binary archive, even when they are trivially copyable;
-// - any other trivially copyable type that is not a pointer: its bytes.
+// - any other trivially copyable type that is not a pointer: its bytes;
+// - `shared_buffer`: its memfd's descriptor, no bytes at all.
 // `wire_type<T>` says whether T has a path; the pool's static_asserts use it.
 
 #include <simul/procpool/detail/wire.hpp>
+#include <simul/procpool/shared_buffer.hpp>
 
 #include <cereal/archives/binary.hpp>
 #include <cereal/types/array.hpp>
@@ -63,11 +65,15 @@ inline constexpr bool is_cereal_type = cereal::traits::is_output_serializable<T,
 template <class T>
 inline constexpr bool uses_cereal = std::is_class_v<T> && !is_contiguous_blob<T>::value && is_cereal_type<T>;
 
+/// A shared_buffer travels as its descriptor (shared_buffer.cpp).
+void encode_shared(out_message& out, const shared_buffer& buffer);
+shared_buffer decode_shared(in_message& in);
+
 /// True if a value of type T can travel to a worker and back.
 template <class T>
-inline constexpr bool wire_type =
-    !std::is_pointer_v<T> && !std::is_reference_v<T> &&
-    (is_contiguous_blob<T>::value || is_bitwise<T> || (std::is_class_v<T> && is_cereal_type<T>));
+inline constexpr bool wire_type = !std::is_pointer_v<T> && !std::is_reference_v<T> &&
+                                  (std::is_same_v<T, shared_buffer> || is_contiguous_blob<T>::value || is_bitwise<T> ||
+                                   (std::is_class_v<T> && is_cereal_type<T>));
 
 /// Payloads at least this big are received into memory advised for huge pages.
 inline constexpr std::size_t k_huge_payload = std::size_t{4} << 20;
@@ -83,7 +89,9 @@ class memory_buf : public std::streambuf {
 
 template <class T>
 void encode(out_message& out, const T& value) {
-  if constexpr (is_contiguous_blob<T>::value) {
+  if constexpr (std::is_same_v<T, shared_buffer>) {
+    encode_shared(out, value);
+  } else if constexpr (is_contiguous_blob<T>::value) {
     out.put_blob(value.data(), value.size() * sizeof(typename T::value_type));
   } else if constexpr (!uses_cereal<T> && is_bitwise<T>) {
     out.put_pod(value);
@@ -101,7 +109,9 @@ void encode(out_message& out, const T& value) {
 
 template <class T>
 T decode(in_message& in) {
-  if constexpr (is_contiguous_blob<T>::value) {
+  if constexpr (std::is_same_v<T, shared_buffer>) {
+    return decode_shared(in);
+  } else if constexpr (is_contiguous_blob<T>::value) {
     using V = typename T::value_type;
     const auto bytes = in.begin_blob();
     if (bytes % sizeof(V) != 0) {
