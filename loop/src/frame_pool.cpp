@@ -135,7 +135,8 @@ char* map_slab(std::size_t slab) {
 
 constexpr std::size_t class_of(std::size_t size) noexcept { return (size + k_granule - 1) / k_granule - 1; }
 
-void* allocate_slow(std::size_t cls) {
+// Out of line, so the fast path of pool_allocate stays a few instructions.
+[[gnu::noinline]] void* allocate_slow(std::size_t cls) {
   auto& l = t_lists;
   if (!l.registered) {
     l.registered = true;

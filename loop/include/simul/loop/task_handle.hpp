@@ -260,7 +260,11 @@ class task_handle : public basic_task_handle {
 template <class T>
 task_handle<T> create_task(task<T> t, std::string name = {},
                            detail::source_location where = detail::source_location::current()) {
-  return detail::running_loop_checked("create_task").create_task(std::move(t), std::move(name), where);
+  auto& loop = detail::running_loop_checked("create_task");
+  if (name.empty()) {
+    return loop.create_task(std::move(t), {}, where); // moving an empty string still copies its buffer
+  }
+  return loop.create_task(std::move(t), std::move(name), where);
 }
 
 /// The task running now, or an empty handle outside any task.
