@@ -108,14 +108,12 @@ event_loop& running_loop_checked(const char* what) {
   return *t_running;
 }
 
-void loop_schedule(event_loop& loop, ready_item item) {
-  auto& impl = loop.impl();
-  impl.ready.push(item);
-  if (!impl.idle_active && !impl.closed) {
-    impl.idle_active = true;
-    uv_idle_start(&impl.idle, [](uv_idle_t* h) { static_cast<loop_impl*>(h->data)->drain_ready(); });
-  }
+void start_idle(loop_impl& impl) noexcept {
+  impl.idle_active = true;
+  uv_idle_start(&impl.idle, [](uv_idle_t* h) { static_cast<loop_impl*>(h->data)->drain_ready(); });
 }
+
+void loop_schedule(event_loop& loop, ready_item item) { schedule(loop.impl(), item); }
 
 void loop_add_timer(event_loop& loop, timer_entry& entry) {
   auto& impl = loop.impl();

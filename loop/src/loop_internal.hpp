@@ -215,6 +215,18 @@ struct loop_impl {
   void check_thread(const char* what) const;
 };
 
+/// Makes the loop's next iteration drain the ready queue (and not block).
+void start_idle(loop_impl& impl) noexcept;
+
+/// loop_schedule for simul's own sources, inline: a task's wake-up and a
+/// yield are a push and a test.
+inline void schedule(loop_impl& impl, ready_item item) {
+  impl.ready.push(item);
+  if (!impl.idle_active && !impl.closed) {
+    start_idle(impl);
+  }
+}
+
 /// The libuv loop under `loop`.
 inline uv_loop_t* uv_loop(event_loop& loop) noexcept { return &loop.impl().uv; }
 

@@ -43,7 +43,7 @@ void waiter::wake() noexcept {
   if (t->m_waiter == this) {
     t->m_waiter = nullptr;
   }
-  loop_schedule(*t->m_loop, ready_item{&task_base::step_thunk, t});
+  schedule(t->m_loop->impl(), ready_item{&task_base::step_thunk, t});
 }
 
 void waiter::check_cancel() {
@@ -68,7 +68,7 @@ bool yield_suspend(std::coroutine_handle<> h) {
   if (t->m_must_cancel) {
     return false;
   }
-  loop_schedule(*t->m_loop, ready_item{&task_base::step_thunk, t});
+  schedule(t->m_loop->impl(), ready_item{&task_base::step_thunk, t});
   t->m_resume = h;
   return true;
 }
