@@ -273,7 +273,7 @@ void ready_queue::drop_head() noexcept {
 
 // ---- loop_impl ----
 
-void loop_impl::run_item(ready_item item) noexcept {
+[[gnu::noinline]] void loop_impl::run_item(ready_item item) noexcept {
   if (!debug) {
     item.run(item.arg);
     return;
@@ -322,7 +322,12 @@ void loop_impl::drain_ready() noexcept {
   // One round: what is queued now. What these items schedule goes behind
   // them and runs in the next iteration, as in asyncio.
   for (std::size_t n = ready.size(); n > 0; --n) {
-    run_item(ready.pop());
+    const auto item = ready.pop();
+    if (!debug) {
+      item.run(item.arg); // the common case, kept tight
+    } else {
+      run_item(item); // out of line: times and describes the item
+    }
   }
   if (ready.empty() && idle_active) {
     idle_active = false;

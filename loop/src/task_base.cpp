@@ -127,25 +127,33 @@ void task_base::step() noexcept {
   if (done()) {
     return;
   }
+  if (!m_started && first_step_cancelled()) {
+    return;
+  }
   auto* previous = t_current;
   t_current = this;
-  if (!m_started) {
-    m_started = true;
-    m_status = status::running;
-    if (m_must_cancel) {
-      // Cancelled before its first step: the body never runs.
-      m_must_cancel = false;
-      destroy_frame();
-      m_error = std::make_exception_ptr(
-          cancelled_error(cancel_message().empty() ? std::string("task was cancelled") : cancel_message()));
-      t_current = previous;
-      complete(status::cancelled);
-      return;
-    }
-  }
   // The step may finish the task and free it: nothing touches `this` after.
   m_resume.resume();
   t_current = previous;
+}
+
+// Out of line, so the steps after the first (a yield's, a wake-up's) stay short.
+[[gnu::noinline]] bool task_base::first_step_cancelled() noexcept {
+  m_started = true;
+  m_status = status::running;
+  if (!m_must_cancel) {
+    return false;
+  }
+  // Cancelled before its first step: the body never runs.
+  auto* previous = t_current;
+  t_current = this;
+  m_must_cancel = false;
+  destroy_frame();
+  m_error = std::make_exception_ptr(
+      cancelled_error(cancel_message().empty() ? std::string("task was cancelled") : cancel_message()));
+  t_current = previous;
+  complete(status::cancelled);
+  return true;
 }
 
 void task_base::on_root_final() noexcept {
