@@ -127,8 +127,13 @@ void task_base::step() noexcept {
   if (done()) {
     return;
   }
-  if (!m_started && first_step_cancelled()) {
-    return;
+  if (!m_started) {
+    m_started = true;
+    m_status = status::running;
+    if (m_must_cancel) {
+      cancel_first_step();
+      return;
+    }
   }
   auto* previous = t_current;
   t_current = this;
@@ -137,13 +142,8 @@ void task_base::step() noexcept {
   t_current = previous;
 }
 
-// Out of line, so the steps after the first (a yield's, a wake-up's) stay short.
-[[gnu::noinline]] bool task_base::first_step_cancelled() noexcept {
-  m_started = true;
-  m_status = status::running;
-  if (!m_must_cancel) {
-    return false;
-  }
+// Out of line, so that step() (every yield, every wake-up) stays short.
+[[gnu::noinline]] void task_base::cancel_first_step() noexcept {
   // Cancelled before its first step: the body never runs.
   auto* previous = t_current;
   t_current = this;
@@ -153,7 +153,6 @@ void task_base::step() noexcept {
       cancelled_error(cancel_message().empty() ? std::string("task was cancelled") : cancel_message()));
   t_current = previous;
   complete(status::cancelled);
-  return true;
 }
 
 void task_base::on_root_final() noexcept {

@@ -221,9 +221,9 @@ class task_base {
   friend void yield_resume();
   friend struct loop_access;
   void step() noexcept;
-  /// The first step: marks the task running; true if a cancellation that
-  /// came first completed it instead (its body never runs).
-  bool first_step_cancelled() noexcept;
+  /// A cancellation came before the first step: completes the task
+  /// cancelled; its body never runs.
+  void cancel_first_step() noexcept;
   void complete(status final_status) noexcept;
   void destroy() noexcept;
 
