@@ -9,6 +9,7 @@
 
 #include "loop_internal.hpp"
 
+#include <simul/loop/detail/frame_pool.hpp>
 #include <simul/loop/task_handle.hpp>
 
 #include <cinttypes>
@@ -107,14 +108,12 @@ event_loop& running_loop_checked(const char* what) {
   return *t_running;
 }
 
-void loop_schedule(event_loop& loop, ready_item item) {
-  auto& impl = loop.impl();
-  impl.ready.push_back(item);
-  if (!impl.idle_active && !impl.closed) {
-    impl.idle_active = true;
-    uv_idle_start(&impl.idle, [](uv_idle_t* h) { static_cast<loop_impl*>(h->data)->drain_ready(); });
-  }
+void start_idle(loop_impl& impl) noexcept {
+  impl.idle_active = true;
+  uv_idle_start(&impl.idle, [](uv_idle_t* h) { static_cast<loop_impl*>(h->data)->drain_ready(); });
 }
+
+void loop_schedule(event_loop& loop, ready_item item) { schedule(loop.impl(), item); }
 
 void loop_add_timer(event_loop& loop, timer_entry& entry) {
   auto& impl = loop.impl();
@@ -229,9 +228,52 @@ void timer_heap::sift_down(std::size_t i) noexcept {
   place(i, e);
 }
 
+// ---- ready_queue ----
+
+ready_queue::~ready_queue() {
+  for (auto* c = m_head; c != nullptr;) {
+    auto* next = c->next;
+    pool_deallocate(c, sizeof(chunk));
+    c = next;
+  }
+  if (m_spare != nullptr) {
+    pool_deallocate(m_spare, sizeof(chunk));
+  }
+}
+
+void ready_queue::add_chunk() {
+  chunk* c = m_spare;
+  if (c != nullptr) {
+    m_spare = nullptr;
+  } else {
+    c = static_cast<chunk*>(pool_allocate(sizeof(chunk)));
+  }
+  c->next = nullptr;
+  if (m_tail != nullptr) {
+    m_tail->next = c;
+  } else {
+    m_head = c;
+    m_head_pos = 0;
+  }
+  m_tail = c;
+  m_tail_pos = 0;
+}
+
+void ready_queue::drop_head() noexcept {
+  // Only called with items left, so a next chunk exists.
+  chunk* done = m_head;
+  m_head = done->next;
+  m_head_pos = 0;
+  if (m_spare == nullptr) {
+    m_spare = done;
+  } else {
+    pool_deallocate(done, sizeof(chunk));
+  }
+}
+
 // ---- loop_impl ----
 
-void loop_impl::run_item(ready_item item) noexcept {
+[[gnu::noinline]] void loop_impl::run_item(ready_item item) noexcept {
   if (!debug) {
     item.run(item.arg);
     return;
@@ -277,12 +319,16 @@ void loop_impl::report_if_slow(const std::string& what, const std::string& task,
 }
 
 void loop_impl::drain_ready() noexcept {
-  running.swap(ready);
-  // Index, not iterators: nothing appends to `running` while it drains.
-  for (std::size_t i = 0; i < running.size(); ++i) {
-    run_item(running[i]);
+  // One round: what is queued now. What these items schedule goes behind
+  // them and runs in the next iteration, as in asyncio.
+  for (std::size_t n = ready.size(); n > 0; --n) {
+    const auto item = ready.pop();
+    if (!debug) {
+      item.run(item.arg); // the common case, kept tight
+    } else {
+      run_item(item); // out of line: times and describes the item
+    }
   }
-  running.clear();
   if (ready.empty() && idle_active) {
     idle_active = false;
     uv_idle_stop(&idle);
@@ -629,9 +675,8 @@ void event_loop::close() {
   }
   // 3. Drop what is queued: callbacks are released without running.
   for (int round = 0; round < 2; ++round) {
-    std::vector<detail::ready_item> items;
-    items.swap(impl.ready);
-    for (auto& item : items) {
+    for (std::size_t n = impl.ready.size(); n > 0; --n) {
+      const auto item = impl.ready.pop();
       if (item.run == &detail::run_callback_node) {
         auto* n = static_cast<detail::callback_node*>(item.arg);
         n->cancelled = true;

@@ -5,6 +5,7 @@
 #include <pthread.h>
 #include <sys/mman.h>
 
+#include <atomic>
 #include <cstdint>
 #include <mutex>
 #include <new>
@@ -32,7 +33,8 @@ constexpr std::size_t k_granule = 16;
 constexpr std::size_t k_max_block = 1024;
 constexpr std::size_t k_classes = k_max_block / k_granule;
 constexpr std::size_t k_first_slab = std::size_t{64} << 10;
-constexpr std::size_t k_max_slab = std::size_t{1} << 20;
+constexpr std::size_t k_max_slab = std::size_t{4} << 20;
+constexpr std::size_t k_huge = std::size_t{2} << 20; // a transparent huge page
 
 struct free_block {
   free_block* next;
@@ -53,6 +55,11 @@ thread_local thread_lists t_lists{};
 // Blocks of threads that exited, and blocks freed during a thread's exit.
 std::mutex g_spare_mutex;
 free_block* g_spare[k_classes]{};
+// Whether g_spare[c] may hold blocks, read without the lock: a thread whose
+// list is empty checks it before locking, so a fresh burst of allocations
+// (every one of them on the slow path) takes no lock. A stale false only
+// means a fresh block is carved instead of a spare one taken.
+std::atomic<bool> g_spare_maybe[k_classes]{};
 
 void give_to_spare(std::size_t cls, free_block* head) noexcept {
   if (head == nullptr) {
@@ -65,6 +72,7 @@ void give_to_spare(std::size_t cls, free_block* head) noexcept {
   std::lock_guard lock(g_spare_mutex);
   tail->next = g_spare[cls];
   g_spare[cls] = head;
+  g_spare_maybe[cls].store(true, std::memory_order_relaxed);
 }
 
 // fork() while another thread holds the spare list's lock would leave the
@@ -91,17 +99,53 @@ struct exit_guard {
   }
 };
 
+// Slabs from 2 MiB up are 2 MiB-aligned and asked to be transparent huge
+// pages: a burst of a million tasks then faults in a few hundred pages, not
+// tens of thousands, and walks them with few TLB misses. Smaller slabs (a
+// program with few tasks) and kernels without THP get ordinary pages.
+char* map_slab(std::size_t slab) {
+  if (slab < k_huge) {
+    void* p = ::mmap(nullptr, slab, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
+    if (p == MAP_FAILED) {
+      throw std::bad_alloc();
+    }
+    return static_cast<char*>(p);
+  }
+  void* raw = ::mmap(nullptr, slab + k_huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  if (raw == MAP_FAILED) {
+    throw std::bad_alloc();
+  }
+  const auto start = reinterpret_cast<std::uintptr_t>(raw);
+  const auto aligned = (start + k_huge - 1) & ~(std::uintptr_t{k_huge} - 1);
+  if (aligned > start) {
+    ::munmap(raw, aligned - start);
+  }
+  if (const auto tail = start + slab + k_huge - (aligned + slab); tail > 0) {
+    ::munmap(reinterpret_cast<void*>(aligned + slab), tail);
+  }
+  auto* p = reinterpret_cast<char*>(aligned);
+#if defined(MADV_HUGEPAGE)
+  (void)::madvise(p, slab, MADV_HUGEPAGE);
+#endif
+#if defined(MADV_POPULATE_WRITE)
+  (void)::madvise(p, slab, MADV_POPULATE_WRITE); // as MAP_POPULATE; faults lazily where unsupported
+#endif
+  return p;
+}
+
 constexpr std::size_t class_of(std::size_t size) noexcept { return (size + k_granule - 1) / k_granule - 1; }
 
-void* allocate_slow(std::size_t cls) {
+// Out of line, so the fast path of pool_allocate stays a few instructions.
+[[gnu::noinline]] void* allocate_slow(std::size_t cls) {
   auto& l = t_lists;
   if (!l.registered) {
     l.registered = true;
     static thread_local exit_guard guard; // flushes the lists at thread exit
     (void)guard;
   }
-  {
+  if (g_spare_maybe[cls].load(std::memory_order_relaxed)) {
     std::lock_guard lock(g_spare_mutex);
+    g_spare_maybe[cls].store(false, std::memory_order_relaxed);
     if (auto* b = g_spare[cls]; b != nullptr) {
       g_spare[cls] = nullptr;
       l.heads[cls] = b->next;
@@ -112,11 +156,8 @@ void* allocate_slow(std::size_t cls) {
   if (static_cast<std::size_t>(l.bump_end - l.bump) < bytes) {
     // The tail of the old slab (under 1 KiB) is dropped.
     const std::size_t slab = l.next_slab == 0 ? k_first_slab : l.next_slab;
-    void* p = ::mmap(nullptr, slab, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0);
-    if (p == MAP_FAILED) {
-      throw std::bad_alloc();
-    }
-    l.bump = static_cast<char*>(p);
+    char* p = map_slab(slab);
+    l.bump = p;
     l.bump_end = l.bump + slab;
     l.next_slab = slab < k_max_slab ? slab * 2 : k_max_slab;
   }

@@ -102,6 +102,57 @@ class timer_heap {
   std::vector<timer_entry*> m_items;
 };
 
+/// The loop's FIFO of ready items. Items sit in chunks of 63 (a 1 KiB block
+/// of the small-block pool), linked front to back: a push never moves what is
+/// queued (a growing vector copied the whole queue, and faulted in fresh
+/// memory on every new loop), a chunk drained is kept for the next push or
+/// handed back to the pool, whose blocks stay mapped between loops.
+class ready_queue {
+ public:
+  ready_queue() = default;
+  ready_queue(const ready_queue&) = delete;
+  ready_queue& operator=(const ready_queue&) = delete;
+  ~ready_queue();
+
+  [[nodiscard]] bool empty() const noexcept { return m_size == 0; }
+  [[nodiscard]] std::size_t size() const noexcept { return m_size; }
+  /// Throws std::bad_alloc (and queues nothing) if a chunk cannot be had.
+  void push(ready_item item) {
+    if (m_tail_pos == chunk::k_items) {
+      add_chunk();
+    }
+    m_tail->items[m_tail_pos++] = item;
+    ++m_size;
+  }
+  /// The oldest item; requires !empty().
+  ready_item pop() noexcept {
+    const ready_item out = m_head->items[m_head_pos++];
+    if (--m_size == 0) {
+      // Empty: m_head == m_tail. Start the chunk over, keep it.
+      m_head_pos = m_tail_pos = 0;
+    } else if (m_head_pos == chunk::k_items) {
+      drop_head();
+    }
+    return out;
+  }
+
+ private:
+  struct chunk {
+    static constexpr std::uint32_t k_items = 63;
+    chunk* next;
+    ready_item items[k_items];
+  };
+  void add_chunk();
+  void drop_head() noexcept;
+
+  chunk* m_head = nullptr;  // pop reads here
+  chunk* m_tail = nullptr;  // push writes here
+  chunk* m_spare = nullptr; // one drained chunk, kept for the next push
+  std::uint32_t m_head_pos = 0;
+  std::uint32_t m_tail_pos = chunk::k_items; // no chunk yet: the first push adds one
+  std::size_t m_size = 0;
+};
+
 /// A callback scheduled by call_soon / call_later (the node behind `handle`).
 struct callback_node {
   std::uint32_t refs = 1;
@@ -131,8 +182,7 @@ struct loop_impl {
   bool timer_armed = false;
   std::chrono::steady_clock::time_point timer_due{};
 
-  std::vector<ready_item> ready;
-  std::vector<ready_item> running;
+  ready_queue ready;
   timer_heap timers;
   std::uint64_t timer_seq = 0;
 
@@ -164,6 +214,18 @@ struct loop_impl {
   void on_async() noexcept;
   void check_thread(const char* what) const;
 };
+
+/// Makes the loop's next iteration drain the ready queue (and not block).
+void start_idle(loop_impl& impl) noexcept;
+
+/// loop_schedule for simul's own sources, inline: a task's wake-up and a
+/// yield are a push and a test.
+inline void schedule(loop_impl& impl, ready_item item) {
+  impl.ready.push(item);
+  if (!impl.idle_active && !impl.closed) {
+    start_idle(impl);
+  }
+}
 
 /// The libuv loop under `loop`.
 inline uv_loop_t* uv_loop(event_loop& loop) noexcept { return &loop.impl().uv; }
@@ -209,7 +271,7 @@ struct loop_access {
   /// The loop is going away: the task reports to stderr from now on.
   static void detach(task_base& t) noexcept;
   static task_base* next(task_base& t) noexcept { return t.m_all_next; }
-  static task_base* next_exc(task_base& t) noexcept { return t.m_exc_next; }
+  static task_base* next_exc(task_base& t) noexcept { return t.m_all_next; } // a done task: the error list
 };
 
 } // namespace simul::detail

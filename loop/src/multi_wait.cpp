@@ -8,13 +8,7 @@ namespace simul::detail {
 
 multi_wait::multi_wait(std::vector<task_base*> children, mode m,
                        std::optional<std::chrono::steady_clock::time_point> deadline)
-    : m_children(std::move(children)), m_deadline(deadline), m_mode(m) {
-  for (auto* c : m_children) {
-    if (c->done()) {
-      note_done(*c);
-    }
-  }
-}
+    : m_children(std::move(children)), m_deadline(deadline), m_mode(m) {}
 
 multi_wait::~multi_wait() { detach(); }
 
@@ -42,23 +36,19 @@ bool multi_wait::satisfied() const noexcept {
   return all;
 }
 
-bool multi_wait::await_ready() noexcept {
-  if (satisfied()) {
-    return true;
-  }
-  // A deadline already past: wait() and wait_for() still look once at the loop.
-  return false;
-}
+// Only an empty list is ready here: the children are looked at once, in
+// await_suspend (a gather of a million tasks touches each one time less).
+bool multi_wait::await_ready() noexcept { return m_children.empty(); }
 
 bool multi_wait::await_suspend(std::coroutine_handle<> h) {
-  if (!suspend_on(h)) {
-    return false;
-  }
-  // Each child's own embedded link when it is free (the common case: no
-  // array at all); an array of links, by position, for the others.
+  // One pass: count the children done already, link the others to us. Each
+  // child's own embedded link when it is free (the common case: no array at
+  // all); an array of links, by position, for the others.
+  m_suspended = true; // from here detach() undoes the pass, even a partial one
   for (std::size_t i = 0; i < m_children.size(); ++i) {
     auto* child = m_children[i];
     if (child->done()) {
+      note_done(*child);
       continue;
     }
     done_link* link = child->free_wait_link();
@@ -72,21 +62,24 @@ bool multi_wait::await_suspend(std::coroutine_handle<> h) {
     link->owner = this;
     child->add_done_link(*link);
   }
+  // Satisfied already (a deadline already past still looks once at the
+  // loop), or a cancellation is pending: go on without suspending.
+  if (satisfied() || !suspend_on(h)) {
+    detach();
+    return false;
+  }
   if (m_deadline) {
     m_timer.deadline = *m_deadline;
     m_timer.owner = this;
     m_timer.fire = &multi_wait::on_deadline;
     loop_add_timer(m_task->loop(), m_timer);
   }
-  m_suspended = true;
   return true;
 }
 
-void multi_wait::on_child_done(done_link* link) noexcept {
+void multi_wait::on_child_done(done_link* link, task_base* child) noexcept {
   auto* self = static_cast<multi_wait*>(link->owner);
-  // `link->task` was cleared by the completing task: an embedded link knows
-  // its task; an array link is found by position.
-  self->note_done(*self->child_of(link));
+  self->note_done(*child);
   if (!self->m_woken && self->satisfied()) {
     self->m_woken = true;
     self->wake();
@@ -137,27 +130,24 @@ bool multi_wait::on_cancel() noexcept {
   }
 }
 
-task_base* multi_wait::child_of(done_link* link) const noexcept {
-  if (!m_links.empty() && link >= m_links.data() && link < m_links.data() + m_links.size()) {
-    return m_children[static_cast<std::size_t>(link - m_links.data())];
-  }
-  return static_cast<task_base::embedded_link*>(link)->self;
-}
-
 void multi_wait::detach() noexcept {
   if (!m_suspended) {
     return;
   }
   m_suspended = false;
-  for (auto* child : m_children) {
-    auto& link = child->m_wait_link;
-    if (link.task != nullptr && link.owner == this) {
-      child->remove_done_link(link);
+  // Every child counted done was unlinked by its completion (or never
+  // linked): only a wait that ended early has links to take back.
+  if (m_done < m_children.size()) {
+    for (auto* child : m_children) {
+      auto& link = child->m_wait_link;
+      if (link.task != nullptr && link.owner == this) {
+        child->remove_done_link(link);
+      }
     }
-  }
-  for (std::size_t i = 0; i < m_links.size(); ++i) {
-    if (m_links[i].task != nullptr) {
-      m_children[i]->remove_done_link(m_links[i]);
+    for (std::size_t i = 0; i < m_links.size(); ++i) {
+      if (m_links[i].task != nullptr) {
+        m_children[i]->remove_done_link(m_links[i]);
+      }
     }
   }
   if (m_timer.armed()) {

@@ -43,7 +43,7 @@ void waiter::wake() noexcept {
   if (t->m_waiter == this) {
     t->m_waiter = nullptr;
   }
-  loop_schedule(*t->m_loop, ready_item{&task_base::step_thunk, t});
+  schedule(t->m_loop->impl(), ready_item{&task_base::step_thunk, t});
 }
 
 void waiter::check_cancel() {
@@ -55,17 +55,45 @@ void waiter::check_cancel() {
   }
 }
 
+// ---- yield_now ----
+
+// No waiter is registered: the step is queued at once, so there is nothing
+// to stop; a cancellation meanwhile is pending and thrown at resumption.
+bool yield_suspend(std::coroutine_handle<> h) {
+  auto* t = t_current;
+  if (t == nullptr) {
+    throw error("simul: a loop awaitable was awaited outside a task (run the coroutine with simul::run, "
+                "run_until_complete or create_task)");
+  }
+  if (t->m_must_cancel) {
+    return false;
+  }
+  schedule(t->m_loop->impl(), ready_item{&task_base::step_thunk, t});
+  t->m_resume = h;
+  return true;
+}
+
+void yield_resume() {
+  auto* t = t_current; // a task resumes inside its own step
+  if (t != nullptr && t->m_must_cancel) {
+    t->m_must_cancel = false;
+    t->throw_if_must_cancel();
+  }
+}
+
 // ---- task_base ----
 
-task_base::task_base(event_loop& loop) : m_loop(&loop), m_id(loop.impl().next_task_id++) { m_wait_link.self = this; }
+task_base::task_base(event_loop& loop) : m_loop(&loop), m_id(loop.impl().next_task_id++) {}
 
 task_base::~task_base() = default;
 
 void task_base::start(std::coroutine_handle<> root) {
+  loop_schedule(*m_loop, ready_item{&task_base::step_thunk, this}); // the only step that may throw
   m_resume = root;
-  add_ref(); // the loop's reference, dropped when the task completes
+  // The loop's reference, dropped when the task completes. Nobody else holds
+  // one yet, so a plain store does.
+  m_refs.store(2, std::memory_order_relaxed);
   loop_access::link(m_loop->impl(), *this);
-  loop_schedule(*m_loop, ready_item{&task_base::step_thunk, this});
 }
 
 void task_base::throw_if_must_cancel() {
@@ -99,25 +127,32 @@ void task_base::step() noexcept {
   if (done()) {
     return;
   }
-  auto* previous = t_current;
-  t_current = this;
   if (!m_started) {
     m_started = true;
     m_status = status::running;
     if (m_must_cancel) {
-      // Cancelled before its first step: the body never runs.
-      m_must_cancel = false;
-      destroy_frame();
-      m_error = std::make_exception_ptr(
-          cancelled_error(cancel_message().empty() ? std::string("task was cancelled") : cancel_message()));
-      t_current = previous;
-      complete(status::cancelled);
+      cancel_first_step();
       return;
     }
   }
+  auto* previous = t_current;
+  t_current = this;
   // The step may finish the task and free it: nothing touches `this` after.
   m_resume.resume();
   t_current = previous;
+}
+
+// Out of line, so that step() (every yield, every wake-up) stays short.
+[[gnu::noinline]] void task_base::cancel_first_step() noexcept {
+  // Cancelled before its first step: the body never runs.
+  auto* previous = t_current;
+  t_current = this;
+  m_must_cancel = false;
+  destroy_frame();
+  m_error = std::make_exception_ptr(
+      cancelled_error(cancel_message().empty() ? std::string("task was cancelled") : cancel_message()));
+  t_current = previous;
+  complete(status::cancelled);
 }
 
 void task_base::on_root_final() noexcept {
@@ -143,10 +178,11 @@ void task_base::complete(status final_status) noexcept {
   auto& impl = m_loop->impl();
   loop_access::unlink(impl, *this);
   if (final_status == status::failed && !m_retrieved) {
-    m_exc_next = impl.exc_head;
-    m_exc_prev = nullptr;
+    // The pending list's links are free now: they hold the error list's.
+    m_all_next = impl.exc_head;
+    m_all_prev = nullptr;
     if (impl.exc_head != nullptr) {
-      impl.exc_head->m_exc_prev = this;
+      impl.exc_head->m_all_prev = this;
     }
     impl.exc_head = this;
     m_in_exc_list = true;
@@ -161,7 +197,7 @@ void task_base::complete(status final_status) noexcept {
     }
     link->next = link->prev = nullptr;
     link->task = nullptr;
-    link->fn(link);
+    link->fn(link, this);
   }
   release(); // the loop's reference
 }
@@ -172,16 +208,16 @@ void task_base::mark_retrieved() noexcept {
     m_in_exc_list = false;
     if (m_loop != nullptr) {
       auto& impl = m_loop->impl();
-      if (m_exc_prev != nullptr) {
-        m_exc_prev->m_exc_next = m_exc_next;
+      if (m_all_prev != nullptr) {
+        m_all_prev->m_all_next = m_all_next;
       } else {
-        impl.exc_head = m_exc_next;
+        impl.exc_head = m_all_next;
       }
-      if (m_exc_next != nullptr) {
-        m_exc_next->m_exc_prev = m_exc_prev;
+      if (m_all_next != nullptr) {
+        m_all_next->m_all_prev = m_all_prev;
       }
     }
-    m_exc_prev = m_exc_next = nullptr;
+    m_all_prev = m_all_next = nullptr;
   }
 }
 
@@ -202,8 +238,7 @@ void task_base::destroy() noexcept {
       event_loop_detached_report("Task exception was never retrieved", error, task_name, place);
     }
   }
-  destroy_frame();
-  delete this;
+  destroy_self();
 }
 
 void task_base::add_done_link(done_link& link) noexcept {
@@ -245,7 +280,7 @@ void task_base::add_done_callback(unique_function<void()> callback) {
   link->callback = std::move(callback);
   link->loop = m_loop;
   link->owner = link;
-  link->fn = [](done_link* l) noexcept {
+  link->fn = [](done_link* l, task_base* /*done*/) noexcept {
     auto* self = static_cast<user_link*>(l);
     try {
       self->loop->call_soon(std::move(self->callback));
@@ -291,7 +326,7 @@ void loop_access::destroy_pending(task_base& t) noexcept {
 
 void loop_access::detach(task_base& t) noexcept {
   t.m_loop = nullptr;
-  t.m_exc_prev = t.m_exc_next = nullptr;
+  t.m_all_prev = t.m_all_next = nullptr;
 }
 
 void task_promise_base::root_finished(task_base& t) noexcept { t.on_root_final(); }

@@ -104,7 +104,7 @@ void task_group::cancel() {
   }
 }
 
-void task_group::on_child_done(detail::done_link* link) noexcept {
+void task_group::on_child_done(detail::done_link* link, detail::task_base* /*done*/) noexcept {
   auto& c = *static_cast<child*>(link->owner);
   auto* g = c.group;
   --g->m_pending;

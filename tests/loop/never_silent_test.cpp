@@ -40,7 +40,10 @@ TEST(NeverSilent, UnretrievedExceptionNamesTheTaskAndWhereItWasCreated) {
     auto main = [](int* line_out) -> simul::task<void> {
       *line_out = __LINE__ + 1;
       (void)simul::create_task(fail_soon("nobody looks"), "orphan");
-      co_await simul::sleep(2ms);
+      // Rounds of the loop, not time: the orphan fails in its second step.
+      for (int i = 0; i < 10; ++i) {
+        co_await simul::yield_now();
+      }
     };
     loop.run_until_complete(main(&line));
     loop.close();
@@ -59,7 +62,11 @@ TEST(NeverSilent, LoopCreateTaskRecordsItsCallSiteToo) {
   loop.set_exception_handler([&](simul::event_loop&, const simul::exception_context& ctx) { seen.push_back(ctx); });
   const int line = __LINE__ + 1;
   auto h = loop.create_task(fail_soon("member create_task"));
-  loop.run_until_complete([]() -> simul::task<void> { co_await simul::sleep(2ms); }());
+  loop.run_until_complete([]() -> simul::task<void> {
+    for (int i = 0; i < 10; ++i) { // rounds, not time: the task fails in its second step
+      co_await simul::yield_now();
+    }
+  }());
   EXPECT_TRUE(h.done());
   EXPECT_EQ(h.base().where().line(), static_cast<unsigned>(line));
   h = {}; // the last handle: the unretrieved error is reported now

@@ -212,6 +212,9 @@ auto gather_vector(std::vector<task_handle<T>> hs)
     } else {
       out.push_back(take_value(h));
     }
+    // Let the task go while it is in cache (for most children this is the
+    // last handle): one pass over a million tasks instead of two.
+    h = task_handle<T>();
   }
   co_return out;
 }

@@ -43,6 +43,15 @@ class sleep_awaiter final : public waiter {
   timer_entry m_entry;
 };
 
+/// yield_now's awaitable: no timer, nothing to stop (the next step is queued
+/// at once); a cancellation that comes meanwhile is thrown at resumption.
+class yield_awaiter {
+ public:
+  bool await_ready() const noexcept { return false; }
+  bool await_suspend(std::coroutine_handle<> h) { return yield_suspend(h); }
+  void await_resume() { yield_resume(); }
+};
+
 } // namespace detail
 
 /// Suspends the current task for at least `delay` (asyncio.sleep).
@@ -55,8 +64,6 @@ template <class Rep, class Period>
 
 /// Lets the other ready callbacks and tasks run once (asyncio.sleep(0)).
 /// Thread-safety: loop thread, inside a task.
-[[nodiscard]] inline detail::sleep_awaiter yield_now() noexcept {
-  return detail::sleep_awaiter(std::chrono::steady_clock::duration::zero());
-}
+[[nodiscard]] inline detail::yield_awaiter yield_now() noexcept { return {}; }
 
 } // namespace simul

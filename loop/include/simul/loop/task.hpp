@@ -24,7 +24,9 @@
 
 #include <coroutine>
 #include <cstddef>
+#include <cstdint>
 #include <exception>
+#include <new>
 #include <optional>
 #include <string_view>
 #include <type_traits>
@@ -44,6 +46,89 @@ void report_never_awaited(const source_location& where) noexcept;
 template <class Arg>
 inline constexpr bool safe_task_parameter = !std::is_same_v<std::remove_cvref_t<Arg>, std::string_view>;
 
+template <class T>
+class task_promise;
+
+// ---- One block per scheduled task ----
+//
+// A task<T> frame is allocated with room in front of it for the task_state<T>
+// that create_task may build there, so a scheduled task is one block from the
+// pool, not two:
+//
+//   [ task_state<T> | pad | frame_header ][ coroutine frame ... ]
+//   ^ block                                ^ what the promise's operator new returns
+//
+// A frame that is only awaited never touches the room. Once create_task built
+// the state there, the state owns the block: destroying the frame (when the
+// task completes, so its parameters go then, as before) leaves the memory,
+// and the state frees the whole block when its last reference goes.
+
+/// Written by the promise's operator new just in front of the frame.
+struct frame_header {
+  static constexpr std::uint16_t k_magic = 0x534d; // tells a simul::task frame
+  std::uint32_t frame_size;
+  std::uint16_t magic;
+  bool owned_by_state; // the task state frees the block, not the frame
+};
+
+inline frame_header& header_of(void* frame) noexcept {
+  return *reinterpret_cast<frame_header*>(static_cast<char*>(frame) - sizeof(frame_header));
+}
+
+/// A frame of `size` bytes with `prefix` bytes (a multiple of 16) in front.
+inline void* frame_allocate(std::size_t size, std::size_t prefix) {
+  if (size > UINT32_MAX) {
+    throw std::bad_alloc();
+  }
+  char* frame = static_cast<char*>(pool_allocate(prefix + size)) + prefix;
+  ::new (frame - sizeof(frame_header)) frame_header{static_cast<std::uint32_t>(size), frame_header::k_magic, false};
+  return frame;
+}
+
+inline void frame_deallocate(void* frame, std::size_t size, std::size_t prefix) noexcept {
+  if (header_of(frame).owned_by_state) {
+    return; // the task state in front frees the block when it goes
+  }
+  pool_deallocate(static_cast<char*>(frame) - prefix, prefix + size);
+}
+
+/// A scheduled task of result type T: the loop's task_base, the frame and,
+/// once the task finished, its value. Lives in the room in front of its frame.
+template <class T>
+class task_state final : public task_base {
+ public:
+  /// Builds the state in front of `frame` (a frame of a task<T> not started)
+  /// and schedules its first step. Throws `simul::error` if `frame` was not
+  /// allocated by task<T>'s promise, and whatever scheduling throws (the frame
+  /// is destroyed then).
+  static task_state* adopt(event_loop& loop, std::coroutine_handle<task_promise<T>> frame);
+
+  /// The value; requires a finished task. Copies if it can, else moves out
+  /// (defined in task_handle.hpp, with invalid_state_error).
+  T value();
+
+ private:
+  task_state(event_loop& loop, std::coroutine_handle<task_promise<T>> frame) noexcept
+      : task_base(loop), m_frame(frame) {}
+  ~task_state() override = default;
+
+  std::exception_ptr take_result_and_destroy_frame() noexcept override;
+  void destroy_frame() noexcept override {
+    if (m_frame) {
+      std::exchange(m_frame, nullptr).destroy();
+    }
+  }
+  void destroy_self() noexcept override;
+
+  std::coroutine_handle<task_promise<T>> m_frame;
+  struct empty {};
+  [[no_unique_address]] std::conditional_t<std::is_void_v<T>, empty, std::optional<T>> m_value;
+};
+
+/// The room in front of a task<T> frame: the state, then the header, rounded to 16.
+template <class T>
+inline constexpr std::size_t frame_prefix = (sizeof(task_state<T>) + sizeof(frame_header) + 15) / 16 * 16;
+
 class task_promise_base {
  public:
   // The promise is built with no arguments (the derived promises default the
@@ -51,10 +136,6 @@ class task_promise_base {
   // itself: GCC gives the coroutine function's name and file (the line of its
   // closing brace). It names a coroutine that is never awaited.
   explicit task_promise_base(source_location where) noexcept : m_where(where) {}
-
-  // Frames come from the loop's small-block pool (detail/frame_pool.hpp).
-  static void* operator new(std::size_t size) { return pool_allocate(size); }
-  static void operator delete(void* frame, std::size_t size) noexcept { pool_deallocate(frame, size); }
 
   std::suspend_always initial_suspend() noexcept { return {}; }
 
@@ -92,6 +173,12 @@ class task_promise : public task_promise_base {
   // Defaulted here, not in the base: evaluated where the coroutine builds it.
   task_promise(source_location where = source_location::current()) noexcept // NOLINT: implicit
       : task_promise_base(where) {}
+  // Frames come from the loop's small-block pool (detail/frame_pool.hpp), with
+  // room in front for a task state (see frame_header).
+  static void* operator new(std::size_t size) { return frame_allocate(size, frame_prefix<T>); }
+  static void operator delete(void* frame, std::size_t size) noexcept {
+    frame_deallocate(frame, size, frame_prefix<T>);
+  }
   task<T> get_return_object() noexcept;
   template <class U>
   requires std::is_constructible_v<T, U&&>
@@ -110,6 +197,10 @@ class task_promise<void> : public task_promise_base {
  public:
   task_promise(source_location where = source_location::current()) noexcept // NOLINT: implicit
       : task_promise_base(where) {}
+  static void* operator new(std::size_t size) { return frame_allocate(size, frame_prefix<void>); }
+  static void operator delete(void* frame, std::size_t size) noexcept {
+    frame_deallocate(frame, size, frame_prefix<void>);
+  }
   task<void> get_return_object() noexcept;
   void return_void() noexcept {}
   void take() {
@@ -200,6 +291,51 @@ task<T> task_promise<T>::get_return_object() noexcept {
 }
 inline task<void> task_promise<void>::get_return_object() noexcept {
   return task<void>(std::coroutine_handle<task_promise<void>>::from_promise(*this));
+}
+
+template <class T>
+task_state<T>* task_state<T>::adopt(event_loop& loop, std::coroutine_handle<task_promise<T>> frame) {
+  static_assert(alignof(task_state<T>) <= 16, "simul::task: a result type aligned to more than 16 bytes");
+  auto& header = header_of(frame.address());
+  if (header.magic != frame_header::k_magic || header.owned_by_state) {
+    throw simul::error("create_task: the coroutine frame was not allocated by simul::task's promise");
+  }
+  auto* state = ::new (static_cast<char*>(frame.address()) - frame_prefix<T>) task_state(loop, frame);
+  header.owned_by_state = true;
+  frame.promise().m_root = state;
+  try {
+    state->start(frame);
+  } catch (...) {
+    state->destroy_self();
+    throw;
+  }
+  return state;
+}
+
+template <class T>
+std::exception_ptr task_state<T>::take_result_and_destroy_frame() noexcept {
+  auto& p = m_frame.promise();
+  auto error = p.m_error;
+  if constexpr (!std::is_void_v<T>) {
+    if (!error) {
+      try {
+        m_value.emplace(std::move(*p.m_value));
+      } catch (...) {
+        error = std::current_exception();
+      }
+    }
+  }
+  destroy_frame();
+  return error;
+}
+
+template <class T>
+void task_state<T>::destroy_self() noexcept {
+  destroy_frame(); // the block stays: the state owns it
+  char* block = reinterpret_cast<char*>(this);
+  const std::size_t bytes = frame_prefix<T> + header_of(block + frame_prefix<T>).frame_size;
+  this->~task_state();
+  pool_deallocate(block, bytes);
 }
 } // namespace detail
 

@@ -117,7 +117,7 @@ class task_group {
   void check_open() const;
   void add(const basic_task_handle& h);
   void abort() noexcept;
-  static void on_child_done(detail::done_link* link) noexcept;
+  static void on_child_done(detail::done_link* link, detail::task_base* done) noexcept;
   void enter_join(std::exception_ptr body_error);
   void finish_join();
 

@@ -45,57 +45,20 @@ namespace simul {
 namespace detail {
 
 template <class T>
-class task_state final : public task_base {
- public:
-  task_state(event_loop& loop, std::coroutine_handle<task_promise<T>> frame) : task_base(loop), m_frame(frame) {
-    frame.promise().m_root = this;
-    start(frame);
-  }
-
-  /// The value; requires a finished task. Copies if it can, else moves out.
-  T value() {
-    if constexpr (!std::is_void_v<T>) {
-      if constexpr (std::is_copy_constructible_v<T>) {
-        return *m_value;
-      } else {
-        if (!m_value) {
-          throw invalid_state_error("task result was already moved out (the type is move-only)");
-        }
-        T out = std::move(*m_value);
-        m_value.reset();
-        return out;
+T task_state<T>::value() {
+  if constexpr (!std::is_void_v<T>) {
+    if constexpr (std::is_copy_constructible_v<T>) {
+      return *m_value;
+    } else {
+      if (!m_value) {
+        throw invalid_state_error("task result was already moved out (the type is move-only)");
       }
+      T out = std::move(*m_value);
+      m_value.reset();
+      return out;
     }
   }
-
- private:
-  ~task_state() override { destroy_frame(); }
-
-  std::exception_ptr take_result_and_destroy_frame() noexcept override {
-    auto& p = m_frame.promise();
-    auto error = p.m_error;
-    if constexpr (!std::is_void_v<T>) {
-      if (!error) {
-        try {
-          m_value.emplace(std::move(*p.m_value));
-        } catch (...) {
-          error = std::current_exception();
-        }
-      }
-    }
-    destroy_frame();
-    return error;
-  }
-  void destroy_frame() noexcept override {
-    if (m_frame) {
-      std::exchange(m_frame, nullptr).destroy();
-    }
-  }
-
-  std::coroutine_handle<task_promise<T>> m_frame;
-  struct empty {};
-  std::conditional_t<std::is_void_v<T>, empty, std::optional<T>> m_value;
-};
+}
 
 /// The awaiter for a scheduled task: suspends until it completes.
 class task_wait_base : public waiter {
@@ -148,7 +111,7 @@ class task_wait_base : public waiter {
   task_base* m_target;
 
  private:
-  static void on_done(done_link* link) noexcept {
+  static void on_done(done_link* link, task_base* /*done*/) noexcept {
     auto* self = static_cast<task_wait_base*>(link->owner);
     self->m_linked = false;
     self->wake();
@@ -297,7 +260,11 @@ class task_handle : public basic_task_handle {
 template <class T>
 task_handle<T> create_task(task<T> t, std::string name = {},
                            detail::source_location where = detail::source_location::current()) {
-  return detail::running_loop_checked("create_task").create_task(std::move(t), std::move(name), where);
+  auto& loop = detail::running_loop_checked("create_task");
+  if (name.empty()) {
+    return loop.create_task(std::move(t), {}, where); // moving an empty string still copies its buffer
+  }
+  return loop.create_task(std::move(t), std::move(name), where);
 }
 
 /// The task running now, or an empty handle outside any task.
@@ -340,12 +307,13 @@ task_handle<T> event_loop::create_task(task<T> t, std::string name, detail::sour
   if (!frame) {
     throw error("create_task: the task is empty (moved from, or already scheduled)");
   }
-  auto* state = new detail::task_state<T>(*this, frame);
+  auto* state = detail::task_state<T>::adopt(*this, frame);
   state->set_where(where);
+  task_handle<T> out(state);
   if (!name.empty()) {
-    state->set_name(std::move(name));
+    out.set_name(std::move(name));
   }
-  return task_handle<T>(state);
+  return out;
 }
 
 template <class T>

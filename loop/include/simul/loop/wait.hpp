@@ -206,7 +206,7 @@ class as_completed_state {
   bool m_timed_out = false;
 
  private:
-  static void on_done(done_link* link) noexcept {
+  static void on_done(done_link* link, task_base* /*done*/) noexcept {
     auto* self = static_cast<as_completed_state*>(link->owner);
     self->m_finished.push_back(static_cast<std::size_t>(link - self->m_links.data()));
     self->wake_waiter();

@@ -54,8 +54,7 @@ class multi_wait final : public waiter {
  private:
   // A child's link when its embedded one is taken: `owner` is the multi_wait.
   using child_link = done_link;
-  static void on_child_done(done_link* link) noexcept;
-  [[nodiscard]] task_base* child_of(done_link* link) const noexcept;
+  static void on_child_done(done_link* link, task_base* child) noexcept;
   static void on_deadline(timer_entry* e) noexcept;
   [[nodiscard]] bool satisfied() const noexcept;
   void note_done(task_base& child) noexcept;

@@ -66,13 +66,21 @@ event_loop& running_loop_checked(const char* what);
 class task_base;
 task_base* current_task_or_null() noexcept;
 
+/// yield_now's suspension: queues the current task's next step behind
+/// everything ready now; false (do not suspend) if a cancellation is pending.
+/// Throws `simul::error` outside a task.
+bool yield_suspend(std::coroutine_handle<> h);
+/// yield_now's resumption: throws a cancellation that arrived meanwhile.
+void yield_resume();
+
 /// A link in a task's list of things to do when it completes. Internal links
-/// run synchronously at completion and must only schedule work.
+/// run synchronously at completion and must only schedule work; `fn` gets
+/// the link (its `task` already cleared: it is unlinked) and the task.
 struct done_link {
   done_link* prev = nullptr;
   done_link* next = nullptr;
   task_base* task = nullptr;
-  void (*fn)(done_link*) noexcept = nullptr;
+  void (*fn)(done_link*, task_base*) noexcept = nullptr;
   void* owner = nullptr;
 };
 
@@ -120,14 +128,14 @@ class task_base {
   task_base(const task_base&) = delete;
   task_base& operator=(const task_base&) = delete;
 
-  // Task states come from the loop's small-block pool (frame_pool.hpp); the
-  // virtual destructor makes `delete` pass the derived type's size.
-  static void* operator new(std::size_t size) { return pool_allocate(size); }
-  static void operator delete(void* p, std::size_t size) noexcept { pool_deallocate(p, size); }
+  // A task state lives in front of its coroutine's frame, in the same block
+  // (task_state<T> in task.hpp): it is never allocated on its own.
 
   void add_ref() noexcept { m_refs.fetch_add(1, std::memory_order_relaxed); }
   void release() noexcept {
-    if (m_refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+    // The last reference needs no read-modify-write: nobody else holds one
+    // to copy from. The acquire load pairs with other threads' releases.
+    if (m_refs.load(std::memory_order_acquire) == 1 || m_refs.fetch_sub(1, std::memory_order_acq_rel) == 1) {
       destroy();
     }
   }
@@ -177,19 +185,15 @@ class task_base {
 
   // Loop plumbing.
   static void step_thunk(void* self) noexcept { static_cast<task_base*>(self)->step(); }
+  // The loop's list of pending tasks; once the task is done, the same links
+  // hold it in the loop's list of tasks with an unretrieved error.
   task_base* m_all_prev = nullptr;
   task_base* m_all_next = nullptr;
-  task_base* m_exc_prev = nullptr; // list of tasks holding an unretrieved error
-  task_base* m_exc_next = nullptr;
-  bool m_in_exc_list = false;
   /// A done link kept in the task for the first multi_wait (gather, wait)
   /// that waits on it, so a gather of N tasks needs no N-entry link array.
-  struct embedded_link : done_link {
-    task_base* self;
-  };
-  embedded_link m_wait_link{};
+  done_link m_wait_link{};
   /// The embedded link, if no one is using it.
-  embedded_link* free_wait_link() noexcept { return m_wait_link.task == nullptr ? &m_wait_link : nullptr; }
+  done_link* free_wait_link() noexcept { return m_wait_link.task == nullptr ? &m_wait_link : nullptr; }
 
  protected:
   explicit task_base(event_loop& loop);
@@ -200,7 +204,12 @@ class task_base {
   virtual std::exception_ptr take_result_and_destroy_frame() noexcept = 0;
   /// Destroys the frame of a task that never ran or never finished.
   virtual void destroy_frame() noexcept = 0;
+  /// Destroys the frame if it is still there, then this state, and frees the
+  /// block that held both.
+  virtual void destroy_self() noexcept = 0;
 
+  /// Schedules the first step and takes the loop's reference. Throws (and
+  /// changes nothing) if the ready queue cannot grow.
   void start(std::coroutine_handle<> root);
   /// The root coroutine reached its end (value or exception in the frame).
   void on_root_final() noexcept;
@@ -208,12 +217,23 @@ class task_base {
  private:
   friend class waiter;
   friend class task_promise_base;
+  friend bool yield_suspend(std::coroutine_handle<> h);
+  friend void yield_resume();
   friend struct loop_access;
   void step() noexcept;
+  /// A cancellation came before the first step: completes the task
+  /// cancelled; its body never runs.
+  void cancel_first_step() noexcept;
   void complete(status final_status) noexcept;
   void destroy() noexcept;
 
   std::atomic<std::uint32_t> m_refs{1};
+  int m_cancel_requests = 0;
+  status m_status = status::pending;
+  bool m_must_cancel = false;
+  bool m_started = false;
+  bool m_retrieved = false;
+  bool m_in_exc_list = false;
   event_loop* m_loop;
   std::coroutine_handle<> m_resume;
   waiter* m_waiter = nullptr;
@@ -234,12 +254,6 @@ class task_base {
   std::unique_ptr<rare> m_extras;
   std::uint64_t m_id;
   source_location m_where{};
-  int m_cancel_requests = 0;
-  status m_status = status::pending;
-  bool m_must_cancel = false;
-  bool m_started = false;
-  bool m_retrieved = false;
-  bool m_step_scheduled = false;
 };
 
 /// Intrusive reference to a task.
