@@ -82,6 +82,12 @@ TEST(FramePool, TasksMadeOnOneThreadAndRunOnAnotherLoop) {
 }
 
 TEST(FramePool, AForkedChildCanRunTasksWhileAnotherThreadUsesThePool) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The pool is off under ASan (blocks come from ASan's allocator), so there
+  // is no lock of ours to check, and forking while another thread starts and
+  // ends threads only exercises the sanitizer's own fork hazards.
+  GTEST_SKIP() << "the frame pool is off under AddressSanitizer";
+#endif
   std::atomic<bool> stop{false};
   std::thread churn([&] { // takes and gives back the spare list's lock
     while (!stop.load()) {
