@@ -21,6 +21,7 @@
 // side, since Asio's join ends its pool; making 2 threads costs microseconds.
 
 #include "../common/ratio_reporter.hpp"
+#include "../common/wake_cpus.hpp"
 
 #include <simul/threadpool.hpp>
 
@@ -49,6 +50,7 @@ constexpr long k_tiny = 1'000'000;
 // ---- T1 -------------------------------------------------------------------
 
 void t1_simul(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
   for (auto _ : state) {
     std::atomic<long> count{0};
     simul::thread_pool pool({.threads = k_workers});
@@ -64,6 +66,7 @@ void t1_simul(benchmark::State& state) {
 }
 
 void t1_asio(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
   for (auto _ : state) {
     std::atomic<long> count{0};
     boost::asio::thread_pool pool(k_workers);
@@ -79,6 +82,7 @@ void t1_asio(benchmark::State& state) {
 }
 
 void t1_tbb(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
   for (auto _ : state) {
     std::atomic<long> count{0};
     tbb::task_arena arena(k_workers);
@@ -99,6 +103,7 @@ void t1_tbb(benchmark::State& state) {
 // ---- T2 -------------------------------------------------------------------
 
 void t2_simul(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
   for (auto _ : state) {
     simul::thread_pool pool({.threads = k_workers});
     std::vector<simul::future<long>> futures;
@@ -118,6 +123,7 @@ void t2_simul(benchmark::State& state) {
 }
 
 void t2_asio(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
   for (auto _ : state) {
     boost::asio::thread_pool pool(k_workers);
     std::vector<std::future<long>> futures;
@@ -138,6 +144,7 @@ void t2_asio(benchmark::State& state) {
 }
 
 void t2_python(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
   for (auto _ : state) {
     const std::string command = std::string("python3 ") + SIMUL_T2_PYTHON_SCRIPT + " " + std::to_string(k_tiny) + " " +
                                 std::to_string(k_workers);
@@ -192,6 +199,7 @@ std::uint64_t iterations_for_5ms() {
 }
 
 void t3_sequential(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
   const auto n = iterations_for_5ms();
   for (auto _ : state) {
     std::uint64_t acc = 0;
@@ -203,6 +211,7 @@ void t3_sequential(benchmark::State& state) {
 }
 
 void t3_simul(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
   const auto n = iterations_for_5ms();
   simul::thread_pool pool({.threads = k_workers});
   for (auto _ : state) {
@@ -219,6 +228,7 @@ void t3_simul(benchmark::State& state) {
 }
 
 void t3_asio(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
   const auto n = iterations_for_5ms();
   boost::asio::thread_pool pool(k_workers);
   for (auto _ : state) {
@@ -236,6 +246,7 @@ void t3_asio(benchmark::State& state) {
 }
 
 void t3_tbb(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
   const auto n = iterations_for_5ms();
   tbb::task_arena arena(k_workers);
   for (auto _ : state) {
@@ -254,6 +265,7 @@ void t3_tbb(benchmark::State& state) {
 // ---- scaling ----------------------------------------------------------------
 
 void scaling(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
   const auto workers = static_cast<std::size_t>(state.range(0));
   const auto submitters = static_cast<int>(state.range(1));
   constexpr long total = 400'000;

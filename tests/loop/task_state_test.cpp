@@ -130,7 +130,12 @@ TEST(TaskState, UnretrievedErrorsAreReportedOnceEachEvenWhenOthersAreRetrievedIn
     });
     std::vector<simul::task_handle<void>> failing;
     for (int i = 0; i < 6; ++i) {
-      failing.push_back(loop.create_task(fail_after(i % 3, "boom " + std::to_string(i)), "f" + std::to_string(i)));
+      // Appended, not "literal" + string: g++ 12 warns falsely (-Wrestrict) on that at -O2.
+      std::string message = "boom ";
+      message += std::to_string(i);
+      std::string name = "f";
+      name += std::to_string(i);
+      failing.push_back(loop.create_task(fail_after(i % 3, std::move(message)), std::move(name)));
     }
     auto waiter = [](simul::basic_task_handle* last) -> simul::task<int> {
       // Tasks still pending while the failed ones sit in the error list: the
