@@ -194,41 +194,33 @@ void p4_sequential(benchmark::State& state) {
   }
 }
 
-// P5: a 64 MiB buffer to a worker and back (memfd both ways).
-void p5_round_trips(benchmark::State& state, simul::process_pool& procs) {
+// P5: a 64 MiB buffer to a worker and back, `data` sent to `echo_fn`.
+template <class Buffer>
+void p5_round_trips(benchmark::State& state, simul::process_pool& procs, Buffer (*echo_fn)(Buffer), Buffer data) {
   warm(procs);
-  std::vector<std::uint8_t> data(64 << 20, 7);
-  for (auto _ : state) {
-    const auto start = clock_type::now();
-    auto back = procs.submit(echo, data).get();
-    benchmark::DoNotOptimize(back.data());
-    state.SetIterationTime(seconds_since(start));
-  }
-  state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(data.size()));
-}
-
-void p5_simul(benchmark::State& state) { p5_round_trips(state, pool()); }
-
-// P5 again with workers that keep their heap (process_pool_options::keep_worker_heap).
-void p5_simul_keep_heap(benchmark::State& state) {
-  static simul::process_pool procs({.workers = k_workers, .keep_worker_heap = true});
-  p5_round_trips(state, procs);
-}
-
-// P5 again with a shared_buffer: the worker maps the caller's pages (every
-// page table entry made at once, MAP_POPULATE) and sends the same memory back.
-void p5_simul_shared_buffer(benchmark::State& state) {
-  auto& procs = pool();
-  warm(procs);
-  simul::shared_buffer data(64 << 20);
   std::memset(data.data(), 7, data.size());
   for (auto _ : state) {
     const auto start = clock_type::now();
-    auto back = procs.submit(echo_shared, data).get();
+    auto back = procs.submit(echo_fn, data).get();
     benchmark::DoNotOptimize(back.data());
     state.SetIterationTime(seconds_since(start));
   }
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(data.size()));
+}
+
+// A std::vector: copied into a memfd and out of it on each side.
+void p5_simul(benchmark::State& state) { p5_round_trips(state, pool(), echo, std::vector<std::uint8_t>(64 << 20)); }
+
+// The same with workers that keep their heap (process_pool_options::keep_worker_heap).
+void p5_simul_keep_heap(benchmark::State& state) {
+  static simul::process_pool procs({.workers = k_workers, .keep_worker_heap = true});
+  p5_round_trips(state, procs, echo, std::vector<std::uint8_t>(64 << 20));
+}
+
+// A shared_buffer: the worker maps the caller's pages (every page table entry
+// made at once, MAP_POPULATE) and sends the same memory back.
+void p5_simul_shared_buffer(benchmark::State& state) {
+  p5_round_trips(state, pool(), echo_shared, simul::shared_buffer(64 << 20));
 }
 
 void p5_memcpy(benchmark::State& state) {
