@@ -273,12 +273,8 @@ void ready_queue::drop_head() noexcept {
 
 // ---- loop_impl ----
 
-[[gnu::noinline]] void loop_impl::run_item(ready_item item) noexcept {
-  if (!debug) {
-    item.run(item.arg);
-    return;
-  }
-  // Debug mode only: describe the item before it runs (it may free itself).
+[[gnu::noinline]] void loop_impl::run_item_timed(ready_item item) noexcept {
+  // Describe the item before it runs (it may free itself).
   std::string what;
   std::string task;
   detail::source_location where;
@@ -326,7 +322,7 @@ void loop_impl::drain_ready() noexcept {
     if (!debug) {
       item.run(item.arg); // the common case, kept tight
     } else {
-      run_item(item); // out of line: times and describes the item
+      run_item_timed(item); // out of line: times and describes the item
     }
   }
   if (ready.empty() && idle_active) {

@@ -206,7 +206,8 @@ struct loop_impl {
   std::atomic<std::thread::id> thread{};
 
   void drain_ready() noexcept;
-  void run_item(ready_item item) noexcept;
+  /// Debug mode: runs `item`, then reports it if it took over 100 ms.
+  void run_item_timed(ready_item item) noexcept;
   void report_if_slow(const std::string& what, const std::string& task, const source_location& where,
                       std::chrono::nanoseconds took) noexcept;
   void rearm_timer() noexcept;

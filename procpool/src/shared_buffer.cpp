@@ -85,17 +85,14 @@ block_registry* g_registry = new block_registry; // NOLINT: deliberately leaked
   throw std::system_error(errno, std::generic_category(), std::string("simul::shared_buffer: ") + what);
 }
 
-/// Maps `fd` (read and write, pages populated) and registers the block.
-std::shared_ptr<shared_block> map_block(unique_fd fd, std::size_t size) {
-  struct stat info {};
-  if (::fstat(fd.get(), &info) != 0) {
-    fail("fstat");
-  }
+/// Maps `fd`, the memfd `info` describes (read and write, pages populated),
+/// and registers the block.
+std::shared_ptr<shared_block> map_block(unique_fd fd, std::size_t size, const struct stat& info) {
+  auto block = std::make_shared<shared_block>(); // first: nothing to undo if it throws
   void* map = ::mmap(nullptr, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_POPULATE, fd.get(), 0);
   if (map == MAP_FAILED) {
     fail("mmap");
   }
-  auto block = std::make_shared<shared_block>();
   block->fd = std::move(fd);
   block->map = static_cast<std::byte*>(map);
   block->size = size;
@@ -151,7 +148,7 @@ shared_buffer decode_shared(in_message& in) {
     return shared_buffer(std::move(block)); // our own memory, back from a worker
   }
   try {
-    return shared_buffer(map_block(std::move(fd), static_cast<std::size_t>(size)));
+    return shared_buffer(map_block(std::move(fd), static_cast<std::size_t>(size), info));
   } catch (const std::system_error& e) {
     throw serialization_error(std::string("process_pool: mapping a received shared_buffer failed: ") + e.what());
   }
@@ -172,7 +169,11 @@ shared_buffer::shared_buffer(std::size_t size) {
   if (::ftruncate(fd.get(), static_cast<off_t>(size)) != 0) {
     detail::fail("ftruncate");
   }
-  m_block = detail::map_block(std::move(fd), size);
+  struct stat info {};
+  if (::fstat(fd.get(), &info) != 0) {
+    detail::fail("fstat");
+  }
+  m_block = detail::map_block(std::move(fd), size, info);
   m_data = m_block->map;
   m_size = size;
 }

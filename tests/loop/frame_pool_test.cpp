@@ -20,6 +20,18 @@
 using simul::detail::pool_allocate;
 using simul::detail::pool_deallocate;
 
+namespace {
+/// Gathers the tasks and adds up their results.
+simul::task<long> sum_of(std::vector<simul::task<int>> tasks) {
+  auto values = co_await simul::gather(std::move(tasks));
+  long sum = 0;
+  for (int v : values) {
+    sum += v;
+  }
+  co_return sum;
+}
+} // namespace
+
 TEST(FramePool, BlocksAreAlignedDistinctAndWritable) {
   std::vector<std::pair<void*, std::size_t>> blocks;
   std::set<void*> seen;
@@ -70,15 +82,7 @@ TEST(FramePool, TasksMadeOnOneThreadAndRunOnAnotherLoop) {
       tasks.push_back(make(i));
     }
   }).join();
-  auto main = [](std::vector<simul::task<int>> ts) -> simul::task<long> {
-    auto values = co_await simul::gather(std::move(ts));
-    long sum = 0;
-    for (int v : values) {
-      sum += v;
-    }
-    co_return sum;
-  };
-  EXPECT_EQ(simul::run(main(std::move(tasks))), 9900);
+  EXPECT_EQ(simul::run(sum_of(std::move(tasks))), 9900);
 }
 
 TEST(FramePool, AForkedChildCanRunTasksWhileAnotherThreadUsesThePool) {
@@ -111,15 +115,7 @@ TEST(FramePool, AForkedChildCanRunTasksWhileAnotherThreadUsesThePool) {
       for (int i = 0; i < 100; ++i) {
         ts.push_back(work(i));
       }
-      auto main = [](std::vector<simul::task<int>> t) -> simul::task<long> {
-        auto values = co_await simul::gather(std::move(t));
-        long sum = 0;
-        for (int v : values) {
-          sum += v;
-        }
-        co_return sum;
-      };
-      std::_Exit(simul::run(main(std::move(ts))) == 5050 ? 0 : 1);
+      std::_Exit(simul::run(sum_of(std::move(ts))) == 5050 ? 0 : 1);
     }
     int status = 0;
     ASSERT_EQ(::waitpid(pid, &status, 0), pid);
