@@ -69,6 +69,21 @@ TEST(Future, SecondGetIsAClearError) {
   EXPECT_EQ(code_of([&] { (void)f.get(); }), simul::future_errc::value_already_retrieved);
 }
 
+TEST(Future, SecondGetOfACancelledFutureIsAClearError) {
+  simul::promise<int> p;
+  auto f = p.get_future();
+  EXPECT_TRUE(f.cancel());
+  EXPECT_THROW(f.get(), simul::cancelled_error);
+  EXPECT_EQ(code_of([&] { (void)f.get(); }), simul::future_errc::value_already_retrieved);
+}
+
+// The "taken" flag lives in the status word, so that a future of a word-sized
+// value costs one 64-byte malloc chunk (56 bytes and malloc's 8-byte header).
+TEST(Future, AWordSizedStateFitsOneCacheLineOfMalloc) {
+  EXPECT_LE(sizeof(simul::detail::shared_state<long>), 56U);
+  EXPECT_LE(sizeof(simul::detail::shared_state<void>), 56U);
+}
+
 TEST(Future, EmptyFutureIsAClearError) {
   simul::future<int> f;
   EXPECT_FALSE(f.valid());

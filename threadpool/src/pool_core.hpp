@@ -3,18 +3,18 @@
 // The machinery behind simul::thread_pool: workers, queues, sleeping and
 // accounting. Private to the module.
 //
-// Queues. Each worker owns a deque (a ring under its own mutex): its own
-// submissions go to the back and it takes from the back; thieves take from
-// the front. Other threads push to one injection queue, which workers drain
-// in small batches into their deques so that the lock is taken once per
-// batch, not once per task. Every ring also publishes an approximate size, so
+// Queues. Each worker owns a deque (a ring under its own spin lock, see
+// spin_lock.hpp): its own submissions go to the back and it takes from the
+// back; thieves take from the front. Other threads push to one injection
+// queue, which workers drain in small batches into their deques so that the
+// lock is taken once per batch, not once per task. Every ring also publishes an approximate size, so
 // a worker looking for work skips empty queues without taking their locks.
 //
 // Sleeping. A worker that finds nothing spins briefly, then registers as a
 // sleeper, reads the wake epoch, looks once more through every queue under
 // its lock, and sleeps on the epoch futex. A producer pushes under the
 // queue's lock and then, if anyone is registered, bumps the epoch and wakes
-// one worker. The queue mutex orders the two sides: either the worker's
+// one worker. The queue lock orders the two sides: either the worker's
 // final look sees the task, or the producer sees the registration and the
 // worker's futex wait sees the new epoch. A worker that takes a task while
 // more are queued wakes the next sleeper, so wake-ups spread along a chain.
@@ -39,6 +39,7 @@
 // counted as submitted before it can be taken, equal sums mean nothing was in
 // flight at the moment "finished" was read.
 
+#include "spin_lock.hpp"
 #include "task_ring.hpp"
 
 #include <simul/core/error.hpp>
@@ -77,7 +78,7 @@ struct alignas(64) worker_state final : cooperative_waiter {
   std::size_t index;
   std::thread thread;
 
-  std::mutex lock;
+  spin_lock lock;
   task_ring deque;
   std::atomic<std::size_t> approx_size{0};
 
@@ -135,7 +136,7 @@ class pool_core {
   mutable std::mutex m_handler_lock;
   std::function<void(std::exception_ptr)> m_handler;
 
-  alignas(64) std::mutex m_injection_lock;
+  alignas(64) spin_lock m_injection_lock;
   task_ring m_injection;
   std::atomic<std::size_t> m_injection_size{0};
   owned_counter m_external_submitted; // written under m_injection_lock

@@ -3,7 +3,7 @@
 // A double-ended queue of tasks in fixed-size blocks: the storage behind every
 // queue of the pool.
 //
-// Not synchronised: each queue is guarded by its owner's mutex. Tasks live in
+// Not synchronised: each queue is guarded by its owner's lock. Tasks live in
 // blocks of 256 slots (16 KiB) linked both ways; a block that empties goes to
 // a small cache of spare blocks instead of back to the allocator, so a queue
 // that has reached its working size allocates nothing, and a queue that

@@ -82,8 +82,9 @@ class state_base {
   static constexpr std::uint32_t k_completing = 2; // someone is writing the result
   static constexpr std::uint32_t k_ready = 3;      // the result is published
   static constexpr std::uint32_t k_status_mask = 3;
-  static constexpr std::uint32_t k_cancelled = 4; // the result is a cancellation
-  static constexpr std::uint32_t k_waiters = 8;   // a thread sleeps on the word
+  static constexpr std::uint32_t k_cancelled = 4;  // the result is a cancellation
+  static constexpr std::uint32_t k_waiters = 8;    // a thread sleeps on the word
+  static constexpr std::uint32_t k_retrieved = 16; // the future's value was taken
   static constexpr std::chrono::microseconds k_yield_spin{50};
 
   state_base() = default;
@@ -163,7 +164,9 @@ class state_base {
   }
 
   /// Marks the value as taken; true the first time only.
-  bool mark_retrieved() noexcept { return !m_retrieved.exchange(true, std::memory_order_acq_rel); }
+  bool mark_retrieved() noexcept {
+    return (m_word.fetch_or(k_retrieved, std::memory_order_acq_rel) & k_retrieved) == 0;
+  }
 
   void wait() const { (void)wait_until(std::chrono::steady_clock::time_point::max()); }
 
@@ -301,7 +304,6 @@ class state_base {
 
   std::atomic<std::uint32_t> m_refs{1};
   mutable std::atomic<std::uint32_t> m_word{k_pending};
-  std::atomic<bool> m_retrieved{false};
   std::atomic<callback_node*> m_callbacks{nullptr};
   std::atomic<unique_function<bool()>*> m_cancel_hook{nullptr};
 };
