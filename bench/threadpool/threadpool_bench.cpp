@@ -12,14 +12,20 @@
 //                       simul submit + get; Asio post(use_future) + get;
 //                       Python ThreadPoolExecutor.submit + result.
 // T3 t3_cpu_64x5ms:     64 CPU-bound tasks of about 5 ms; sequential is the
-//                       baseline, so its ratio is simul's speedup.
+//                       baseline, so its ratio is simul's speedup. raw_threads
+//                       (two threads and an atomic counter, no pool) is what
+//                       the machine allows: its ratio is simul's share of it.
 // scaling_post_400k:    400,000 posts split over 1-2 submitting threads, on
 //                       pools of 1-4 workers (simul only; times, no ratios).
 //
 // Every side uses 2 workers (TBB: an arena of 2, the waiting thread joins in,
 // as TBB is designed to). Pools are made inside the timed region for every
 // side, since Asio's join ends its pool; making 2 threads costs microseconds.
+// Freed memory stays in the process between repetitions (keep_heap.hpp), so
+// that page faults do not decide T1 and T2; SIMUL_BENCH_DEFAULT_MALLOC=1 gives
+// the cold-memory figures.
 
+#include "../common/keep_heap.hpp"
 #include "../common/ratio_reporter.hpp"
 #include "../common/wake_cpus.hpp"
 
@@ -227,6 +233,30 @@ void t3_simul(benchmark::State& state) {
   }
 }
 
+// The ceiling: two plain threads taking the next task from a shared counter,
+// with no queue, no future and no pool around them.
+void t3_raw_threads(benchmark::State& state) {
+  simul::bench::wake_all_cpus();
+  const auto n = iterations_for_5ms();
+  for (auto _ : state) {
+    std::vector<std::uint64_t> out(k_cpu_tasks);
+    std::atomic<int> next{0};
+    auto work = [&] {
+      for (int t = next.fetch_add(1); t < k_cpu_tasks; t = next.fetch_add(1)) {
+        out[t] = spin(n, t);
+      }
+    };
+    std::vector<std::thread> threads;
+    for (int w = 0; w < k_workers; ++w) {
+      threads.emplace_back(work);
+    }
+    for (auto& thread : threads) {
+      thread.join();
+    }
+    benchmark::DoNotOptimize(out.data());
+  }
+}
+
 void t3_asio(benchmark::State& state) {
   simul::bench::wake_all_cpus();
   const auto n = iterations_for_5ms();
@@ -310,6 +340,7 @@ int main(int argc, char** argv) {
   ms(benchmark::RegisterBenchmark("t3_cpu_64x5ms/sequential", t3_sequential));
   ms(benchmark::RegisterBenchmark("t3_cpu_64x5ms/asio", t3_asio));
   ms(benchmark::RegisterBenchmark("t3_cpu_64x5ms/tbb", t3_tbb));
+  ms(benchmark::RegisterBenchmark("t3_cpu_64x5ms/raw_threads", t3_raw_threads));
   auto* scale = benchmark::RegisterBenchmark("scaling_post_400k", scaling);
   ms(scale);
   scale->ArgNames({"workers", "submitters"});
@@ -319,6 +350,9 @@ int main(int argc, char** argv) {
     }
   }
   benchmark::Initialize(&argc, argv);
+  if (!simul::bench::keep_freed_memory()) {
+    std::printf("glibc's default trim and mmap thresholds (cold memory on every repetition)\n");
+  }
   simul::bench::ratio_reporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
