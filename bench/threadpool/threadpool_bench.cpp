@@ -16,7 +16,8 @@
 //                       (two threads and an atomic counter, no pool) is what
 //                       the machine allows: its ratio is simul's share of it.
 // scaling_post_400k:    400,000 posts split over 1-2 submitting threads, on
-//                       pools of 1-4 workers (simul only; times, no ratios).
+//                       pools of 1-4 workers; scaling_post_400k_asio is the
+//                       same through Asio (times, no ratios).
 //
 // Every side uses 2 workers (TBB: an arena of 2, the waiting thread joins in,
 // as TBB is designed to). Pools are made inside the timed region for every
@@ -294,31 +295,48 @@ void t3_tbb(benchmark::State& state) {
 
 // ---- scaling ----------------------------------------------------------------
 
-void scaling(benchmark::State& state) {
+// `post(pool, task)` for one side of the scaling table.
+template <class Pool, class Post, class Wait>
+void scaling_run(benchmark::State& state, Post post, Wait wait_all) {
   simul::bench::wake_all_cpus();
   const auto workers = static_cast<std::size_t>(state.range(0));
   const auto submitters = static_cast<int>(state.range(1));
   constexpr long total = 400'000;
   for (auto _ : state) {
     std::atomic<long> count{0};
-    simul::thread_pool pool({.threads = workers});
+    Pool pool(workers);
     std::vector<std::thread> threads;
     for (int s = 0; s < submitters; ++s) {
-      threads.emplace_back([&pool, &count, submitters] {
+      threads.emplace_back([&pool, &count, &post, submitters] {
         for (long i = 0; i < total / submitters; ++i) {
-          pool.post([&count] { count.fetch_add(1, std::memory_order_relaxed); });
+          post(pool, [&count] { count.fetch_add(1, std::memory_order_relaxed); });
         }
       });
     }
     for (auto& t : threads) {
       t.join();
     }
-    pool.wait_idle();
+    wait_all(pool);
     if (count.load() != total) {
       state.SkipWithError("lost tasks");
     }
   }
   state.SetItemsProcessed(state.iterations() * total);
+}
+
+struct simul_pool : simul::thread_pool {
+  explicit simul_pool(std::size_t workers) : simul::thread_pool({.threads = workers}) {}
+};
+
+void scaling(benchmark::State& state) {
+  scaling_run<simul_pool>(
+      state, [](simul_pool& pool, auto task) { pool.post(task); }, [](simul_pool& pool) { pool.wait_idle(); });
+}
+
+void scaling_asio(benchmark::State& state) {
+  scaling_run<boost::asio::thread_pool>(
+      state, [](boost::asio::thread_pool& pool, auto task) { boost::asio::post(pool, task); },
+      [](boost::asio::thread_pool& pool) { pool.join(); });
 }
 
 } // namespace
@@ -341,12 +359,14 @@ int main(int argc, char** argv) {
   ms(benchmark::RegisterBenchmark("t3_cpu_64x5ms/asio", t3_asio));
   ms(benchmark::RegisterBenchmark("t3_cpu_64x5ms/tbb", t3_tbb));
   ms(benchmark::RegisterBenchmark("t3_cpu_64x5ms/raw_threads", t3_raw_threads));
-  auto* scale = benchmark::RegisterBenchmark("scaling_post_400k", scaling);
-  ms(scale);
-  scale->ArgNames({"workers", "submitters"});
-  for (int w = 1; w <= 4; ++w) {
-    for (int s = 1; s <= 2; ++s) {
-      scale->Args({w, s});
+  for (auto* scale : {benchmark::RegisterBenchmark("scaling_post_400k", scaling),
+                      benchmark::RegisterBenchmark("scaling_post_400k_asio", scaling_asio)}) {
+    ms(scale);
+    scale->ArgNames({"workers", "submitters"});
+    for (int w = 1; w <= 4; ++w) {
+      for (int s = 1; s <= 2; ++s) {
+        scale->Args({w, s});
+      }
     }
   }
   benchmark::Initialize(&argc, argv);
