@@ -30,6 +30,8 @@ constexpr std::size_t k_max_batch = 32;
 // little, and the last ones yield the core to other threads.
 constexpr int k_spin_rounds = 64;
 constexpr int k_yield_rounds = 8;
+// Workers that may spin at once; the others go straight to sleep.
+constexpr std::uint32_t k_max_spinners = 1;
 
 void futex_wake(const std::atomic<std::uint32_t>& word, int count) noexcept {
   ::syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, count, nullptr, nullptr, 0);
@@ -108,18 +110,7 @@ void pool_core::worker_main(worker_state& self) {
       continue;
     }
     notify_idle_waiters();
-    bool found = false;
-    for (int round = 0; round < k_spin_rounds + k_yield_rounds && !found; ++round) {
-      if (round < k_spin_rounds) {
-        for (int i = 0; i < 16; ++i) {
-          cpu_relax();
-        }
-      } else {
-        std::this_thread::yield();
-      }
-      found = find_task(self, task, false);
-    }
-    if (found) {
+    if (spin_for_task(self, task)) {
       pass_on_wake_up();
       run_task(self, task);
       continue;
@@ -155,6 +146,28 @@ void pool_core::worker_main(worker_state& self) {
   notify_idle_waiters();
 }
 
+bool pool_core::spin_for_task(worker_state& self, pool_task& out) {
+  // Counted before the first look and uncounted after the last one, so that a
+  // producer who saw the count knows this worker looks again (pool_core.hpp).
+  if (m_spinning.fetch_add(1, std::memory_order_seq_cst) >= k_max_spinners) {
+    m_spinning.fetch_sub(1, std::memory_order_seq_cst);
+    return false;
+  }
+  bool found = false;
+  for (int round = 0; round < k_spin_rounds + k_yield_rounds && !found; ++round) {
+    if (round < k_spin_rounds) {
+      for (int i = 0; i < 16; ++i) {
+        cpu_relax();
+      }
+    } else {
+      std::this_thread::yield();
+    }
+    found = find_task(self, out, false);
+  }
+  m_spinning.fetch_sub(1, std::memory_order_seq_cst);
+  return found;
+}
+
 bool pool_core::find_task(worker_state& self, pool_task& out, bool thorough) {
   if (thorough || self.approx_size.load(std::memory_order_relaxed) > 0) {
     std::lock_guard guard(self.lock);
@@ -187,7 +200,7 @@ bool pool_core::take_from_injection(worker_state& self, pool_task& out, bool tho
       batch[taken] = m_injection.pop_front();
     }
     left = m_injection.size();
-    m_injection_size.store(left, std::memory_order_relaxed);
+    m_injection_size.store(left, std::memory_order_seq_cst);
   }
   if (taken > 0) {
     std::lock_guard guard(self.lock);
@@ -196,7 +209,7 @@ bool pool_core::take_from_injection(worker_state& self, pool_task& out, bool tho
     for (auto i = taken; i > 0; --i) {
       self.deque.push_back(std::move(batch[i - 1]));
     }
-    self.approx_size.store(self.deque.size(), std::memory_order_relaxed);
+    self.approx_size.store(self.deque.size(), std::memory_order_seq_cst);
   }
   if (left > 0 || taken > 0) {
     notify_one();
@@ -272,7 +285,7 @@ void pool_core::enqueue(pool_task&& task) {
       if (!m_stopping.load(std::memory_order_seq_cst)) {
         self->submitted.bump();
         self->deque.push_back(std::move(task));
-        self->approx_size.store(self->deque.size(), std::memory_order_relaxed);
+        self->approx_size.store(self->deque.size(), std::memory_order_seq_cst);
         task.reset();
       }
     }
@@ -292,7 +305,7 @@ void pool_core::enqueue(pool_task&& task) {
     }
     m_external_submitted.bump();
     m_injection.push_back(std::move(task));
-    m_injection_size.store(m_injection.size(), std::memory_order_relaxed);
+    m_injection_size.store(m_injection.size(), std::memory_order_seq_cst);
   }
   notify_one();
 }
@@ -306,6 +319,9 @@ void pool_core::throw_not_accepting() {
 }
 
 void pool_core::notify_one() noexcept {
+  if (m_spinning.load(std::memory_order_seq_cst) > 0) {
+    return; // a spinning worker looks again before it sleeps or runs anything else
+  }
   if (m_sleepers.load(std::memory_order_seq_cst) > 0 && !m_notified.exchange(true, std::memory_order_seq_cst)) {
     m_epoch.fetch_add(1, std::memory_order_seq_cst);
     futex_wake(m_epoch, 1);
@@ -321,9 +337,9 @@ void pool_core::pass_on_wake_up() noexcept {
   if (m_sleepers.load(std::memory_order_seq_cst) == 0) {
     return;
   }
-  bool queued = m_injection_size.load(std::memory_order_relaxed) > 0;
+  bool queued = m_injection_size.load(std::memory_order_seq_cst) > 0;
   for (std::size_t i = 0; i < m_workers.size() && !queued; ++i) {
-    queued = m_workers[i]->approx_size.load(std::memory_order_relaxed) > 0;
+    queued = m_workers[i]->approx_size.load(std::memory_order_seq_cst) > 0;
   }
   if (queued) {
     // Gated by the flag like a producer's wake-up: a set flag means a woken

@@ -33,6 +33,18 @@
 // (`pass_on_wake_up`): a wake-up "on its way" may have been used up by
 // another worker, and queued work must never wait for it.
 //
+// Spinning. At most one worker at a time spins for work before sleeping; the
+// others register as sleepers at once. While one spins, producers make no
+// wake-up call: the spinner is counted before its first look and uncounted
+// only after its last, so it looks at the queues again after any push whose
+// producer saw it counted. If that look finds the new task, or finds another
+// one and leaves work queued, the spinner passes a wake-up on; if it finds
+// nothing, it goes through the registration and last look above. Queue sizes
+// are published with sequentially consistent stores and read so by
+// `pass_on_wake_up`, which makes "the producer saw the spinner" and "the
+// spinner saw the size" the only two outcomes. Extra spinners only take CPU
+// from the threads that submit, on a machine with few cores.
+//
 // Idleness. Each worker counts the tasks it accepted from inside tasks and the
 // tasks it finished; outside submissions are counted under the injection
 // lock. `wait_idle` reads "finished" before "submitted": since a task is
@@ -118,6 +130,8 @@ class pool_core {
  private:
   void worker_main(worker_state& self);
   bool take_from_injection(worker_state& self, pool_task& out, bool thorough);
+  /// Looks for work for a while before sleeping; false at once if enough others do.
+  bool spin_for_task(worker_state& self, pool_task& out);
   bool steal(worker_state& self, pool_task& out, bool thorough);
   void notify_one() noexcept;
   /// After taking a task: wakes a sleeper if more work is still queued anywhere.
@@ -149,6 +163,8 @@ class pool_core {
   // A wake-up is on its way and no worker has looked at the queues since:
   // producers skip the system call while it is set.
   std::atomic<bool> m_notified{false};
+  // Workers spinning for work before they sleep (at most k_max_spinners).
+  std::atomic<std::uint32_t> m_spinning{0};
   alignas(64) std::atomic<std::uint32_t> m_idle_waiters{0};
   std::atomic<std::uint32_t> m_idle_epoch{0};
 
