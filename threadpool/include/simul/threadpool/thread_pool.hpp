@@ -35,8 +35,8 @@
 // goes to its worker's deque (newest first, which keeps recursive work hot in
 // cache), work from other threads goes to a shared injection queue that
 // workers take from in small batches, and an idle worker steals the oldest
-// task of a busy one. Idle workers spin for a few microseconds, then sleep on
-// a futex: an idle pool uses no CPU. Tasks whose closure fits in 56 bytes are
+// task of a busy one. An idle worker spins for a few microseconds (one at a
+// time), then sleeps on a futex: an idle pool uses no CPU. Tasks whose closure fits in 56 bytes are
 // stored inline, so `post` allocates nothing and `submit` allocates only the
 // future's shared state.
 //
