@@ -7,17 +7,19 @@
 // spin_lock.hpp): its own submissions go to the back and it takes from the
 // back; thieves take from the front. Other threads push to one injection
 // queue, which workers drain in small batches into their deques so that the
-// lock is taken once per batch, not once per task. Every ring also publishes an approximate size, so
-// a worker looking for work skips empty queues without taking their locks.
+// lock is taken once per batch, not once per task. Every ring also publishes
+// an approximate size, so a worker looking for work skips empty queues
+// without taking their locks.
 //
-// Sleeping. A worker that finds nothing spins briefly, then registers as a
-// sleeper, reads the wake epoch, looks once more through every queue under
-// its lock, and sleeps on the epoch futex. A producer pushes under the
-// queue's lock and then, if anyone is registered, bumps the epoch and wakes
-// one worker. The queue lock orders the two sides: either the worker's
-// final look sees the task, or the producer sees the registration and the
-// worker's futex wait sees the new epoch. A worker that takes a task while
-// more are queued wakes the next sleeper, so wake-ups spread along a chain.
+// Sleeping. A worker that finds nothing spins briefly (see Spinning), then
+// registers as a sleeper, reads the wake epoch, looks once more through every
+// queue under its lock, and sleeps on the epoch futex. A producer pushes
+// under the queue's lock and then, if anyone is registered and no worker
+// spins, bumps the epoch and wakes one worker. The queue lock orders the two
+// sides: either the worker's final look sees the task, or the producer sees
+// the registration and the worker's futex wait sees the new epoch. A worker
+// that takes a task while more are queued wakes the next sleeper, so
+// wake-ups spread along a chain.
 //
 // A "notified" flag keeps producers from paying a system call per task while
 // a worker sleeps: a producer wakes only if it flips the flag from false to
