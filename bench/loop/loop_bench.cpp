@@ -9,7 +9,13 @@
 //    (simul: yield_now; Asio: co_await post(executor, use_awaitable)).
 // L3 sleeps:        100,000 concurrent 1 ms sleeps, time until all completed
 //    (simul: sleep + gather; raw libuv: one uv_timer_t each; Asio: steady_timer::async_wait).
+//
+// Freed memory stays in the process between repetitions (keep_heap.hpp):
+// simul's frame pool keeps its blocks anyway, while what Asio and libuv free
+// goes back to glibc, which would hand it to the kernel and fault it in again
+// on the next repetition. SIMUL_BENCH_DEFAULT_MALLOC=1 gives the cold figures.
 
+#include "../common/keep_heap.hpp"
 #include "../common/ratio_reporter.hpp"
 
 #include <simul/loop.hpp>
@@ -25,6 +31,7 @@
 #include <uv.h>
 
 #include <chrono>
+#include <cstdio>
 #include <memory>
 #include <vector>
 
@@ -188,6 +195,9 @@ BENCHMARK(sleeps_asio)->Name("L3_sleeps/asio")->Unit(benchmark::kMillisecond)->U
 
 int main(int argc, char** argv) {
   benchmark::Initialize(&argc, argv);
+  if (!simul::bench::keep_freed_memory()) {
+    std::printf("glibc's default trim and mmap thresholds (cold memory on every repetition)\n");
+  }
   simul::bench::ratio_reporter reporter;
   benchmark::RunSpecifiedBenchmarks(&reporter);
   benchmark::Shutdown();
