@@ -7,6 +7,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <random>
 #include <thread>
@@ -69,6 +70,33 @@ TEST(ThreadPoolStress, FourThreadsSubmittingAtOnce) {
   pool.wait_idle();
   EXPECT_EQ(count.load(), 4L * per_thread);
   EXPECT_EQ(pool.stats().completed, 4U * per_thread);
+}
+
+TEST(ThreadPoolStress, MoreSubmittingThreadsThanLanes) {
+  // The pool has at most 16 injection lanes; 24 threads share them.
+  simul::thread_pool pool({.threads = 3});
+  std::atomic<long> count{0};
+  constexpr int threads = 24;
+  constexpr int per_thread = 4'000;
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < threads; ++t) {
+    submitters.emplace_back([&pool, &count] {
+      auto last = pool.submit([] { return 0; });
+      for (int i = 0; i < per_thread - 1; ++i) {
+        pool.post([&count] { count.fetch_add(1, std::memory_order_relaxed); });
+      }
+      EXPECT_EQ(last.get(), 0);
+    });
+  }
+  for (auto& thread : submitters) {
+    thread.join();
+  }
+  pool.wait_idle();
+  EXPECT_EQ(count.load(), static_cast<long>(threads) * (per_thread - 1));
+  const auto s = pool.stats();
+  EXPECT_EQ(s.submitted, static_cast<std::uint64_t>(threads) * per_thread);
+  EXPECT_EQ(s.completed, static_cast<std::uint64_t>(threads) * per_thread);
+  EXPECT_EQ(s.queued, 0U);
 }
 
 TEST(ThreadPoolStress, NestedSubmitsFromManyTasksWithStealing) {

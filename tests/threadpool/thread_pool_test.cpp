@@ -100,6 +100,68 @@ TEST(ThreadPool, PostRunsEveryTaskBeforeWaitIdleReturns) {
   EXPECT_EQ(s.running, 0U);
 }
 
+TEST(ThreadPool, EachThreadsSubmissionsStartInOrder) {
+  // One worker, several submitting threads (more of them than the pool has
+  // lanes on a small machine, so some share one): tasks from one thread start
+  // in the order that thread submitted them.
+  simul::thread_pool pool({.threads = 1});
+  constexpr int threads = 5;
+  constexpr int per_thread = 4'000;
+  std::vector<std::vector<int>> started(threads); // written by the one worker only
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < threads; ++t) {
+    submitters.emplace_back([&pool, &started, t] {
+      for (int i = 0; i < per_thread; ++i) {
+        pool.post([&started, t, i] { started[t].push_back(i); });
+      }
+    });
+  }
+  for (auto& thread : submitters) {
+    thread.join();
+  }
+  pool.wait_idle();
+  for (int t = 0; t < threads; ++t) {
+    ASSERT_EQ(started[t].size(), static_cast<std::size_t>(per_thread)) << "thread " << t;
+    for (int i = 0; i < per_thread; ++i) {
+      ASSERT_EQ(started[t][i], i) << "thread " << t;
+    }
+  }
+}
+
+TEST(ThreadPool, StatsCountWorkQueuedByEverySubmittingThread) {
+  simul::thread_pool pool({.threads = 1});
+  std::atomic<bool> release{false};
+  auto blocker = pool.submit([&release] {
+    while (!release.load()) {
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  while (pool.stats().running == 0) {
+    std::this_thread::sleep_for(1ms);
+  }
+  std::vector<std::thread> submitters;
+  for (int t = 0; t < 3; ++t) {
+    submitters.emplace_back([&pool] {
+      for (int i = 0; i < 10; ++i) {
+        pool.post([] {});
+      }
+    });
+  }
+  for (auto& thread : submitters) {
+    thread.join();
+  }
+  auto s = pool.stats();
+  EXPECT_EQ(s.queued, 30U);
+  EXPECT_EQ(s.submitted, 31U);
+  EXPECT_EQ(s.running, 1U);
+  release = true;
+  blocker.get();
+  pool.wait_idle();
+  s = pool.stats();
+  EXPECT_EQ(s.queued, 0U);
+  EXPECT_EQ(s.completed, 31U);
+}
+
 TEST(ThreadPool, WaitIdleOnAnIdlePoolReturnsAtOnce) {
   simul::thread_pool pool({.threads = 2});
   pool.wait_idle();

@@ -22,6 +22,12 @@ namespace {
 
 thread_local worker_state* t_worker = nullptr;
 
+// Which injection lane a thread outside the pool pushes to: threads are
+// numbered in the order they first submit to any pool, so that the first
+// submitting threads each get a lane of their own.
+std::atomic<std::size_t> g_next_lane_ticket{0};
+thread_local std::size_t t_lane_ticket = SIZE_MAX;
+
 // How many tasks a worker moves from the injection queue in one go: enough to
 // amortise the lock, few enough that long tasks still spread over workers
 // (whatever lands in a deque can be stolen anyway).
@@ -32,6 +38,9 @@ constexpr int k_spin_rounds = 64;
 constexpr int k_yield_rounds = 8;
 // Workers that may spin at once; the others go straight to sleep.
 constexpr std::uint32_t k_max_spinners = 1;
+// Injection lanes: one per core, within these bounds.
+constexpr std::size_t k_min_lanes = 2;
+constexpr std::size_t k_max_lanes = 16;
 
 void futex_wake(const std::atomic<std::uint32_t>& word, int count) noexcept {
   ::syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, count, nullptr, nullptr, 0);
@@ -65,9 +74,15 @@ pool_core::pool_core(thread_pool_options options)
   if (threads == 0) {
     threads = std::max(1U, std::thread::hardware_concurrency());
   }
+  const auto lanes = std::clamp<std::size_t>(std::thread::hardware_concurrency(), k_min_lanes, k_max_lanes);
+  m_lanes.reserve(lanes);
+  for (std::size_t i = 0; i < lanes; ++i) {
+    m_lanes.push_back(std::make_unique<injection_lane>());
+  }
   m_workers.reserve(threads);
   for (std::size_t i = 0; i < threads; ++i) {
     m_workers.push_back(std::make_unique<worker_state>(*this, i));
+    m_workers.back()->next_lane = i % lanes;
   }
 }
 
@@ -118,6 +133,11 @@ void pool_core::worker_main(worker_state& self) {
     // Register, then look under every lock once more (see pool_core.hpp).
     m_sleepers.fetch_add(1, std::memory_order_seq_cst);
     const auto epoch = m_epoch.load(std::memory_order_seq_cst);
+    // Read after the epoch: a shutdown closes the lanes before it bumps the
+    // epoch, so either this reads true or the sleep below returns at once.
+    // And read before the last look: once the lanes are closed, nothing can
+    // be pushed that the look would miss.
+    const bool closed = m_lanes_closed.load(std::memory_order_seq_cst);
     // Take the pending notification, if any, before the last look: from here
     // on, a producer that finds none pending wakes someone (see pool_core.hpp).
     m_notified.exchange(false, std::memory_order_seq_cst);
@@ -130,7 +150,7 @@ void pool_core::worker_main(worker_state& self) {
       run_task(self, task);
       continue;
     }
-    if (m_stopping.load(std::memory_order_seq_cst)) {
+    if (closed) {
       m_sleepers.fetch_sub(1, std::memory_order_seq_cst);
       break;
     }
@@ -180,27 +200,58 @@ bool pool_core::find_task(worker_state& self, pool_task& out, bool thorough) {
   return take_from_injection(self, out, thorough) || steal(self, out, thorough);
 }
 
-bool pool_core::take_from_injection(worker_state& self, pool_task& out, bool thorough) {
-  if (!thorough && m_injection_size.load(std::memory_order_relaxed) == 0) {
-    return false;
+injection_lane& pool_core::lane_of_this_thread() noexcept {
+  if (t_lane_ticket == SIZE_MAX) {
+    t_lane_ticket = g_next_lane_ticket.fetch_add(1, std::memory_order_relaxed);
   }
+  return *m_lanes[t_lane_ticket % m_lanes.size()];
+}
+
+void pool_core::close_lanes() noexcept {
+  for (auto& lane : m_lanes) {
+    // A push that takes this lock after us sees m_stopping; one that took it
+    // before has its task in the lane, where workers and draining find it.
+    std::lock_guard guard(lane->lock);
+  }
+  m_lanes_closed.store(true, std::memory_order_seq_cst);
+}
+
+bool pool_core::take_from_injection(worker_state& self, pool_task& out, bool thorough) {
+  // Round robin, from a different lane for each worker at first: no lane
+  // waits behind a busier one, and workers spread over the submitting threads.
+  const auto lanes = m_lanes.size();
+  for (std::size_t k = 0; k < lanes; ++k) {
+    const auto index = (self.next_lane + k) % lanes;
+    auto& lane = *m_lanes[index];
+    if (!thorough && lane.approx_size.load(std::memory_order_relaxed) == 0) {
+      continue;
+    }
+    if (take_from_lane(self, lane, out)) {
+      self.next_lane = index + 1;
+      return true;
+    }
+  }
+  return false;
+}
+
+bool pool_core::take_from_lane(worker_state& self, injection_lane& lane, pool_task& out) {
   std::array<pool_task, k_max_batch> batch;
   std::size_t taken = 0;
   std::size_t left = 0;
   {
-    std::lock_guard guard(m_injection_lock);
-    const auto available = m_injection.size();
+    std::lock_guard guard(lane.lock);
+    const auto available = lane.ring.size();
     if (available == 0) {
       return false;
     }
     // Take a fair share: about what each worker would get, at most a batch.
     const auto share = std::min({k_max_batch, available / m_workers.size() + 1, available});
-    out = m_injection.pop_front();
+    out = lane.ring.pop_front();
     for (taken = 0; taken + 1 < share; ++taken) {
-      batch[taken] = m_injection.pop_front();
+      batch[taken] = lane.ring.pop_front();
     }
-    left = m_injection.size();
-    m_injection_size.store(left, std::memory_order_seq_cst);
+    left = lane.ring.size();
+    lane.approx_size.store(left, std::memory_order_seq_cst);
   }
   if (taken > 0) {
     std::lock_guard guard(self.lock);
@@ -295,23 +346,24 @@ void pool_core::enqueue(pool_task&& task) {
     notify_one();
     return;
   }
+  auto& lane = lane_of_this_thread();
   {
-    std::lock_guard guard(m_injection_lock);
-    if (m_stopping.load(std::memory_order_relaxed)) {
-      if (m_broken) {
-        throw *m_broken;
-      }
-      throw broken_executor("thread_pool '" + m_name + "': submit after shutdown");
+    std::lock_guard guard(lane.lock);
+    if (!m_stopping.load(std::memory_order_relaxed)) {
+      lane.submitted.bump();
+      lane.ring.push_back(std::move(task));
+      lane.approx_size.store(lane.ring.size(), std::memory_order_seq_cst);
+      task.reset();
     }
-    m_external_submitted.bump();
-    m_injection.push_back(std::move(task));
-    m_injection_size.store(m_injection.size(), std::memory_order_seq_cst);
+  }
+  if (task) {
+    throw_not_accepting();
   }
   notify_one();
 }
 
 void pool_core::throw_not_accepting() {
-  std::lock_guard guard(m_injection_lock);
+  std::lock_guard guard(m_broken_lock);
   if (m_broken) {
     throw *m_broken;
   }
@@ -337,7 +389,10 @@ void pool_core::pass_on_wake_up() noexcept {
   if (m_sleepers.load(std::memory_order_seq_cst) == 0) {
     return;
   }
-  bool queued = m_injection_size.load(std::memory_order_seq_cst) > 0;
+  bool queued = false;
+  for (std::size_t i = 0; i < m_lanes.size() && !queued; ++i) {
+    queued = m_lanes[i]->approx_size.load(std::memory_order_seq_cst) > 0;
+  }
   for (std::size_t i = 0; i < m_workers.size() && !queued; ++i) {
     queued = m_workers[i]->approx_size.load(std::memory_order_seq_cst) > 0;
   }
@@ -369,7 +424,10 @@ bool pool_core::idle() const noexcept {
   for (const auto& worker : m_workers) {
     finished += worker->finished.get();
   }
-  std::uint64_t submitted = m_external_submitted.get();
+  std::uint64_t submitted = 0;
+  for (const auto& lane : m_lanes) {
+    submitted += lane->submitted.get();
+  }
   for (const auto& worker : m_workers) {
     submitted += worker->submitted.get();
   }
@@ -398,13 +456,11 @@ void pool_core::shutdown(shutdown_options options) {
     throw simul::error("thread_pool '" + m_name +
                        "': shutdown(wait = true) called from one of the pool's own tasks would wait for itself");
   }
-  {
-    std::lock_guard guard(m_injection_lock);
-    if (options.cancel_pending) {
-      m_cancel_all.store(true, std::memory_order_seq_cst);
-    }
-    m_stopping.store(true, std::memory_order_seq_cst);
+  if (options.cancel_pending) {
+    m_cancel_all.store(true, std::memory_order_seq_cst);
   }
+  m_stopping.store(true, std::memory_order_seq_cst);
+  close_lanes();
   if (options.cancel_pending) {
     drain_all(task_action::cancel, nullptr);
   }
@@ -434,17 +490,19 @@ void pool_core::drain_all(task_action action, const std::exception_ptr* reason) 
     m_outside_cancelled.fetch_add(1, std::memory_order_relaxed);
     m_outside_finished.fetch_add(1, std::memory_order_release);
   };
-  for (;;) {
-    pool_task task;
-    {
-      std::lock_guard guard(m_injection_lock);
-      if (m_injection.empty()) {
-        break;
+  for (auto& lane : m_lanes) {
+    for (;;) {
+      pool_task task;
+      {
+        std::lock_guard guard(lane->lock);
+        if (lane->ring.empty()) {
+          break;
+        }
+        task = lane->ring.pop_front();
+        lane->approx_size.store(lane->ring.size(), std::memory_order_relaxed);
       }
-      task = m_injection.pop_front();
-      m_injection_size.store(m_injection.size(), std::memory_order_relaxed);
+      drop(std::move(task));
     }
-    drop(std::move(task));
   }
   for (auto& worker : m_workers) {
     for (;;) {
@@ -465,18 +523,20 @@ void pool_core::drain_all(task_action action, const std::exception_ptr* reason) 
 void pool_core::break_pool(std::exception_ptr cause) {
   std::exception_ptr reason;
   {
-    std::lock_guard guard(m_injection_lock);
-    if (!m_broken) {
-      m_broken.emplace("thread_pool '" + m_name + "' is broken: a worker's initializer threw: " + describe(cause),
-                       cause);
-      reason = std::make_exception_ptr(*m_broken);
+    std::lock_guard guard(m_broken_lock);
+    if (m_broken) {
+      return; // another worker's initializer threw first and breaks the pool
     }
-    m_stopping.store(true, std::memory_order_seq_cst);
+    m_broken.emplace("thread_pool '" + m_name + "' is broken: a worker's initializer threw: " + describe(cause),
+                     cause);
+    reason = std::make_exception_ptr(*m_broken);
   }
-  if (reason) {
-    drain_all(task_action::abandon, &reason);
-    report(reason);
-  }
+  // Reported before anyone can see the pool broken (is_shutdown, a refused
+  // submit, an abandoned future): whoever sees it finds the report made.
+  report(reason);
+  m_stopping.store(true, std::memory_order_seq_cst);
+  close_lanes();
+  drain_all(task_action::abandon, &reason);
   notify_all();
 }
 
@@ -507,9 +567,11 @@ void pool_core::set_exception_handler(std::function<void(std::exception_ptr)> ha
 thread_pool_stats pool_core::stats() const {
   thread_pool_stats out;
   out.threads = m_workers.size();
-  out.queued = m_injection_size.load(std::memory_order_relaxed);
   out.cancelled = m_outside_cancelled.load(std::memory_order_relaxed);
-  out.submitted = m_external_submitted.get();
+  for (const auto& lane : m_lanes) {
+    out.queued += lane->approx_size.load(std::memory_order_relaxed);
+    out.submitted += lane->submitted.get();
+  }
   for (const auto& worker : m_workers) {
     out.queued += worker->approx_size.load(std::memory_order_relaxed);
     out.running += worker->running.load(std::memory_order_relaxed);

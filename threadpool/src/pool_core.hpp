@@ -5,11 +5,16 @@
 //
 // Queues. Each worker owns a deque (a ring under its own spin lock, see
 // spin_lock.hpp): its own submissions go to the back and it takes from the
-// back; thieves take from the front. Other threads push to one injection
-// queue, which workers drain in small batches into their deques so that the
-// lock is taken once per batch, not once per task. Every ring also publishes
-// an approximate size, so a worker looking for work skips empty queues
-// without taking their locks.
+// back; thieves take from the front. Other threads push to injection lanes,
+// one ring each under its own lock, about one lane per core: a thread always
+// uses the same lane, and the first threads to submit get a lane each, so
+// submitting threads do not queue for one lock (with one shared queue, two
+// submitters and the workers draining it spent their time waiting for each
+// other). Workers visit the lanes in turn and move tasks in small batches
+// into their deques, so that a lane's lock is taken once per batch, not once
+// per task. One thread's submissions keep their order; tasks from different
+// threads have none. Every ring also publishes an approximate size, so a
+// worker looking for work skips empty queues without taking their locks.
 //
 // Sleeping. A worker that finds nothing spins briefly (see Spinning), then
 // registers as a sleeper, reads the wake epoch, looks once more through every
@@ -47,8 +52,17 @@
 // spinner saw the size" the only two outcomes. Extra spinners only take CPU
 // from the threads that submit, on a machine with few cores.
 //
+// Shutting down. m_stopping turns producers away: each reads it under the
+// lock of the queue it pushes to. Shutdown sets it, then takes every lane's
+// lock once (`close_lanes`) and sets m_lanes_closed: from then on no outside
+// push can land, and one that landed before is in a lane. A worker exits only
+// after a last look that began with the lanes closed and found nothing, so no
+// accepted task is left behind. (Checking m_stopping instead would let a push
+// slip in between that look and the check.) A worker's own deque cannot gain
+// work once m_stopping is set, and the worker empties it before it exits.
+//
 // Idleness. Each worker counts the tasks it accepted from inside tasks and the
-// tasks it finished; outside submissions are counted under the injection
+// tasks it finished; outside submissions are counted under their lane's
 // lock. `wait_idle` reads "finished" before "submitted": since a task is
 // counted as submitted before it can be taken, equal sums mean nothing was in
 // flight at the moment "finished" was read.
@@ -105,6 +119,15 @@ struct alignas(64) worker_state final : cooperative_waiter {
   owned_counter stolen;
   std::atomic<std::uint32_t> running{0};
   std::size_t next_victim = 0;
+  std::size_t next_lane = 0;
+};
+
+/// One of the queues that threads outside the pool push to (see Queues).
+struct alignas(64) injection_lane {
+  spin_lock lock;
+  task_ring ring;
+  std::atomic<std::size_t> approx_size{0};
+  owned_counter submitted; // written under `lock`
 };
 
 class pool_core {
@@ -131,7 +154,11 @@ class pool_core {
 
  private:
   void worker_main(worker_state& self);
+  [[nodiscard]] injection_lane& lane_of_this_thread() noexcept;
+  /// Makes every later push see m_stopping: each lane's lock is taken once.
+  void close_lanes() noexcept;
   bool take_from_injection(worker_state& self, pool_task& out, bool thorough);
+  bool take_from_lane(worker_state& self, injection_lane& lane, pool_task& out);
   /// Looks for work for a while before sleeping; false at once if enough others do.
   bool spin_for_task(worker_state& self, pool_task& out);
   bool steal(worker_state& self, pool_task& out, bool thorough);
@@ -152,13 +179,15 @@ class pool_core {
   mutable std::mutex m_handler_lock;
   std::function<void(std::exception_ptr)> m_handler;
 
-  alignas(64) spin_lock m_injection_lock;
-  task_ring m_injection;
-  std::atomic<std::size_t> m_injection_size{0};
-  owned_counter m_external_submitted; // written under m_injection_lock
-  std::atomic<bool> m_stopping{false};
+  // Fixed at construction; a thread outside the pool always pushes to the same one.
+  std::vector<std::unique_ptr<injection_lane>> m_lanes;
+
+  alignas(64) std::atomic<bool> m_stopping{false};
+  // Set once every lane has been locked after m_stopping: no push can land any more.
+  std::atomic<bool> m_lanes_closed{false};
   std::atomic<bool> m_cancel_all{false};
-  std::optional<broken_executor> m_broken; // under m_injection_lock
+  mutable std::mutex m_broken_lock;
+  std::optional<broken_executor> m_broken; // under m_broken_lock
 
   alignas(64) std::atomic<std::uint32_t> m_sleepers{0};
   std::atomic<std::uint32_t> m_epoch{0};

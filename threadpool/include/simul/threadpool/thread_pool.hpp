@@ -29,16 +29,19 @@
 //   what is left. The destructor is `shutdown({.wait = true})`.
 // - An initializer that throws breaks the pool: queued futures fail with
 //   `broken_executor` whose `cause()` is the initializer's exception, and so
-//   does every later `submit`.
+//   does every later `submit`. The exception handler hears of the break
+//   first, before `is_shutdown()` turns true or any future fails.
 //
 // Scheduling: every worker owns a deque; a task submitted from inside a task
 // goes to its worker's deque (newest first, which keeps recursive work hot in
-// cache), work from other threads goes to a shared injection queue that
-// workers take from in small batches, and an idle worker steals the oldest
-// task of a busy one. An idle worker spins for a few microseconds (one at a
-// time), then sleeps on a futex: an idle pool uses no CPU. Tasks whose closure fits in 56 bytes are
-// stored inline, so `post` allocates nothing and `submit` allocates only the
-// future's shared state.
+// cache), work from other threads goes to injection lanes (about one per
+// core; a thread always uses the same lane, and workers take a lane's tasks
+// oldest first, so one worker starts one thread's tasks in that thread's
+// order) that workers take from in small batches, and an idle worker steals
+// the oldest task of a busy one. An idle worker spins for a few microseconds
+// (one at a time), then sleeps on a futex: an idle pool uses no CPU. Tasks
+// whose closure fits in 56 bytes are stored inline, so `post` allocates
+// nothing and `submit` allocates only the future's shared state.
 //
 // Thread-safety: every member function may be called from any thread at the
 // same time, including from inside tasks of this pool or of another pool,
