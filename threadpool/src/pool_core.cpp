@@ -28,7 +28,7 @@ thread_local worker_state* t_worker = nullptr;
 std::atomic<std::size_t> g_next_lane_ticket{0};
 thread_local std::size_t t_lane_ticket = SIZE_MAX;
 
-// How many tasks a worker moves from the injection queue in one go: enough to
+// How many tasks a worker moves from an injection lane in one go: enough to
 // amortise the lock, few enough that long tasks still spread over workers
 // (whatever lands in a deque can be stolen anyway).
 constexpr std::size_t k_max_batch = 32;
@@ -490,33 +490,25 @@ void pool_core::drain_all(task_action action, const std::exception_ptr* reason) 
     m_outside_cancelled.fetch_add(1, std::memory_order_relaxed);
     m_outside_finished.fetch_add(1, std::memory_order_release);
   };
-  for (auto& lane : m_lanes) {
+  auto drain = [&drop](spin_lock& lock, task_ring& ring, std::atomic<std::size_t>& size) {
     for (;;) {
       pool_task task;
       {
-        std::lock_guard guard(lane->lock);
-        if (lane->ring.empty()) {
-          break;
+        std::lock_guard guard(lock);
+        if (ring.empty()) {
+          return;
         }
-        task = lane->ring.pop_front();
-        lane->approx_size.store(lane->ring.size(), std::memory_order_relaxed);
+        task = ring.pop_front();
+        size.store(ring.size(), std::memory_order_relaxed);
       }
       drop(std::move(task));
     }
+  };
+  for (auto& lane : m_lanes) {
+    drain(lane->lock, lane->ring, lane->approx_size);
   }
   for (auto& worker : m_workers) {
-    for (;;) {
-      pool_task task;
-      {
-        std::lock_guard guard(worker->lock);
-        if (worker->deque.empty()) {
-          break;
-        }
-        task = worker->deque.pop_front();
-        worker->approx_size.store(worker->deque.size(), std::memory_order_relaxed);
-      }
-      drop(std::move(task));
-    }
+    drain(worker->lock, worker->deque, worker->approx_size);
   }
 }
 
