@@ -330,33 +330,27 @@ void pool_core::run_task(worker_state& self, pool_task& task) {
 }
 
 void pool_core::enqueue(pool_task&& task) {
+  // Under the queue's lock, so that a shutdown's close_lanes (for a lane) or
+  // the worker's own last look (for its deque) orders the push (pool_core.hpp).
+  auto push = [&task, this](spin_lock& lock, task_ring& ring, std::atomic<std::size_t>& size,
+                            owned_counter& submitted) {
+    std::lock_guard guard(lock);
+    if (m_stopping.load(std::memory_order_seq_cst)) {
+      return false;
+    }
+    submitted.bump();
+    ring.push_back(std::move(task));
+    size.store(ring.size(), std::memory_order_seq_cst);
+    return true;
+  };
+  bool accepted = false;
   if (auto* self = t_worker; self != nullptr && &self->pool == this) {
-    {
-      std::lock_guard guard(self->lock);
-      if (!m_stopping.load(std::memory_order_seq_cst)) {
-        self->submitted.bump();
-        self->deque.push_back(std::move(task));
-        self->approx_size.store(self->deque.size(), std::memory_order_seq_cst);
-        task.reset();
-      }
-    }
-    if (task) {
-      throw_not_accepting();
-    }
-    notify_one();
-    return;
+    accepted = push(self->lock, self->deque, self->approx_size, self->submitted);
+  } else {
+    auto& lane = lane_of_this_thread();
+    accepted = push(lane.lock, lane.ring, lane.approx_size, lane.submitted);
   }
-  auto& lane = lane_of_this_thread();
-  {
-    std::lock_guard guard(lane.lock);
-    if (!m_stopping.load(std::memory_order_relaxed)) {
-      lane.submitted.bump();
-      lane.ring.push_back(std::move(task));
-      lane.approx_size.store(lane.ring.size(), std::memory_order_seq_cst);
-      task.reset();
-    }
-  }
-  if (task) {
+  if (!accepted) {
     throw_not_accepting();
   }
   notify_one();
@@ -519,8 +513,7 @@ void pool_core::break_pool(std::exception_ptr cause) {
     if (m_broken) {
       return; // another worker's initializer threw first and breaks the pool
     }
-    m_broken.emplace("thread_pool '" + m_name + "' is broken: a worker's initializer threw: " + describe(cause),
-                     cause);
+    m_broken.emplace("thread_pool '" + m_name + "' is broken: a worker's initializer threw: " + describe(cause), cause);
     reason = std::make_exception_ptr(*m_broken);
   }
   // Reported before anyone can see the pool broken (is_shutdown, a refused
