@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <stdexcept>
 #include <string>
@@ -19,6 +20,13 @@ namespace {
 const int k_probe_line = __LINE__ + 1;
 simul::task<int> never_awaited_probe(int v) { co_return v + 1; }
 
+// GCC records a coroutine's place at its closing brace.
+const int k_sluggish_line = __LINE__ + 4;
+simul::task<int> sluggish_probe() {
+  std::this_thread::sleep_for(10ms);
+  co_return 1;
+}
+
 simul::task<void> fail_soon(std::string message) {
   co_await simul::yield_now();
   throw std::runtime_error(message);
@@ -28,6 +36,33 @@ simul::task<void> fail_soon(std::string message) {
 std::string here(int line) { return std::string(__FILE__) + ":" + std::to_string(line); }
 
 bool starts_with(const std::string& s, const std::string& prefix) { return s.rfind(prefix, 0) == 0; }
+
+/// A debug-mode loop that keeps every report and calls a step slow from 5 ms.
+struct reporting_loop {
+  simul::event_loop loop;
+  std::vector<simul::exception_context> seen;
+  reporting_loop() {
+    loop.set_debug(true);
+    loop.set_slow_callback_duration(5ms);
+    loop.set_exception_handler(
+        [this](simul::event_loop&, const simul::exception_context& ctx) { seen.push_back(ctx); });
+  }
+  /// The `where` of every slow-step report (a sanitizer build may make
+  /// other steps slow too: the tests look for theirs among them).
+  [[nodiscard]] std::vector<std::string> slow_places() const {
+    std::vector<std::string> out;
+    for (const auto& ctx : seen) {
+      if (ctx.message.find("step of") != std::string::npos) {
+        out.push_back(ctx.where);
+      }
+    }
+    return out;
+  }
+};
+
+bool any_starts_with(const std::vector<std::string>& places, const std::string& prefix) {
+  return std::ranges::any_of(places, [&prefix](const std::string& p) { return starts_with(p, prefix); });
+}
 
 } // namespace
 
@@ -230,4 +265,60 @@ TEST(NeverSilent, TaskGroupCreateTaskRecordsItsCallSite) {
     co_await tg.join();
   };
   simul::run(main());
+}
+
+TEST(NeverSilent, VariadicGatherChildrenCarryTheirCoroutinesOwnPlace) {
+  reporting_loop r;
+  auto main = []() -> simul::task<int> {
+    auto [a, b] = co_await simul::gather(sluggish_probe(), never_awaited_probe(1));
+    co_return a + b;
+  };
+  EXPECT_EQ(r.loop.run_until_complete(main()), 3);
+  r.loop.close();
+  const auto places = r.slow_places();
+  EXPECT_TRUE(any_starts_with(places, here(k_sluggish_line) + " (")) << ::testing::PrintToString(places);
+  for (const auto& p : places) {
+    EXPECT_EQ(p.find("gather.hpp"), std::string::npos) << p;
+  }
+}
+
+TEST(NeverSilent, AsCompletedOverTasksRecordsItsCallSite) {
+  reporting_loop r;
+  int line = 0;
+  auto main = [](int* line_out) -> simul::task<int> {
+    std::vector<simul::task<int>> tasks;
+    tasks.push_back(sluggish_probe());
+    int sum = 0;
+    *line_out = __LINE__ + 1;
+    for (auto next : simul::as_completed(std::move(tasks))) {
+      sum += co_await next;
+    }
+    co_return sum;
+  };
+  EXPECT_EQ(r.loop.run_until_complete(main(&line)), 1);
+  r.loop.close();
+  EXPECT_TRUE(any_starts_with(r.slow_places(), here(line))) << ::testing::PrintToString(r.slow_places());
+}
+
+TEST(NeverSilent, RunUntilCompleteRecordsItsCallSite) {
+  reporting_loop r;
+  const int line = __LINE__ + 1;
+  EXPECT_EQ(r.loop.run_until_complete(sluggish_probe()), 1);
+  r.loop.close();
+  EXPECT_TRUE(any_starts_with(r.slow_places(), here(line))) << ::testing::PrintToString(r.slow_places());
+}
+
+TEST(NeverSilent, RunCoroutineThreadsafeRecordsItsCallSite) {
+  reporting_loop r;
+  int line = 0;
+  std::thread other([&] {
+    line = __LINE__ + 1;
+    auto f = simul::run_coroutine_threadsafe(sluggish_probe(), r.loop);
+    EXPECT_EQ(f.get(), 1);
+    r.loop.stop();
+  });
+  r.loop.run();
+  other.join();
+  r.loop.close();
+  EXPECT_TRUE(any_starts_with(r.slow_places(), here(line))) << ::testing::PrintToString(r.slow_places());
 }

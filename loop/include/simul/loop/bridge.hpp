@@ -114,9 +114,11 @@ detail::future_awaiter<T> operator co_await(future<T>&& f) {
 }
 
 /// Schedules `t` on `loop` from any thread; a future of its result.
-/// Throws `simul::error` if the loop is closed.
+/// Throws `simul::error` if the loop is closed. `where` (leave it out) is the
+/// call site, named in reports about the task.
 template <class T>
-future<T> run_coroutine_threadsafe(task<T> t, event_loop& loop) {
+future<T> run_coroutine_threadsafe(task<T> t, event_loop& loop,
+                                   detail::source_location where = detail::source_location::current()) {
   promise<T> p;
   auto f = p.get_future();
   p.set_running_or_notify_cancel();
@@ -140,8 +142,8 @@ future<T> run_coroutine_threadsafe(task<T> t, event_loop& loop) {
       return false;
     }
   });
-  loop.call_soon_threadsafe([&loop, c, p = std::move(p), t = std::move(t)]() mutable {
-    auto h = loop.create_task(std::move(t));
+  auto start = [&loop, c, p = std::move(p), t = std::move(t), where]() mutable {
+    auto h = loop.create_task(std::move(t), {}, where);
     c->task = h;
     if (c->cancel_requested) {
       h.cancel();
@@ -152,7 +154,8 @@ future<T> run_coroutine_threadsafe(task<T> t, event_loop& loop) {
       detail::fulfil_from(p, b);
       c->task = basic_task_handle();
     });
-  });
+  };
+  loop.call_soon_threadsafe(std::move(start), where);
   return f;
 }
 

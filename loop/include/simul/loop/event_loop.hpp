@@ -130,9 +130,9 @@ class event_loop {
 
   /// Schedules `t` as a task, runs until it is done and returns its result
   /// (or rethrows its exception). Throws `simul::error` if `stop()` ended
-  /// the run first.
+  /// the run first. `where` (leave it out) is the call site, named in reports.
   template <class T>
-  T run_until_complete(task<T> t);
+  T run_until_complete(task<T> t, detail::source_location where = detail::source_location::current());
   /// Runs until the already scheduled task `t` is done; returns its result.
   template <class T>
   T run_until_complete(task_handle<T> t);

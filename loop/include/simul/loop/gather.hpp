@@ -94,13 +94,16 @@ struct handle_of<task_handle<T>> {
 template <class A>
 using awaited_value_t = typename handle_of<std::remove_cvref_t<A>>::value;
 
-template <class T>
-task_handle<T> to_handle(task<T>&& t) {
-  return create_task(std::move(t));
-}
+// A parameter pack leaves no room for a defaulted call site: the children of
+// the variadic gather carry their coroutine function's own place instead.
 template <class T>
 task_handle<T> to_handle(task<T>& t) {
-  return create_task(std::move(t));
+  const auto where = t.where();
+  return create_task(std::move(t), {}, where);
+}
+template <class T>
+task_handle<T> to_handle(task<T>&& t) {
+  return to_handle(t);
 }
 template <class T>
 task_handle<T> to_handle(const task_handle<T>& h) {

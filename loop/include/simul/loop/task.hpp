@@ -237,6 +237,12 @@ class [[nodiscard]] task {
   /// True if the task holds a coroutine that has not been handed on.
   [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(m_handle); }
 
+  /// The coroutine function's own place, as the compiler names it (GCC: its
+  /// file, the line of its closing brace, its name); empty for an empty task.
+  [[nodiscard]] detail::source_location where() const noexcept {
+    return m_handle ? m_handle.promise().m_where : detail::source_location{};
+  }
+
   struct awaiter {
     std::coroutine_handle<promise_type> m_handle;
     bool await_ready() const noexcept { return false; }

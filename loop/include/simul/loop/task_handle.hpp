@@ -317,8 +317,8 @@ task_handle<T> event_loop::create_task(task<T> t, std::string name, detail::sour
 }
 
 template <class T>
-T event_loop::run_until_complete(task<T> t) {
-  return run_until_complete(create_task(std::move(t)));
+T event_loop::run_until_complete(task<T> t, detail::source_location where) {
+  return run_until_complete(create_task(std::move(t), {}, where));
 }
 
 template <class T>

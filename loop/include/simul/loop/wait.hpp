@@ -306,12 +306,15 @@ completion_range<T> as_completed(std::vector<task_handle<T>> tasks, std::chrono:
   return completion_range<T>(std::move(tasks), detail::deadline_from(timeout));
 }
 
-/// as_completed over lazy tasks: schedules each one now.
+/// as_completed over lazy tasks: schedules each one now. The tasks' creation
+/// place (`where`, leave it out) is as_completed's call site.
 template <class T>
-completion_range<T> as_completed(std::vector<task<T>> tasks, std::chrono::nanoseconds timeout = no_timeout) {
+completion_range<T> as_completed(std::vector<task<T>> tasks, std::chrono::nanoseconds timeout = no_timeout,
+                                 detail::source_location where = detail::source_location::current()) {
   std::vector<task_handle<T>> hs;
+  hs.reserve(tasks.size());
   for (auto& t : tasks) {
-    hs.push_back(create_task(std::move(t)));
+    hs.push_back(create_task(std::move(t), {}, where));
   }
   return completion_range<T>(std::move(hs), detail::deadline_from(timeout));
 }
