@@ -3,3 +3,7 @@ simul_add_example(loop_io_echo
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/io_echo.cpp
   LIBS simul::loop
   PASS_REGULAR_EXPRESSION "client A got: A1 A2 A3\nclient B got: B1 B2 B3\nclient C got: C1 C2 C3\nserver handled 3 connections, 9 lines\nconnecting to the closed server: connection refused \\(ECONNREFUSED\\)")
+simul_add_example(loop_io_loop_per_thread
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/io_loop_per_thread.cpp
+  LIBS simul::loop
+  PASS_REGULAR_EXPRESSION "loops on [0-9]+ threads share port [0-9]+\n[0-9]+ connections answered\nevery loop served some: yes")

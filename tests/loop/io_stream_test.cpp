@@ -6,10 +6,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <cerrno>
 #include <fstream>
+#include <map>
 #include <string>
 #include <sys/stat.h>
+#include <thread>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -570,4 +573,75 @@ TEST(LoopStreams, ABindErrorOnOneAddressClosesTheOthersAndNamesTheAddress) {
     co_await v6.wait_closed();
   }());
   EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+namespace {
+
+/// A handler that answers any line with `name` and closes.
+simul::connection_handler answer_with(std::string name) {
+  return [name](stream_reader reader, stream_writer writer) -> task<void> {
+    (void)co_await reader.readline();
+    writer.write(name + "\n");
+    writer.close();
+    co_await writer.wait_closed();
+  };
+}
+
+} // namespace
+
+TEST(LoopStreams, ReusePortLetsALoopOnEachThreadServeOnePort) {
+  const auto fds_before = open_fd_count();
+  std::atomic<int> port{0};
+  std::atomic<bool> done{false};
+  // The second loop, on its own thread, shares the first one's port.
+  std::thread other([&] {
+    simul::run([&]() -> task<void> {
+      co_await until([&] { return port.load() != 0; });
+      auto srv = co_await simul::start_server(answer_with("B"), "127.0.0.1", port.load(), {.reuse_port = true});
+      EXPECT_EQ(srv.port(), port.load());
+      port.store(-srv.port()); // tells the first loop that both listen
+      co_await until([&] { return done.load(); });
+      srv.close();
+      co_await srv.wait_closed();
+    }());
+  });
+  simul::run([&]() -> task<void> {
+    auto srv = co_await simul::start_server(answer_with("A"), "127.0.0.1", 0, {.reuse_port = true});
+    const int p = srv.port();
+    port.store(p);
+    co_await until([&] { return port.load() == -p; });
+    // Without the option, the port is taken.
+    try {
+      (void)co_await simul::start_server(answer_with("C"), "127.0.0.1", p);
+      ADD_FAILURE() << "a server without reuse_port bound a port two others listen on";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), EADDRINUSE);
+      EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(p)), std::string::npos) << e.what();
+    }
+    // The kernel spreads connections over both listeners (by a hash of each
+    // connection's addresses): 64 connections all landing on one of two
+    // would be a 1 in 2^63 event.
+    std::map<std::string, int> served;
+    for (int i = 0; i < 64; ++i) {
+      auto [reader, writer] = co_await simul::open_connection("127.0.0.1", p);
+      writer.write("who?\n");
+      ++served[co_await reader.readline()];
+      writer.close();
+      co_await writer.wait_closed();
+    }
+    EXPECT_EQ(served.size(), 2u);
+    EXPECT_EQ(served["A\n"] + served["B\n"], 64);
+    done.store(true);
+    srv.close();
+    co_await srv.wait_closed();
+  }());
+  other.join();
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST(LoopStreams, ReusePortIsForTcpServersOnly) {
+  simul::run([]() -> task<void> {
+    const auto path = simul::test::temp_socket_path("reuse-port");
+    EXPECT_THROW((void)co_await simul::start_unix_server(answer_with("A"), path, {.reuse_port = true}), simul::error);
+  }());
 }

@@ -5,8 +5,11 @@
 #include <simul/loop/server.hpp>
 #include <simul/loop/task_handle.hpp>
 
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 #include <list>
@@ -424,6 +427,29 @@ task<void> server::serve_forever() const { return detail::serve_forever_impl(*th
 
 // ---- TCP ----
 
+namespace {
+
+/// Gives the fresh TCP handle `h` a socket of `family` with SO_REUSEPORT set,
+/// before it is bound (libuv makes its sockets inside bind, too late for the
+/// option). 0 or a negative errno, as libuv's calls give.
+int open_reusing_port(uv_tcp_t* h, int family) {
+  const int fd = ::socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return -errno;
+  }
+  const int on = 1;
+  int rc = ::setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof on) == 0 ? 0 : -errno;
+  if (rc == 0) {
+    rc = uv_tcp_open(h, fd);
+  }
+  if (rc < 0) {
+    ::close(fd);
+  }
+  return rc;
+}
+
+} // namespace
+
 task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port, connection_options options) {
   auto& loop = detail::running_loop_checked("open_connection");
   detail::ignore_sigpipe_once();
@@ -489,8 +515,11 @@ task<server> start_server(connection_handler handler, std::string host, int port
     }
     seen.push_back(text);
     auto* h = reinterpret_cast<uv_tcp_t*>(s.add_listener());
+    int rc = options.reuse_port ? open_reusing_port(h, sa->sa_family) : 0;
     // An IPv6 socket takes only IPv6, so that "::" and "0.0.0.0" can share a port.
-    int rc = uv_tcp_bind(h, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    if (rc == 0) {
+      rc = uv_tcp_bind(h, sa, sa->sa_family == AF_INET6 ? UV_TCP_IPV6ONLY : 0);
+    }
     if (rc == 0) {
       rc = s.listen_last(options.backlog);
     }
@@ -536,6 +565,9 @@ task<server> start_unix_server(connection_handler handler, std::string path, ser
   }
   if (path.empty()) {
     throw error("start_unix_server: the socket path is empty");
+  }
+  if (options.reuse_port) {
+    throw error("start_unix_server: reuse_port applies to TCP servers only");
   }
   auto& loop = detail::running_loop_checked("start_unix_server");
   detail::ignore_sigpipe_once();

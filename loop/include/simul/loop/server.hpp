@@ -23,7 +23,9 @@
 // (an empty host means every interface: 0.0.0.0 and ::), all on one port —
 // with port 0 the first bind picks it and the others share it. An address
 // whose family the machine has not enabled (EADDRNOTAVAIL) is skipped; any
-// other bind error fails the call and closes what was bound. `close()` stops listening (open connections keep
+// other bind error fails the call and closes what was bound. With
+// `reuse_port`, one loop per thread can each listen on the same port (see
+// server_options). `close()` stops listening (open connections keep
 // going); `wait_closed()` waits until the listener is closed and every handler
 // task is done; `close_clients()` cancels the running handlers;
 // `serve_forever()` suspends until the server is closed (cancelling it closes
@@ -61,6 +63,10 @@ struct connection_options {
 struct server_options {
   int backlog = 128;             ///< the listen queue's length
   std::size_t limit = 64 * 1024; ///< each connection's reader limit
+  /// SO_REUSEPORT (TCP only): servers of other loops, threads or processes
+  /// that also ask for it may listen on the same address and port, and the
+  /// kernel spreads incoming connections over them.
+  bool reuse_port = false;
 };
 
 namespace detail {
