@@ -645,3 +645,58 @@ TEST(LoopStreams, ReusePortIsForTcpServersOnly) {
     EXPECT_THROW((void)co_await simul::start_unix_server(answer_with("A"), path, {.reuse_port = true}), simul::error);
   }());
 }
+
+TEST(LoopStreams, AListOfHostsListensOnEachOnOnePort) {
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    // 127.0.0.2 is a loopback address too on Linux (all of 127/8). The task
+    // is made outside the co_await: g++ 12 rejects a braced list of strings
+    // inside one (docs/loop-io.md).
+    auto starting = simul::start_server(echo_lines, {"127.0.0.1", "127.0.0.2"}, 0);
+    auto srv = co_await std::move(starting);
+    const auto port = std::to_string(srv.port());
+    EXPECT_EQ(srv.socknames(), (std::vector<std::string>{"127.0.0.1:" + port, "127.0.0.2:" + port}));
+    EXPECT_EQ(srv.sockname(), "127.0.0.1:" + port + ", 127.0.0.2:" + port);
+    for (const std::string host : {"127.0.0.1", "127.0.0.2"}) {
+      auto [reader, writer] = co_await simul::open_connection(host, srv.port());
+      writer.write("hello " + host + "\n");
+      EXPECT_EQ(co_await reader.readline(), "hello " + host + "\n");
+      writer.close();
+      co_await writer.wait_closed();
+    }
+    // A host listed twice is bound once; a vector works as the braced list does.
+    const std::vector<std::string> twice{"127.0.0.1", "127.0.0.1"};
+    auto again = co_await simul::start_server(echo_lines, twice, 0);
+    EXPECT_EQ(again.socknames().size(), 1u);
+    // A bind error on one host names that host's address and closes the rest.
+    const std::vector<std::string> taken{"127.0.0.3", "127.0.0.2"};
+    try {
+      (void)co_await simul::start_server(echo_lines, taken, srv.port());
+      ADD_FAILURE() << "127.0.0.2:" << port << " is taken";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), EADDRINUSE);
+      EXPECT_NE(std::string(e.what()).find("127.0.0.2:" + port), std::string::npos) << e.what();
+    }
+    auto freed = co_await simul::start_server(echo_lines, "127.0.0.3", srv.port());
+    const std::vector<simul::server*> servers{&srv, &again, &freed};
+    for (auto* s : servers) {
+      s->close();
+      co_await s->wait_closed();
+    }
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST(LoopStreams, NoHostsMeansEveryInterface) {
+  simul::run([]() -> task<void> {
+    auto srv = co_await simul::start_server(echo_lines, std::vector<std::string>{}, 0);
+    EXPECT_EQ(srv.socknames().front(), "0.0.0.0:" + std::to_string(srv.port()));
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    writer.write("hi\n");
+    EXPECT_EQ(co_await reader.readline(), "hi\n");
+    writer.close();
+    co_await writer.wait_closed();
+    srv.close();
+    co_await srv.wait_closed();
+  }());
+}

@@ -475,6 +475,16 @@ task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, 
 }
 
 task<server> start_server(connection_handler handler, std::string host, int port, server_options options) {
+  return start_server(std::move(handler), std::vector<std::string>{std::move(host)}, port, options);
+}
+
+task<server> start_server(connection_handler handler, std::initializer_list<std::string> hosts, int port,
+                          server_options options) {
+  return start_server(std::move(handler), std::vector<std::string>(hosts), port, options);
+}
+
+task<server> start_server(connection_handler handler, std::vector<std::string> hosts, int port,
+                          server_options options) {
   if (!handler) {
     throw error("start_server: the handler is empty");
   }
@@ -486,13 +496,25 @@ task<server> start_server(connection_handler handler, std::string host, int port
   }
   auto& loop = detail::running_loop_checked("start_server");
   detail::ignore_sigpipe_once();
-  // An empty host means every interface, IPv4 and IPv6, as asyncio's None.
-  const std::string shown_host = host.empty() ? "0.0.0.0" : host;
-  const auto where = detail::join_host_port(shown_host, port);
+  // An empty host (or no host) means every interface, IPv4 and IPv6, as
+  // asyncio's None.
+  if (hosts.empty()) {
+    hosts.emplace_back();
+  }
+  auto shown = [&hosts](int p) {
+    std::string out;
+    for (const auto& host : hosts) {
+      out += (out.empty() ? "" : ", ") + detail::join_host_port(host.empty() ? "0.0.0.0" : host, p);
+    }
+    return out;
+  };
+  const auto where = shown(port);
   std::vector<detail::resolved_address> addresses;
-  for (const auto& name : host.empty() ? std::vector<std::string>{"0.0.0.0", "::"} : std::vector<std::string>{host}) {
-    auto found = co_await detail::resolve(name, std::to_string(port), AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE);
-    addresses.insert(addresses.end(), found.begin(), found.end());
+  for (const auto& host : hosts) {
+    for (const auto& name : host.empty() ? std::vector<std::string>{"0.0.0.0", "::"} : std::vector<std::string>{host}) {
+      auto found = co_await detail::resolve(name, std::to_string(port), AF_UNSPEC, SOCK_STREAM, 0, AI_PASSIVE);
+      addresses.insert(addresses.end(), found.begin(), found.end());
+    }
   }
   server srv(new server_state(loop, stream_state::kind::tcp, std::move(handler), options));
   auto& s = srv.state();
@@ -502,6 +524,14 @@ task<server> start_server(connection_handler handler, std::string host, int port
   std::vector<std::string> seen;
   for (auto& a : addresses) {
     auto* sa = reinterpret_cast<sockaddr*>(&a.addr);
+    // Every address was resolved with the port asked for: an address seen
+    // before formats the same here, before the port chosen by a first bind
+    // is written in (a host listed twice, or two names of one address).
+    if (auto key = detail::format_address(sa); std::find(seen.begin(), seen.end(), key) == seen.end()) {
+      seen.push_back(std::move(key));
+    } else {
+      continue;
+    }
     if (sa->sa_family == AF_INET) {
       reinterpret_cast<sockaddr_in*>(sa)->sin_port = htons(static_cast<std::uint16_t>(chosen));
     } else if (sa->sa_family == AF_INET6) {
@@ -509,11 +539,7 @@ task<server> start_server(connection_handler handler, std::string host, int port
     } else {
       continue;
     }
-    auto text = detail::format_address(sa);
-    if (std::find(seen.begin(), seen.end(), text) != seen.end()) {
-      continue;
-    }
-    seen.push_back(text);
+    const auto text = detail::format_address(sa);
     auto* h = reinterpret_cast<uv_tcp_t*>(s.add_listener());
     int rc = options.reuse_port ? open_reusing_port(h, sa->sa_family) : 0;
     // An IPv6 socket takes only IPv6, so that "::" and "0.0.0.0" can share a port.
@@ -540,7 +566,7 @@ task<server> start_server(connection_handler handler, std::string host, int port
     detail::throw_io_error(UV_EADDRNOTAVAIL, "bind to", where);
   }
   s.set_serving();
-  s.set_name(detail::join_host_port(shown_host, chosen), chosen);
+  s.set_name(shown(chosen), chosen);
   co_return srv;
 }
 

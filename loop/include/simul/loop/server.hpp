@@ -45,6 +45,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <string>
 #include <utility>
 #include <vector>
@@ -108,8 +109,8 @@ class server {
 
   /// The port listened on (TCP); 0 for a Unix server.
   [[nodiscard]] int port() const;
-  /// "host:port" (TCP, the host as given, 0.0.0.0 for every interface) or the
-  /// socket path (Unix).
+  /// "host:port" (TCP, the host as given, 0.0.0.0 for every interface; for
+  /// a list of hosts, each one's, joined by ", ") or the socket path (Unix).
   [[nodiscard]] std::string sockname() const;
   /// Every address listened on ("127.0.0.1:8080", "[::1]:8080"; the path for
   /// a Unix server); empty once closed (asyncio.Server.sockets).
@@ -145,6 +146,13 @@ class server {
 /// connection (asyncio.start_server). Throws `io_error` if it cannot bind
 /// (address in use...), `dns_error` if the host does not resolve.
 [[nodiscard]] task<server> start_server(connection_handler handler, std::string host, int port,
+                                        server_options options = {});
+/// Listens on every address of every host, all on one port (asyncio's list
+/// of hosts); an empty host, or none, means every interface.
+[[nodiscard]] task<server> start_server(connection_handler handler, std::vector<std::string> hosts, int port,
+                                        server_options options = {});
+/// The same for a braced list: `start_server(handler, {"127.0.0.1", "::1"}, port)`.
+[[nodiscard]] task<server> start_server(connection_handler handler, std::initializer_list<std::string> hosts, int port,
                                         server_options options = {});
 
 /// Connects to the Unix-domain socket at `path`.
