@@ -45,7 +45,7 @@ simul::connection_handler answer_as(unsigned index) {
 
 simul::task<void> serve(unsigned index, int port, simul::event_loop* loop, simul::promise<serving> started) {
   auto srv = co_await simul::start_server(answer_as(index), "127.0.0.1", port, {.reuse_port = true});
-  started.set_value(serving{loop, &srv, srv.port()});
+  started.set_value({loop, &srv, srv.port()});
   co_await srv.serve_forever(); // until the main thread closes the server
 }
 

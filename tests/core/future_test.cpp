@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 using namespace std::chrono_literals;
@@ -51,6 +52,18 @@ TEST(Future, CarriesMoveOnlyValues) {
   auto value = f.get();
   ASSERT_NE(value, nullptr);
   EXPECT_EQ(*value, 7);
+}
+
+TEST(Future, SetValueTakesABracedList) {
+  simul::promise<std::pair<int, std::string>> p;
+  auto f = p.get_future();
+  p.set_value({1, "one"});
+  EXPECT_EQ(f.get(), std::make_pair(1, std::string("one")));
+  // Values of other types are still built in place from what is given.
+  simul::promise<std::string> q;
+  auto g = q.get_future();
+  q.set_value(3, 'x');
+  EXPECT_EQ(g.get(), "xxx");
 }
 
 TEST(Future, RethrowsTheProducersException) {

@@ -171,6 +171,16 @@ class [[nodiscard]] future {
 ///
 /// Thread-safety: see the file comment. Lifetime: destroying a promise that
 /// has no result completes its future with `future_errc::broken_promise`.
+namespace detail {
+/// What `promise<T>::set_value` takes as a braced list: `T`, or for `void` a
+/// type nobody can name (there is no value to give).
+struct no_value_param {
+  no_value_param() = delete;
+};
+template <class T>
+using value_param_t = std::conditional_t<std::is_void_v<T>, no_value_param, T>;
+} // namespace detail
+
 template <class T>
 class promise {
  public:
@@ -200,9 +210,9 @@ class promise {
     return future<T>(detail::state_ref<detail::shared_state<T>>(&s));
   }
 
-  /// Completes the future with a value. Throws `promise_already_satisfied` if
-  /// this promise already gave a result; does nothing if the consumer
-  /// cancelled the future first.
+  /// Completes the future with a value built from `args`. Throws
+  /// `promise_already_satisfied` if this promise already gave a result; does
+  /// nothing if the consumer cancelled the future first.
   template <class... Args>
   void set_value(Args&&... args) {
     auto& s = begin_result();
@@ -216,6 +226,10 @@ class promise {
     }
     s.publish(false);
   }
+
+  /// The same from a braced list, as std::promise allows: `p.set_value({1, "one"})`.
+  /// (Not a template, so an rvalue `T` comes here too, and is moved in.)
+  void set_value(detail::value_param_t<T>&& value) { set_value<detail::value_param_t<T>>(std::move(value)); }
 
   /// Completes the future with an exception (null is a clear error, not a value).
   void set_exception(std::exception_ptr error) {
