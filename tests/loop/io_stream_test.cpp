@@ -45,6 +45,15 @@ simul::connection_handler send_and_close(std::string payload) {
   };
 }
 
+/// Connects to an echo_lines server at `host:port`, checks one line comes back, and closes.
+task<void> echo_once(std::string host, int port, std::string line) {
+  auto [reader, writer] = co_await simul::open_connection(host, port);
+  writer.write(line + "\n");
+  EXPECT_EQ(co_await reader.readline(), line + "\n") << host;
+  writer.close();
+  co_await writer.wait_closed();
+}
+
 } // namespace
 
 TEST(LoopStreams, EchoRoundTripsAndLeavesNoDescriptor) {
@@ -537,11 +546,7 @@ TEST(LoopStreams, AnEmptyHostListensOnEveryInterfaceOfBothFamiliesOnOnePort) {
     const auto port = std::to_string(srv.port());
     EXPECT_EQ(srv.socknames(), (std::vector<std::string>{"0.0.0.0:" + port, "[::]:" + port}));
     for (const std::string host : {"127.0.0.1", "::1"}) {
-      auto [reader, writer] = co_await simul::open_connection(host, srv.port());
-      writer.write("hello " + host + "\n");
-      EXPECT_EQ(co_await reader.readline(), "hello " + host + "\n");
-      writer.close();
-      co_await writer.wait_closed();
+      co_await echo_once(host, srv.port(), "hello " + host);
     }
     srv.close();
     co_await srv.wait_closed();
@@ -658,11 +663,7 @@ TEST(LoopStreams, AListOfHostsListensOnEachOnOnePort) {
     EXPECT_EQ(srv.socknames(), (std::vector<std::string>{"127.0.0.1:" + port, "127.0.0.2:" + port}));
     EXPECT_EQ(srv.sockname(), "127.0.0.1:" + port + ", 127.0.0.2:" + port);
     for (const std::string host : {"127.0.0.1", "127.0.0.2"}) {
-      auto [reader, writer] = co_await simul::open_connection(host, srv.port());
-      writer.write("hello " + host + "\n");
-      EXPECT_EQ(co_await reader.readline(), "hello " + host + "\n");
-      writer.close();
-      co_await writer.wait_closed();
+      co_await echo_once(host, srv.port(), "hello " + host);
     }
     // A host listed twice is bound once; a vector works as the braced list does.
     const std::vector<std::string> twice{"127.0.0.1", "127.0.0.1"};
@@ -691,11 +692,7 @@ TEST(LoopStreams, NoHostsMeansEveryInterface) {
   simul::run([]() -> task<void> {
     auto srv = co_await simul::start_server(echo_lines, std::vector<std::string>{}, 0);
     EXPECT_EQ(srv.socknames().front(), "0.0.0.0:" + std::to_string(srv.port()));
-    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
-    writer.write("hi\n");
-    EXPECT_EQ(co_await reader.readline(), "hi\n");
-    writer.close();
-    co_await writer.wait_closed();
+    co_await echo_once("127.0.0.1", srv.port(), "hi");
     srv.close();
     co_await srv.wait_closed();
   }());
