@@ -167,10 +167,6 @@ class [[nodiscard]] future {
   detail::state_ref<detail::shared_state<T>> m_state;
 };
 
-/// The producer's end: gives one result to the matching future.
-///
-/// Thread-safety: see the file comment. Lifetime: destroying a promise that
-/// has no result completes its future with `future_errc::broken_promise`.
 namespace detail {
 /// What `promise<T>::set_value` takes as a braced list: `T`, or for `void` a
 /// type nobody can name (there is no value to give).
@@ -181,6 +177,10 @@ template <class T>
 using value_param_t = std::conditional_t<std::is_void_v<T>, no_value_param, T>;
 } // namespace detail
 
+/// The producer's end: gives one result to the matching future.
+///
+/// Thread-safety: see the file comment. Lifetime: destroying a promise that
+/// has no result completes its future with `future_errc::broken_promise`.
 template <class T>
 class promise {
  public:
