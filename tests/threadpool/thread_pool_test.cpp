@@ -128,6 +128,31 @@ TEST(ThreadPool, EachThreadsSubmissionsStartInOrder) {
   }
 }
 
+TEST(ThreadPool, ABacklogStartsInOrderWhenTakenInBatches) {
+  // The one worker is held while 1,000 tasks queue up behind it, so it takes
+  // them from the lane in batches (several tasks per take) and must still
+  // start them in submission order.
+  simul::thread_pool pool({.threads = 1});
+  std::atomic<bool> release{false};
+  pool.post([&release] {
+    while (!release.load()) {
+      std::this_thread::sleep_for(1ms);
+    }
+  });
+  constexpr int backlog = 1'000;
+  std::vector<int> started; // written by the one worker only
+  for (int i = 0; i < backlog; ++i) {
+    pool.post([&started, i] { started.push_back(i); });
+  }
+  EXPECT_GE(pool.stats().queued, static_cast<std::size_t>(backlog));
+  release = true;
+  pool.wait_idle();
+  ASSERT_EQ(started.size(), static_cast<std::size_t>(backlog));
+  for (int i = 0; i < backlog; ++i) {
+    ASSERT_EQ(started[i], i);
+  }
+}
+
 TEST(ThreadPool, StatsCountWorkQueuedByEverySubmittingThread) {
   simul::thread_pool pool({.threads = 1});
   std::atomic<bool> release{false};

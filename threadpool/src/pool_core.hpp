@@ -10,11 +10,12 @@
 // uses the same lane, and the first threads to submit get a lane each, so
 // submitting threads do not queue for one lock (with one shared queue, two
 // submitters and the workers draining it spent their time waiting for each
-// other). Workers visit the lanes in turn and move tasks in small batches
-// into their deques, so that a lane's lock is taken once per batch, not once
-// per task. One thread's submissions keep their order; tasks from different
-// threads have none. Every ring also publishes an approximate size, so a
-// worker looking for work skips empty queues without taking their locks.
+// other). Workers visit the lanes in turn and move tasks in batches (a fair
+// share, at most 256) into their deques, so that a lane's lock is taken once
+// per batch, not once per task. One thread's submissions keep their order;
+// tasks from different threads have none. Every ring also publishes an
+// approximate size, so a worker looking for work skips empty queues without
+// taking their locks.
 //
 // Sleeping. A worker that finds nothing spins briefly (see Spinning), then
 // registers as a sleeper, reads the wake epoch, looks once more through every
@@ -158,7 +159,9 @@ class pool_core {
   /// Makes every later push see m_stopping: each lane's lock is taken once.
   void close_lanes() noexcept;
   bool take_from_injection(worker_state& self, pool_task& out, bool thorough);
-  bool take_from_lane(worker_state& self, injection_lane& lane, pool_task& out);
+  // Not inlined: its batch buffer is 16 KiB of stack, and a task that waits
+  // runs other tasks from inside find_task's callers, nesting them.
+  [[gnu::noinline]] bool take_from_lane(worker_state& self, injection_lane& lane, pool_task& out);
   /// Looks for work for a while before sleeping; false at once if enough others do.
   bool spin_for_task(worker_state& self, pool_task& out);
   bool steal(worker_state& self, pool_task& out, bool thorough);

@@ -2,9 +2,9 @@
 
 // The lock around each of the pool's queues.
 //
-// Every critical section it guards is a few dozen instructions (one push, one
-// pop, or a batch of at most 32 moves), so a waiter is better off spinning for
-// it than sleeping: a std::mutex that finds its owner busy sleeps in a futex,
+// Every critical section it guards is short (one push, one pop, or a batch of
+// at most 255 moves), so a waiter is better off spinning for it than
+// sleeping: a std::mutex that finds its owner busy sleeps in a futex,
 // and the owner then pays a second system call to wake it, which on a
 // virtual machine costs more than the whole critical section many times over.
 // A waiter spins with `pause` for a short while and then yields the CPU, so an

@@ -37,11 +37,12 @@
 // cache), work from other threads goes to injection lanes (about one per
 // core; a thread always uses the same lane, and workers take a lane's tasks
 // oldest first, so one worker starts one thread's tasks in that thread's
-// order) that workers take from in small batches, and an idle worker steals
-// the oldest task of a busy one. An idle worker spins for a few microseconds
-// (one at a time), then sleeps on a futex: an idle pool uses no CPU. Tasks
-// whose closure fits in 56 bytes are stored inline, so `post` allocates
-// nothing and `submit` allocates only the future's shared state.
+// order) that workers take from in batches (a fair share, at most 256
+// tasks), and an idle worker steals the oldest task of a busy one. An idle
+// worker spins for a few microseconds (one at a time), then sleeps on a
+// futex: an idle pool uses no CPU. Tasks whose closure fits in 56 bytes are
+// stored inline, so `post` allocates nothing and `submit` allocates only the
+// future's shared state.
 //
 // Thread-safety: every member function may be called from any thread at the
 // same time, including from inside tasks of this pool or of another pool,
