@@ -598,23 +598,35 @@ TEST(LoopStreams, ReusePortLetsALoopOnEachThreadServeOnePort) {
   const auto fds_before = open_fd_count();
   std::atomic<int> port{0};
   std::atomic<bool> done{false};
-  // The second loop, on its own thread, shares the first one's port.
+  std::atomic<bool> other_failed{false};
+  // The second loop, on its own thread, shares the first one's port. If it
+  // cannot, the test fails here and the first loop stops waiting for it.
   std::thread other([&] {
     simul::run([&]() -> task<void> {
       co_await until([&] { return port.load() != 0; });
-      auto srv = co_await simul::start_server(answer_with("B"), "127.0.0.1", port.load(), {.reuse_port = true});
-      EXPECT_EQ(srv.port(), port.load());
-      port.store(-srv.port()); // tells the first loop that both listen
-      co_await until([&] { return done.load(); });
-      srv.close();
-      co_await srv.wait_closed();
+      try {
+        auto srv = co_await simul::start_server(answer_with("B"), "127.0.0.1", port.load(), {.reuse_port = true});
+        EXPECT_EQ(srv.port(), port.load());
+        port.store(-srv.port()); // tells the first loop that both listen
+        co_await until([&] { return done.load(); });
+        srv.close();
+        co_await srv.wait_closed();
+      } catch (const std::exception& e) {
+        ADD_FAILURE() << "the second loop's server: " << e.what();
+        other_failed.store(true);
+      }
     }());
   });
   simul::run([&]() -> task<void> {
     auto srv = co_await simul::start_server(answer_with("A"), "127.0.0.1", 0, {.reuse_port = true});
     const int p = srv.port();
     port.store(p);
-    co_await until([&] { return port.load() == -p; });
+    co_await until([&] { return port.load() == -p || other_failed.load(); });
+    if (other_failed.load()) {
+      srv.close();
+      co_await srv.wait_closed();
+      co_return;
+    }
     // Without the option, the port is taken.
     try {
       (void)co_await simul::start_server(answer_with("C"), "127.0.0.1", p);
