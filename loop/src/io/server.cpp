@@ -527,11 +527,11 @@ task<server> start_server(connection_handler handler, std::vector<std::string> h
     // Every address was resolved with the port asked for: an address seen
     // before formats the same here, before the port chosen by a first bind
     // is written in (a host listed twice, or two names of one address).
-    if (auto key = detail::format_address(sa); std::find(seen.begin(), seen.end(), key) == seen.end()) {
-      seen.push_back(std::move(key));
-    } else {
+    auto key = detail::format_address(sa);
+    if (std::find(seen.begin(), seen.end(), key) != seen.end()) {
       continue;
     }
+    seen.push_back(std::move(key));
     if (sa->sa_family == AF_INET) {
       reinterpret_cast<sockaddr_in*>(sa)->sin_port = htons(static_cast<std::uint16_t>(chosen));
     } else if (sa->sa_family == AF_INET6) {
