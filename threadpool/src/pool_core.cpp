@@ -256,6 +256,11 @@ bool pool_core::take_from_lane(worker_state& self, injection_lane& lane, pool_ta
       ::new (static_cast<void*>(batch + taken)) pool_task(lane.ring.pop_front());
     }
     left = lane.ring.size();
+    if (taken > 0) {
+      // Before the lane's size drops: stats() reads the lanes first and then
+      // each worker's in_transit and deque, so it never misses the batch.
+      self.in_transit.store(taken, std::memory_order_seq_cst);
+    }
     lane.approx_size.store(left, std::memory_order_seq_cst);
   }
   if (taken > 0) {
@@ -268,6 +273,7 @@ bool pool_core::take_from_lane(worker_state& self, injection_lane& lane, pool_ta
       task->~pool_task();
     }
     self.approx_size.store(self.deque.size(), std::memory_order_seq_cst);
+    self.in_transit.store(0, std::memory_order_seq_cst);
   }
   if (left > 0 || taken > 0) {
     notify_one();
@@ -560,18 +566,24 @@ thread_pool_stats pool_core::stats() const {
   thread_pool_stats out;
   out.threads = m_workers.size();
   out.cancelled = m_outside_cancelled.load(std::memory_order_relaxed);
+  // Read in the order a task moves (counted as submitted, in a lane, in
+  // transit, in a deque, running, finished), so that a task moving on while
+  // this reads is still counted: `submitted` runs ahead of the rest by at
+  // most the tasks in hand (being pushed, taken, finishing). Only a steal,
+  // from a worker not yet read to one already read, can hide a task.
   for (const auto& lane : m_lanes) {
-    out.queued += lane->approx_size.load(std::memory_order_relaxed);
     out.submitted += lane->submitted.get();
+    out.queued += lane->approx_size.load(std::memory_order_seq_cst);
   }
   for (const auto& worker : m_workers) {
-    out.queued += worker->approx_size.load(std::memory_order_relaxed);
+    out.submitted += worker->submitted.get();
+    out.queued += worker->in_transit.load(std::memory_order_seq_cst);
+    out.queued += worker->approx_size.load(std::memory_order_seq_cst);
     out.running += worker->running.load(std::memory_order_relaxed);
     out.completed += worker->completed.get();
     out.failed += worker->failed.get();
     out.cancelled += worker->cancelled.get();
     out.stolen += worker->stolen.get();
-    out.submitted += worker->submitted.get();
   }
   return out;
 }

@@ -110,6 +110,9 @@ struct alignas(64) worker_state final : cooperative_waiter {
   spin_lock lock;
   task_ring deque;
   std::atomic<std::size_t> approx_size{0};
+  // Tasks this worker took from a lane and has not yet pushed to its deque:
+  // counted as queued by stats() meanwhile. Written only by this worker.
+  std::atomic<std::size_t> in_transit{0};
 
   // Written only by this worker's thread.
   owned_counter submitted; // tasks pushed to this deque from inside tasks
