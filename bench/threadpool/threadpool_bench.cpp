@@ -18,6 +18,10 @@
 // scaling_post_400k:    400,000 posts split over 1-2 submitting threads, on
 //                       pools of 1-4 workers; scaling_post_400k_asio is the
 //                       same through Asio (times, no ratios).
+//                       scaling_post_400k_same repeats the 1-worker rows: two
+//                       names for one configuration, so that their gap is
+//                       what noise alone does in the same run
+//                       (bench/threadpool/scaling_check.py).
 //
 // Every side uses 2 workers (TBB: an arena of 2, the waiting thread joins in,
 // as TBB is designed to). Pools are made inside the timed region for every
@@ -369,6 +373,9 @@ int main(int argc, char** argv) {
       }
     }
   }
+  auto* same = benchmark::RegisterBenchmark("scaling_post_400k_same", scaling);
+  ms(same);
+  same->ArgNames({"workers", "submitters"})->Args({1, 1})->Args({1, 2});
   benchmark::Initialize(&argc, argv);
   if (!simul::bench::keep_freed_memory()) {
     std::printf("glibc's default trim and mmap thresholds (cold memory on every repetition)\n");
