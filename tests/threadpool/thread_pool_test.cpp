@@ -145,9 +145,9 @@ TEST(ThreadPool, ABacklogStartsInOrderWhenTakenInBatches) {
   for (int i = 0; i < backlog; ++i) {
     pool.post([&started, i] { started.push_back(i); });
   }
-  // All of it waits behind the blocker, once the worker has taken the
-  // blocker (until then, the blocker counts as queued too).
-  for (int tries = 0; pool.stats().queued != static_cast<std::size_t>(backlog) && tries < 10'000; ++tries) {
+  // Once the worker runs the blocker, all of it waits behind it (before, the
+  // blocker counts as queued too).
+  for (int tries = 0; pool.stats().running == 0 && tries < 10'000; ++tries) {
     std::this_thread::sleep_for(1ms);
   }
   EXPECT_EQ(pool.stats().queued, static_cast<std::size_t>(backlog));
