@@ -118,21 +118,20 @@ void shared_blocks_child_after_fork() noexcept {
   g_registry->unlock();
 }
 
-void encode_shared(out_message& out, const shared_buffer& buffer) {
-  out.put_pod(static_cast<std::uint64_t>(buffer.size()));
-  if (buffer.size() == 0) {
-    return;
-  }
+namespace {
+
+/// A dup of the buffer's memfd, for a message to carry.
+unique_fd descriptor_to_send(const shared_buffer& buffer) {
   unique_fd copy(::fcntl(buffer.block()->fd.get(), F_DUPFD_CLOEXEC, 0));
   if (!copy) {
     throw serialization_error(std::string("process_pool: sending a shared_buffer failed (dup: ") +
                               std::strerror(errno) + ")");
   }
-  out.fds.push_back(std::move(copy));
+  return copy;
 }
 
-shared_buffer decode_shared(in_message& in) {
-  const auto size = in.get_pod<std::uint64_t>();
+/// The buffer of `size` bytes whose descriptor is the next one of `in`.
+shared_buffer receive(in_message& in, std::uint64_t size) {
   if (size == 0) {
     return {};
   }
@@ -152,6 +151,44 @@ shared_buffer decode_shared(in_message& in) {
   } catch (const std::system_error& e) {
     throw serialization_error(std::string("process_pool: mapping a received shared_buffer failed: ") + e.what());
   }
+}
+
+// The scopes of codec.hpp: where nested buffers' descriptors go and come from.
+thread_local std::vector<unique_fd>* t_nested_sink = nullptr;
+thread_local in_message* t_nested_source = nullptr;
+
+} // namespace
+
+void encode_shared(out_message& out, const shared_buffer& buffer) {
+  out.put_pod(static_cast<std::uint64_t>(buffer.size()));
+  if (buffer.size() != 0) {
+    out.fds.push_back(descriptor_to_send(buffer));
+  }
+}
+
+shared_buffer decode_shared(in_message& in) { return receive(in, in.get_pod<std::uint64_t>()); }
+
+nested_fds_out::nested_fds_out(std::vector<unique_fd>& sink) noexcept
+    : m_previous(std::exchange(t_nested_sink, &sink)) {}
+nested_fds_out::~nested_fds_out() { t_nested_sink = m_previous; }
+nested_fds_in::nested_fds_in(in_message& in) noexcept : m_previous(std::exchange(t_nested_source, &in)) {}
+nested_fds_in::~nested_fds_in() { t_nested_source = m_previous; }
+
+void save_nested(const shared_buffer& buffer) {
+  if (t_nested_sink == nullptr) {
+    throw serialization_error("shared_buffer: only a process_pool can send one; another archive would not hold its "
+                              "bytes");
+  }
+  if (buffer.size() != 0) {
+    t_nested_sink->push_back(descriptor_to_send(buffer));
+  }
+}
+
+shared_buffer load_nested(std::uint64_t size) {
+  if (t_nested_source == nullptr) {
+    throw serialization_error("shared_buffer: only a process_pool can receive one; this archive holds no memory");
+  }
+  return receive(*t_nested_source, size);
 }
 
 } // namespace simul::detail

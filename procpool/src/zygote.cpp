@@ -196,6 +196,11 @@ void worker_main(int fd, const zygote_config& config) {
     std::pair<std::string, std::string> failure;
     try {
       code_address<trampoline_fn>(header.fn)(in, out);
+      if (out.fds.size() > k_max_fds) {
+        throw serialization_error("process_pool: a result may carry at most " + std::to_string(k_max_fds) +
+                                  " shared-memory payloads (this one has " + std::to_string(out.fds.size()) +
+                                  "); return fewer shared_buffers, or raise shm_threshold");
+      }
     } catch (...) {
       ok = false;
       failure = describe_current_exception();

@@ -20,6 +20,7 @@
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <sstream>
 #include <string>
 #include <system_error>
 #include <thread>
@@ -206,4 +207,160 @@ TEST(SharedBuffer, ASizeThatDoesNotMatchTheMemoryOrAMissingDescriptorIsASerializ
 
   simul::detail::in_message no_descriptor(out.bytes.data(), out.bytes.size(), 0, nullptr, 0);
   EXPECT_THROW((void)simul::detail::decode<simul::shared_buffer>(no_descriptor), simul::serialization_error);
+}
+
+// ---- shared_buffers inside values that travel through cereal ----
+
+namespace {
+
+struct tile {
+  int id = 0;
+  simul::shared_buffer pixels;
+  std::string label;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(id, pixels, label);
+  }
+};
+
+tile brighten(tile t) {
+  for (std::byte& b : t.pixels) {
+    b = static_cast<std::byte>(static_cast<std::uint8_t>(b) + 1);
+  }
+  t.label += " (brightened)";
+  return t;
+}
+
+struct batch {
+  std::vector<simul::shared_buffer> parts;
+  std::string note;
+  template <class Archive>
+  void serialize(Archive& archive) {
+    archive(parts, note);
+  }
+};
+
+batch reverse_batch(batch b) {
+  std::reverse(b.parts.begin(), b.parts.end());
+  std::reverse(b.note.begin(), b.note.end());
+  return b;
+}
+
+std::vector<simul::shared_buffer> make_numbered(int n) {
+  std::vector<simul::shared_buffer> out;
+  for (int i = 0; i < n; ++i) {
+    out.emplace_back(std::size_t{4096});
+    out.back().as<std::int32_t>()[0] = i;
+  }
+  return out;
+}
+
+std::size_t count_parts(std::vector<simul::shared_buffer> parts) { return parts.size(); }
+
+} // namespace
+
+TEST(SharedBufferNested, AMemberOfAStructTravelsAsTheSameMemory) {
+  simul::process_pool procs({.workers = 1});
+  tile t{7, simul::shared_buffer(1 << 16), "sky"};
+  std::fill(t.pixels.begin(), t.pixels.end(), std::byte{10});
+  const tile back = procs.submit(brighten, t).get();
+  EXPECT_EQ(back.id, 7);
+  EXPECT_EQ(back.label, "sky (brightened)");
+  EXPECT_TRUE(back.pixels.shares_with(t.pixels)); // the caller's own memory came back
+  EXPECT_EQ(t.pixels[0], std::byte{11});          // and the worker's writes are in it
+  EXPECT_EQ(t.pixels[(1 << 16) - 1], std::byte{11});
+}
+
+TEST(SharedBufferNested, AVectorOfBuffersAndABlobInSharedMemoryKeepTheirOrder) {
+  // A threshold of 64 bytes sends cereal's own bytes through a memfd too, so
+  // the message carries that descriptor and the buffers' descriptors.
+  simul::process_pool procs({.workers = 1, .shm_threshold = 64});
+  batch b;
+  for (int i = 0; i < 5; ++i) {
+    b.parts.emplace_back(std::size_t{4096} * static_cast<std::size_t>(i + 1));
+    b.parts.back()[0] = static_cast<std::byte>(i);
+  }
+  b.parts.emplace_back(); // an empty one travels without a descriptor
+  b.note = std::string(1000, 'a') + "z";
+  const batch back = procs.submit(reverse_batch, b).get();
+  ASSERT_EQ(back.parts.size(), 6U);
+  EXPECT_TRUE(back.parts[0].empty());
+  for (std::size_t i = 1; i < 6; ++i) {
+    const auto& sent = b.parts[5 - i];
+    EXPECT_TRUE(back.parts[i].shares_with(sent)) << i;
+    EXPECT_EQ(back.parts[i].size(), sent.size()) << i;
+    EXPECT_EQ(back.parts[i][0], static_cast<std::byte>(5 - i)) << i;
+  }
+  EXPECT_EQ(back.note.front(), 'z');
+  EXPECT_EQ(back.note.size(), 1001U);
+}
+
+TEST(SharedBufferNested, BuffersMadeInAWorkerArriveInAVectorAndThroughMap) {
+  simul::process_pool procs({.workers = 2});
+  const auto made = procs.submit(make_numbered, 10).get();
+  ASSERT_EQ(made.size(), 10U);
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(made[static_cast<std::size_t>(i)].as<std::int32_t>()[0], i);
+  }
+  // map sends each chunk's results as one vector: 8 buffers a chunk.
+  std::vector<std::size_t> sizes(30, std::size_t{4096});
+  const auto mapped = procs.map(make_in_worker, sizes, {.chunksize = 8});
+  ASSERT_EQ(mapped.size(), 30U);
+  for (const auto& m : mapped) {
+    EXPECT_EQ(m.as<std::uint32_t>()[1023], 1024U);
+  }
+}
+
+TEST(SharedBufferNested, MoreDescriptorsThanAMessageCarriesIsASerializationErrorEitherWay) {
+  simul::process_pool procs({.workers = 1});
+  std::vector<simul::shared_buffer> many;
+  for (int i = 0; i < 65; ++i) {
+    many.emplace_back(std::size_t{64});
+  }
+  EXPECT_THROW((void)procs.submit(count_parts, many), simul::serialization_error);
+  many.pop_back();
+  EXPECT_EQ(procs.submit(count_parts, many).get(), 64U); // 64 is the limit, and allowed
+  try {
+    (void)procs.submit(make_numbered, 65).get();
+    ADD_FAILURE() << "a result with 65 buffers arrived";
+  } catch (const simul::remote_error& e) {
+    EXPECT_EQ(e.type_name(), "simul::serialization_error");
+    EXPECT_NE(e.message().find("at most 64"), std::string::npos) << e.message();
+  }
+  EXPECT_EQ(procs.submit(make_numbered, 3).get().size(), 3U); // the worker is still there
+  EXPECT_EQ(procs.stats().crashed, 0U);
+}
+
+TEST(SharedBufferNested, AnotherCerealArchiveRefusesABufferWithAClearError) {
+  std::ostringstream stream(std::ios::binary);
+  cereal::BinaryOutputArchive out(stream);
+  tile t{1, simul::shared_buffer(16), "x"};
+  try {
+    out(t);
+    ADD_FAILURE() << "a shared_buffer was saved to a plain archive";
+  } catch (const simul::serialization_error& e) {
+    EXPECT_NE(std::string(e.what()).find("only a process_pool"), std::string::npos) << e.what();
+  }
+  std::istringstream bytes(std::string("\x01\0\0\0\0\0\0\0", 8), std::ios::binary);
+  cereal::BinaryInputArchive in(bytes);
+  simul::shared_buffer loaded;
+  EXPECT_THROW(in(loaded), simul::serialization_error);
+}
+
+TEST(SharedBufferNested, RoundTripsLeaveNoDescriptorOrMappingBehind) {
+  simul::process_pool procs({.workers = 1});
+  (void)procs.submit(make_numbered, 0).get(); // the worker is up: its socket is open
+  const auto before = open_fds();
+  const int mappings = shared_mappings();
+  for (int i = 0; i < 100; ++i) {
+    tile t{i, simul::shared_buffer(4096), "t"};
+    auto back = procs.submit(brighten, t).get();
+    ASSERT_TRUE(back.pixels.shares_with(t.pixels));
+    ASSERT_EQ(procs.submit(make_numbered, 3).get()[2].as<std::int32_t>()[0], 2);
+  }
+  for (int wait = 0; wait < 200 && open_fds() != before; ++wait) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  EXPECT_EQ(open_fds(), before);
+  EXPECT_EQ(shared_mappings(), mappings);
 }

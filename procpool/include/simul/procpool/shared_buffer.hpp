@@ -20,9 +20,14 @@
 // until the answer comes back (the future's completion orders the worker's
 // writes before the caller's reads).
 //
-// A `shared_buffer` is a task argument or result of its own: it cannot be a
-// member of a struct or container that travels through cereal. It is tied to
-// one machine, so a transport to another machine would send its bytes.
+// A `shared_buffer` travels as a task argument or result of its own, and also
+// inside anything that travels through cereal: a member of a struct whose
+// `serialize` names it, an element of a vector, tuple, map or optional. Each
+// one costs a descriptor, and a task or a result carries at most 64 (a
+// `serialization_error` says so). Only a `process_pool` can send one: saving
+// it to any other cereal archive throws `serialization_error`, since the bytes
+// would not be in the archive. It is tied to one machine, so a transport to
+// another machine would send its bytes.
 //
 // Thread-safety: like `std::shared_ptr` — distinct handles may be used on
 // different threads at once, even when they share the bytes; the bytes
@@ -32,6 +37,7 @@
 // by its workers, as fork inherits all memory.
 
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <type_traits>
@@ -94,5 +100,27 @@ class shared_buffer {
   std::byte* m_data = nullptr;
   std::size_t m_size = 0;
 };
+
+namespace detail {
+/// The descriptor of a shared_buffer nested in a value cereal saves or loads
+/// for a process_pool (shared_buffer.cpp; codec.hpp says where it goes).
+/// Outside a pool's encoding or decoding they throw serialization_error.
+void save_nested(const shared_buffer& buffer);
+shared_buffer load_nested(std::uint64_t size);
+} // namespace detail
+
+/// cereal: a shared_buffer inside a struct, tuple or container travels as its
+/// size in the archive and its descriptor beside the message.
+template <class Archive>
+void save(Archive& archive, const shared_buffer& buffer) {
+  archive(static_cast<std::uint64_t>(buffer.size()));
+  detail::save_nested(buffer);
+}
+template <class Archive>
+void load(Archive& archive, shared_buffer& buffer) {
+  std::uint64_t size = 0;
+  archive(size);
+  buffer = detail::load_nested(size);
+}
 
 } // namespace simul

@@ -9,7 +9,9 @@
 //   tuple, pair, user types with `serialize(Archive&)` or save/load): cereal's
 //   binary archive, even when they are trivially copyable;
 // - any other trivially copyable type that is not a pointer: its bytes;
-// - `shared_buffer`: its memfd's descriptor, no bytes at all.
+// - `shared_buffer`: its memfd's descriptor, no bytes at all; inside a value
+//   that goes through cereal, its size in the archive and its descriptor
+//   after the message's others.
 // `wire_type<T>` says whether T has a path; the pool's static_asserts use it.
 
 #include <simul/procpool/detail/wire.hpp>
@@ -69,6 +71,31 @@ inline constexpr bool uses_cereal = std::is_class_v<T> && !is_contiguous_blob<T>
 void encode_shared(out_message& out, const shared_buffer& buffer);
 shared_buffer decode_shared(in_message& in);
 
+/// While a value goes through cereal, the descriptors of the shared_buffers
+/// inside it are collected in `sink` (encoding) or taken from `in` (decoding),
+/// in the order cereal meets them. One scope per thread at a time; scopes
+/// restore the previous one, so they nest.
+class nested_fds_out {
+ public:
+  explicit nested_fds_out(std::vector<unique_fd>& sink) noexcept;
+  nested_fds_out(const nested_fds_out&) = delete;
+  nested_fds_out& operator=(const nested_fds_out&) = delete;
+  ~nested_fds_out();
+
+ private:
+  std::vector<unique_fd>* m_previous;
+};
+class nested_fds_in {
+ public:
+  explicit nested_fds_in(in_message& in) noexcept;
+  nested_fds_in(const nested_fds_in&) = delete;
+  nested_fds_in& operator=(const nested_fds_in&) = delete;
+  ~nested_fds_in();
+
+ private:
+  in_message* m_previous;
+};
+
 /// True if a value of type T can travel to a worker and back.
 template <class T>
 inline constexpr bool wire_type = !std::is_pointer_v<T> && !std::is_reference_v<T> &&
@@ -98,12 +125,18 @@ void encode(out_message& out, const T& value) {
   } else {
     static_assert(is_cereal_type<T>, "simul::process_pool: this type cannot be serialized");
     std::ostringstream stream(std::ios::binary);
+    std::vector<unique_fd> nested; // shared_buffers inside the value
     {
+      nested_fds_out scope(nested);
       cereal::BinaryOutputArchive archive(stream);
       archive(value);
     }
     const std::string text = std::move(stream).str();
     out.put_blob(text.data(), text.size());
+    // After the blob's own memfd, if it has one: decode meets them in this order.
+    for (auto& fd : nested) {
+      out.fds.push_back(std::move(fd));
+    }
   }
 }
 
@@ -146,6 +179,7 @@ T decode(in_message& in) {
     std::istream stream(&buffer);
     T value{};
     try {
+      nested_fds_in scope(in);
       cereal::BinaryInputArchive archive(stream);
       archive(value);
     } catch (const cereal::Exception& e) {
