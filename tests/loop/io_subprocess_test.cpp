@@ -1,14 +1,19 @@
 // Child processes: pipes, exit statuses, signals and errors.
 
+#include "co_assert.hpp"
 #include "io_test_util.hpp"
 
 #include <simul/loop.hpp>
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <csignal>
 #include <fstream>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -215,4 +220,95 @@ TEST(LoopSubprocess, StderrToStdoutJoinsThePipeInOrder) {
     EXPECT_THROW((void)co_await simul::create_subprocess_shell("true", wrong), simul::error);
   }());
   EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+namespace {
+
+/// The fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, session...
+std::vector<long> stat_fields(const std::string& stat) {
+  std::vector<long> out;
+  std::istringstream rest(stat.substr(stat.rfind(')') + 2));
+  std::string state;
+  rest >> state;
+  for (long v = 0; rest >> v && out.size() < 3;) {
+    out.push_back(v);
+  }
+  return out; // ppid, pgrp, session
+}
+
+} // namespace
+
+TEST(LoopSubprocess, PassFdsHandsTheChildDescriptorsUnderTheirNumbers) {
+  const auto fds_before = open_fd_count();
+  int passed[2];
+  int kept[2];
+  ASSERT_EQ(::pipe2(passed, O_CLOEXEC), 0);
+  ASSERT_EQ(::pipe2(kept, O_CLOEXEC), 0);
+  simul::run([&]() -> task<void> {
+    const auto w = std::to_string(passed[1]);
+    const auto other = std::to_string(kept[1]);
+    const std::vector<std::string> args{
+        "-c", "echo through > /proc/self/fd/" + w + "; for fd in " + w + " " + other +
+                  "; do if [ -e /proc/self/fd/$fd ]; then echo $fd open; else echo $fd closed; fi; done"};
+    simul::subprocess_options opts{.stdout_ = stdio::pipe};
+    opts.pass_fds = {passed[1]};
+    auto p = co_await simul::create_subprocess_exec("sh", args, opts);
+    auto [out, err] = co_await p.communicate();
+    EXPECT_EQ(out, w + " open\n" + other + " closed\n");
+    EXPECT_EQ(co_await p.wait(), 0);
+  }());
+  EXPECT_EQ(::fcntl(passed[1], F_GETFD) & FD_CLOEXEC, FD_CLOEXEC) << "ours stays close-on-exec";
+  for (const int fd : {passed[1], kept[0], kept[1]}) {
+    ::close(fd);
+  }
+  char got[16] = {};
+  EXPECT_EQ(::read(passed[0], got, sizeof got), 8); // the child has exited: EOF if it wrote nothing
+  EXPECT_EQ(std::string(got, 8), "through\n");
+  ::close(passed[0]);
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST(LoopSubprocess, PassFdsRefusesStandardAndClosedDescriptorsBeforeStarting) {
+  simul::run([]() -> task<void> {
+    const std::vector<std::string> args{"-c", "exit 0"};
+    simul::subprocess_options standard;
+    standard.pass_fds = {1};
+    try {
+      (void)co_await simul::create_subprocess_exec("sh", args, standard);
+      ADD_FAILURE() << "fd 1 was accepted";
+    } catch (const simul::io_error&) {
+      ADD_FAILURE() << "fd 1 is a usage error, not a system one";
+    } catch (const simul::error& e) {
+      EXPECT_NE(std::string(e.what()).find("fd 1 is a standard stream"), std::string::npos) << e.what();
+    }
+    simul::subprocess_options closed;
+    closed.pass_fds = {4000};
+    try {
+      (void)co_await simul::create_subprocess_exec("sh", args, closed);
+      ADD_FAILURE() << "a closed descriptor was accepted";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), EBADF);
+      EXPECT_EQ(e.address(), "fd 4000");
+    }
+  }());
+}
+
+TEST(LoopSubprocess, StartNewSessionPutsTheChildInASessionOfItsOwn) {
+  simul::run([]() -> task<void> {
+    const std::vector<std::string> args{"-c", "exec cat /proc/self/stat"};
+    for (const bool own : {true, false}) {
+      simul::subprocess_options opts{.stdout_ = stdio::pipe};
+      opts.start_new_session = own;
+      auto p = co_await simul::create_subprocess_exec("sh", args, opts);
+      auto [out, err] = co_await p.communicate();
+      const auto fields = stat_fields(out);
+      CO_ASSERT_EQ(fields.size(), 3U);
+      if (own) {
+        EXPECT_EQ(fields[1], p.pid()) << "its own process group";
+        EXPECT_EQ(fields[2], p.pid()) << "its own session";
+      } else {
+        EXPECT_EQ(fields[2], ::getsid(0)) << "ours";
+      }
+    }
+  }());
 }

@@ -5,13 +5,15 @@
 #include <simul/loop/subprocess.hpp>
 #include <simul/loop/task_handle.hpp>
 
-#include <cerrno>
-#include <csignal>
-#include <thread>
-
-#include <memory>
+#include <fcntl.h>
 #include <sys/wait.h>
 #include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <csignal>
+#include <memory>
+#include <thread>
 
 namespace simul::detail {
 
@@ -288,9 +290,28 @@ process spawn_process(event_loop& loop, std::string& program, std::vector<std::s
   if (options.stdin_ == stdio::to_stdout || options.stdout_ == stdio::to_stdout) {
     throw error("create_subprocess: stdio::to_stdout is for stderr only");
   }
+  // Descriptors past the three standard ones: the child's fd i is our fd i
+  // for each i in pass_fds (libuv clears close-on-exec in the child), and
+  // left alone for the others.
+  int highest = 2;
+  for (const int fd : options.pass_fds) {
+    if (fd >= 0 && fd <= 2) {
+      throw error("create_subprocess: pass_fds: fd " + std::to_string(fd) +
+                  " is a standard stream; stdin_, stdout_ and stderr_ say where those go");
+    }
+    if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) {
+      throw io_error(EBADF, "create_subprocess: pass_fds: fd " + std::to_string(fd) + " is not open (EBADF)",
+                     "fd " + std::to_string(fd));
+    }
+    highest = std::max(highest, fd);
+  }
+  std::vector<uv_stdio_container_t> containers(static_cast<std::size_t>(highest) + 1);
+  for (const int fd : options.pass_fds) {
+    containers[static_cast<std::size_t>(fd)].flags = UV_INHERIT_FD;
+    containers[static_cast<std::size_t>(fd)].data.fd = fd;
+  }
   const char* names[3] = {" stdin", " stdout", " stderr"};
   stream_ref pipes[3];
-  uv_stdio_container_t containers[3];
   // stdout piped with stderr joined to it: one pipe of our own, its write end
   // given to the child as both fd 1 and fd 2 (libuv's own pipes are one per fd).
   const bool merged_pipe = options.stdout_ == stdio::pipe && options.stderr_ == stdio::to_stdout;
@@ -351,8 +372,9 @@ process spawn_process(event_loop& loop, std::string& program, std::vector<std::s
   o.args = argv.data();
   o.env = options.env ? envp.data() : nullptr;
   o.cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
-  o.stdio_count = 3;
-  o.stdio = containers;
+  o.stdio_count = static_cast<int>(containers.size());
+  o.stdio = containers.data();
+  o.flags = options.start_new_session ? UV_PROCESS_DETACHED : 0; // libuv's detached child calls setsid()
 
   process p(new process_state(loop, program));
   if (const int rc = p.state().spawn(o); rc < 0) {

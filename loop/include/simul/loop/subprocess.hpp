@@ -15,7 +15,8 @@
 // process, or /dev/null; `stderr_ = stdio::to_stdout` sends the child's stderr
 // wherever its stdout goes (into the `stdout_` reader, interleaved, when
 // stdout is piped). `cwd` and `env` (the whole environment; unset means
-// inherit ours) apply to the child.
+// inherit ours) apply to the child; `pass_fds` hands it more descriptors,
+// `start_new_session` puts it in a session of its own.
 //
 // `wait()` gives the exit status: the exit code, or minus the signal number
 // when a signal ended the child (Python's returncode). `communicate(input)`
@@ -25,7 +26,9 @@
 // (SIGKILL) do nothing once the child has exited.
 //
 // Errors: a program that does not exist or cannot run throws `io_error`
-// naming it ("spawn no-such-program: no such file or directory (ENOENT)").
+// naming it ("spawn no-such-program: no such file or directory (ENOENT)");
+// a `pass_fds` entry that is not open throws `io_error` (EBADF) naming it, one
+// of 0–2 throws `simul::error`, both before anything is started.
 //
 // `create_subprocess_shell(cmd)` runs `cmd` through `/bin/sh -c`, with the
 // shell's quoting, redirections and expansions: never pass it untrusted text.
@@ -65,6 +68,15 @@ struct subprocess_options {
   std::string cwd{};                                       ///< empty: ours
   std::optional<std::map<std::string, std::string>> env{}; ///< unset: ours
   std::size_t limit = 64 * 1024;                           ///< the readers' limit
+  /// Descriptors the child gets under the same numbers (Popen's pass_fds),
+  /// even if they are close-on-exec here; every other descriptor that is
+  /// close-on-exec stays out of the child. Each must be open and above 2
+  /// (0–2 are `stdin_`, `stdout_`, `stderr_`).
+  std::vector<int> pass_fds{};
+  /// The child calls setsid(): a new session and process group of its own,
+  /// so a signal to this process's group (Ctrl-C in a terminal) does not
+  /// reach it (Popen's start_new_session).
+  bool start_new_session = false;
 };
 
 /// What `communicate` gives: all of stdout and stderr ("" if not piped).
