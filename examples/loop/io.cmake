@@ -7,3 +7,7 @@ simul_add_example(loop_io_loop_per_thread
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/io_loop_per_thread.cpp
   LIBS simul::loop
   PASS_REGULAR_EXPRESSION "loops on [0-9]+ threads share port [0-9]+\n[0-9]+ connections answered\nevery loop served some: yes")
+simul_add_example(loop_io_adopt
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/io_adopt.cpp
+  LIBS simul::loop
+  PASS_REGULAR_EXPRESSION "worker ready on 127.0.0.1:[0-9]+\n3 clients answered by the worker process: yes\nworker exited with status 0")

@@ -3,5 +3,6 @@
 target_sources(simul_loop_tests PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/io_stream_test.cpp
   ${CMAKE_CURRENT_LIST_DIR}/io_misc_test.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/io_adopt_test.cpp
   ${CMAKE_CURRENT_LIST_DIR}/io_subprocess_test.cpp
   ${CMAKE_CURRENT_LIST_DIR}/io_soak_test.cpp)

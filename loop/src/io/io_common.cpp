@@ -3,12 +3,16 @@
 #include "io/io_internal.hpp"
 
 #include <arpa/inet.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 #include <array>
 #include <cerrno>
 #include <csignal>
+#include <cstddef>
 #include <cstring>
 #include <mutex>
 
@@ -129,6 +133,78 @@ std::string format_address(const sockaddr* sa) {
     return join_host_port(text.data(), ntohs(in6->sin6_port));
   }
   return {};
+}
+
+void throw_adopt_error(int code, const char* who, int fd, const std::string& what) {
+  const auto name = "fd " + std::to_string(fd);
+  throw io_error(code, std::string(who) + ": " + name + " " + what + " (" + uv_err_name(-code) + ")", name);
+}
+
+void throw_not_adopted(int uv_code, const char* who, int fd) {
+  throw_adopt_error(errno_of(uv_code), who, fd,
+                    uv_code == UV_EEXIST ? "is already used by this loop" : "cannot be adopted");
+}
+
+namespace {
+
+/// The text of a socket address: "host:port", a path, "@name" for Linux's
+/// abstract namespace, "" for an unnamed Unix socket.
+std::string address_text(const sockaddr_storage& addr, socklen_t len) {
+  if (addr.ss_family != AF_UNIX) {
+    return format_address(reinterpret_cast<const sockaddr*>(&addr));
+  }
+  const auto* un = reinterpret_cast<const sockaddr_un*>(&addr);
+  const auto offset = offsetof(sockaddr_un, sun_path);
+  if (len <= offset) {
+    return {};
+  }
+  const std::size_t n = len - offset;
+  if (un->sun_path[0] == '\0') {
+    return n > 1 ? "@" + std::string(un->sun_path + 1, n - 1) : std::string();
+  }
+  return {un->sun_path, ::strnlen(un->sun_path, n)};
+}
+
+} // namespace
+
+adopted_socket inspect_socket(int fd, int type, const char* who) {
+  if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) {
+    throw_adopt_error(EBADF, who, fd, "is not an open descriptor");
+  }
+  int value = 0;
+  socklen_t size = sizeof value;
+  if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &size) != 0) {
+    const int code = errno;
+    throw_adopt_error(code, who, fd, code == ENOTSOCK ? "is not a socket" : "cannot be read as a socket");
+  }
+  if (value != type) {
+    throw_adopt_error(EPROTOTYPE, who, fd,
+                      type == SOCK_STREAM ? "is not a stream socket (SOCK_STREAM)"
+                                          : "is not a datagram socket (SOCK_DGRAM)");
+  }
+  adopted_socket out;
+  sockaddr_storage addr{};
+  socklen_t len = sizeof addr;
+  if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
+    const int code = errno;
+    throw_adopt_error(code, who, fd, "has no local address");
+  }
+  out.family = addr.ss_family;
+  if (out.family != AF_INET && out.family != AF_INET6 && out.family != AF_UNIX) {
+    throw_adopt_error(EAFNOSUPPORT, who, fd, "is not an IPv4, IPv6 or Unix-domain socket");
+  }
+  out.local = address_text(addr, len);
+  if (type == SOCK_STREAM) {
+    size = sizeof value;
+    out.listening = ::getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &value, &size) == 0 && value != 0;
+  }
+  sockaddr_storage peer{};
+  len = sizeof peer;
+  if (!out.listening && ::getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &len) == 0) {
+    out.connected = true;
+    out.peer = address_text(peer, len);
+  }
+  return out;
 }
 
 void ignore_sigpipe_once() noexcept {

@@ -60,6 +60,26 @@ struct resolved_address {
 task<std::vector<resolved_address>> resolve(std::string host, std::string service, int family, int socktype,
                                             int protocol, int hints_flags);
 
+/// What an adopted socket is (see <simul/loop/socket_fd.hpp>).
+struct adopted_socket {
+  int family = 0; ///< AF_INET, AF_INET6 or AF_UNIX
+  bool listening = false;
+  bool connected = false;
+  std::string local; ///< "host:port", or the socket path ("" if unnamed)
+  std::string peer;  ///< likewise; "" when not connected or unnamed
+};
+
+/// Checks that `fd` is an open socket of `type` (SOCK_STREAM or SOCK_DGRAM)
+/// and of a family the loop serves, and says what it is. Reads only: the
+/// descriptor is left as it was. Throws `io_error` (EBADF, ENOTSOCK,
+/// EPROTOTYPE, EAFNOSUPPORT) through `throw_adopt_error`.
+adopted_socket inspect_socket(int fd, int type, const char* who);
+/// Throws io_error(code, "<who>: fd <fd> <what> (<NAME>)", "fd <fd>").
+[[noreturn]] void throw_adopt_error(int code, const char* who, int fd, const std::string& what);
+/// The same for libuv's refusal to open `fd` (`uv_code` < 0; EEXIST: the
+/// loop already watches it).
+[[noreturn]] void throw_not_adopted(int uv_code, const char* who, int fd);
+
 /// The detached request of the file comment, for an awaiter over one libuv
 /// request (connect, getaddrinfo, getnameinfo, a UDP send).
 ///

@@ -448,6 +448,22 @@ int open_reusing_port(uv_tcp_t* h, int family) {
   return rc;
 }
 
+/// Gives the fresh handle `h` of kind `k` the adopted descriptor `fd`. libuv
+/// takes it only on success (EEXIST: the loop already watches it).
+int open_adopted(stream_state::kind k, uv_stream_t* h, int fd) {
+  return k == stream_state::kind::tcp ? uv_tcp_open(reinterpret_cast<uv_tcp_t*>(h), fd)
+                                      : uv_pipe_open(reinterpret_cast<uv_pipe_t*>(h), fd);
+}
+
+stream_state::kind kind_of(const detail::adopted_socket& info) noexcept {
+  return info.family == AF_UNIX ? stream_state::kind::pipe : stream_state::kind::tcp;
+}
+
+/// What an adopted socket is called in messages: its address, else "fd N".
+std::string shown_name(const std::string& address, int fd) {
+  return address.empty() ? "fd " + std::to_string(fd) : address;
+}
+
 } // namespace
 
 task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port, connection_options options) {
@@ -472,6 +488,74 @@ task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, 
     last = rc;
   }
   detail::throw_io_error(last, "connect to", where);
+}
+
+task<std::pair<stream_reader, stream_writer>> open_connection(socket_fd sock, connection_options options) {
+  constexpr const char* who = "open_connection";
+  auto& loop = detail::running_loop_checked(who);
+  detail::ignore_sigpipe_once();
+  const auto info = detail::inspect_socket(sock.fd, SOCK_STREAM, who);
+  if (info.listening) {
+    detail::throw_adopt_error(EINVAL, who, sock.fd, "is listening (a server's socket: give it to start_server)");
+  }
+  if (!info.connected) {
+    detail::throw_adopt_error(ENOTCONN, who, sock.fd, "is not connected");
+  }
+  const auto k = kind_of(info);
+  stream_ref ref(new stream_state(loop, k, options.limit));
+  auto& s = *ref.get();
+  if (const int rc = open_adopted(k, s.stream(), sock.fd); rc < 0) {
+    detail::throw_not_adopted(rc, who, sock.fd);
+  }
+  if (k == stream_state::kind::tcp) {
+    uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(s.stream()), 1);
+  }
+  s.set_peer(shown_name(info.peer, sock.fd));
+  s.on_connected();
+  co_return detail::make_pair_of(ref);
+}
+
+task<server> start_server(connection_handler handler, socket_fd sock, server_options options) {
+  constexpr const char* who = "start_server";
+  if (!handler) {
+    throw error("start_server: the handler is empty");
+  }
+  if (options.limit == 0) {
+    throw error("start_server: the reader limit must be positive");
+  }
+  if (options.reuse_port) {
+    throw error("start_server: reuse_port applies to sockets simul makes; set SO_REUSEPORT on an adopted one");
+  }
+  auto& loop = detail::running_loop_checked(who);
+  detail::ignore_sigpipe_once();
+  const auto info = detail::inspect_socket(sock.fd, SOCK_STREAM, who);
+  if (info.connected) {
+    detail::throw_adopt_error(EISCONN, who, sock.fd,
+                              "is connected (a connection's socket: give it to open_connection)");
+  }
+  // Listening here, before libuv takes the descriptor, keeps a failure (an
+  // unbound Unix socket, say) from costing the caller the socket.
+  if (!info.listening && ::listen(sock.fd, options.backlog) != 0) {
+    const int code = errno;
+    detail::throw_adopt_error(code, who, sock.fd, "cannot listen");
+  }
+  const auto k = kind_of(info);
+  server srv(new server_state(loop, k, std::move(handler), options));
+  auto& s = srv.state();
+  if (const int rc = open_adopted(k, s.add_listener(), sock.fd); rc < 0) {
+    s.drop_last_listener(); // its handle never had the descriptor
+    srv.close();
+    detail::throw_not_adopted(rc, who, sock.fd);
+  }
+  if (const int rc = s.listen_last(options.backlog); rc < 0) {
+    srv.close(); // the listener owns the descriptor now: closing it closes the socket
+    detail::throw_io_error(rc, "listen on", shown_name(info.local, sock.fd));
+  }
+  s.set_serving();
+  // The local address again: listen() binds an unbound TCP socket to a free port.
+  const auto local = detail::inspect_socket(sock.fd, SOCK_STREAM, who).local;
+  s.set_name(shown_name(local, sock.fd), k == stream_state::kind::tcp ? s.port_of(0) : 0);
+  co_return srv;
 }
 
 task<server> start_server(connection_handler handler, std::string host, int port, server_options options) {

@@ -6,7 +6,9 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
+#include <cerrno>
 #include <deque>
 
 namespace simul::detail {
@@ -25,17 +27,15 @@ class udp_state {
 
   int bind(const sockaddr* addr) {
     unsigned flags = m_options.reuse_address ? UV_UDP_REUSEADDR : 0;
-    int rc = uv_udp_bind(handle(), addr, flags);
-    if (rc == 0 && m_options.broadcast) {
-      rc = uv_udp_set_broadcast(handle(), 1);
-    }
-    if (rc == 0) {
-      rc = uv_udp_recv_start(handle(), &on_alloc, &on_recv);
-    }
-    if (rc == 0) {
-      m_name = sockname_now();
-    }
-    return rc;
+    const int rc = uv_udp_bind(handle(), addr, flags);
+    return rc == 0 ? start() : rc;
+  }
+
+  /// Takes the socket `fd` (see <simul/loop/socket_fd.hpp>); libuv takes it
+  /// only on success (EEXIST: the loop already watches it).
+  int adopt(int fd) {
+    const int rc = uv_udp_open(handle(), fd);
+    return rc == 0 ? start() : rc;
   }
 
   std::string sockname_now() {
@@ -88,6 +88,18 @@ class udp_state {
   [[nodiscard]] const std::string& name() const noexcept { return m_name; }
 
  private:
+  /// The socket is bound (or adopted): apply the options, start receiving.
+  int start() {
+    int rc = m_options.broadcast ? uv_udp_set_broadcast(handle(), 1) : 0;
+    if (rc == 0) {
+      rc = uv_udp_recv_start(handle(), &on_alloc, &on_recv);
+    }
+    if (rc == 0) {
+      m_name = sockname_now();
+    }
+    return rc;
+  }
+
   struct handle_box {
     uv_udp_t udp{};
     udp_state* owner = nullptr;
@@ -298,6 +310,31 @@ task<datagram_endpoint> create_datagram_endpoint(std::string local_host, int loc
   if (rc < 0) {
     ep.close();
     detail::throw_io_error(rc, "bind to", where);
+  }
+  co_return ep;
+}
+
+task<datagram_endpoint> create_datagram_endpoint(socket_fd sock, datagram_options options) {
+  constexpr const char* who = "create_datagram_endpoint";
+  if (options.max_queued == 0) {
+    throw error("create_datagram_endpoint: max_queued must be positive");
+  }
+  if (options.reuse_address) {
+    throw error("create_datagram_endpoint: reuse_address must be set before a socket is bound; set SO_REUSEADDR on an "
+                "adopted one");
+  }
+  auto& loop = detail::running_loop_checked(who);
+  const auto info = detail::inspect_socket(sock.fd, SOCK_DGRAM, who);
+  if (info.family == AF_UNIX) {
+    detail::throw_adopt_error(EAFNOSUPPORT, who, sock.fd, "is a Unix-domain socket, not a UDP one");
+  }
+  if (info.connected) {
+    detail::throw_adopt_error(EISCONN, who, sock.fd, "is connected (an endpoint sends to an address each time)");
+  }
+  datagram_endpoint ep(new detail::udp_state(loop, options));
+  if (const int rc = ep.m_state->adopt(sock.fd); rc < 0) {
+    ep.close();
+    detail::throw_not_adopted(rc, who, sock.fd);
   }
   co_return ep;
 }

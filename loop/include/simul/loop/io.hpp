@@ -8,6 +8,7 @@
 // - <simul/loop/server.hpp>    open_connection, start_server, server, and the Unix twins
 // - <simul/loop/dns.hpp>       getaddrinfo, getnameinfo
 // - <simul/loop/udp.hpp>       create_datagram_endpoint, datagram_endpoint
+// - <simul/loop/socket_fd.hpp> socket_fd: an open socket to adopt (asyncio's sock=)
 // - <simul/loop/files.hpp>     open_file, file, read_file, write_file, stat_file, remove_file
 // - <simul/loop/signals.hpp>   add_signal_handler, remove_signal_handler
 // - <simul/loop/subprocess.hpp> create_subprocess_exec, process, stdio
@@ -19,6 +20,7 @@
 #include <simul/loop/io_error.hpp>
 #include <simul/loop/server.hpp>
 #include <simul/loop/signals.hpp>
+#include <simul/loop/socket_fd.hpp>
 #include <simul/loop/stream.hpp>
 #include <simul/loop/subprocess.hpp>
 #include <simul/loop/udp.hpp>

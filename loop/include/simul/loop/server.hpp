@@ -39,6 +39,7 @@
 
 #include <simul/loop/detail/io_wait.hpp>
 #include <simul/loop/io_error.hpp>
+#include <simul/loop/socket_fd.hpp>
 #include <simul/loop/stream.hpp>
 #include <simul/loop/task.hpp>
 
@@ -142,6 +143,12 @@ class server {
 [[nodiscard]] task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port,
                                                                             connection_options options = {});
 
+/// Adopts a connected TCP or Unix-domain stream socket (asyncio's
+/// `open_connection(sock=...)`); see <simul/loop/socket_fd.hpp>. Throws
+/// `io_error` naming the descriptor if it is not one.
+[[nodiscard]] task<std::pair<stream_reader, stream_writer>> open_connection(socket_fd sock,
+                                                                            connection_options options = {});
+
 /// Listens on `host:port` (port 0: a free port) and runs `handler` for each
 /// connection (asyncio.start_server). Throws `io_error` if it cannot bind
 /// (address in use...), `dns_error` if the host does not resolve.
@@ -154,6 +161,13 @@ class server {
 /// The same for a braced list: `start_server(handler, {"127.0.0.1", "::1"}, port)`.
 [[nodiscard]] task<server> start_server(connection_handler handler, std::initializer_list<std::string> hosts, int port,
                                         server_options options = {});
+
+/// Serves connections on an adopted TCP or Unix-domain stream socket that is
+/// listening or bound (asyncio's `start_server(sock=...)`; systemd's socket
+/// activation hands such sockets from fd 3 on). The server closes the socket
+/// when it closes; it does not remove a Unix socket's file. See
+/// <simul/loop/socket_fd.hpp>; `reuse_port` is refused here.
+[[nodiscard]] task<server> start_server(connection_handler handler, socket_fd sock, server_options options = {});
 
 /// Connects to the Unix-domain socket at `path`.
 [[nodiscard]] task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path,

@@ -20,6 +20,7 @@
 
 #include <simul/loop/detail/io_wait.hpp>
 #include <simul/loop/io_error.hpp>
+#include <simul/loop/socket_fd.hpp>
 #include <simul/loop/task.hpp>
 
 #include <cstddef>
@@ -85,6 +86,7 @@ class datagram_endpoint {
 
  private:
   friend task<datagram_endpoint> create_datagram_endpoint(std::string, int, datagram_options);
+  friend task<datagram_endpoint> create_datagram_endpoint(socket_fd, datagram_options);
   detail::udp_state& state() const;
   detail::udp_state* m_state = nullptr;
 };
@@ -93,5 +95,11 @@ class datagram_endpoint {
 /// Throws `io_error` (address in use...) or `dns_error`.
 [[nodiscard]] task<datagram_endpoint> create_datagram_endpoint(std::string local_host = "0.0.0.0", int local_port = 0,
                                                                datagram_options options = {});
+
+/// Adopts an unconnected UDP socket, bound or not (asyncio's
+/// `create_datagram_endpoint(sock=...)`); see <simul/loop/socket_fd.hpp>.
+/// `broadcast` is applied; `reuse_address` is refused (it must be set
+/// before the socket is bound).
+[[nodiscard]] task<datagram_endpoint> create_datagram_endpoint(socket_fd sock, datagram_options options = {});
 
 } // namespace simul
