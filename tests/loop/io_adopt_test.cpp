@@ -25,21 +25,10 @@ using simul::socket_fd;
 using simul::stream_reader;
 using simul::stream_writer;
 using simul::task;
+using simul::test::echo_lines;
 using simul::test::open_fd_count;
 
 namespace {
-
-task<void> echo_lines(stream_reader reader, stream_writer writer) {
-  while (true) {
-    auto line = co_await reader.readline();
-    if (line.empty()) {
-      break;
-    }
-    writer.write(line);
-    co_await writer.drain();
-  }
-  writer.close();
-}
 
 bool is_open(int fd) { return ::fcntl(fd, F_GETFD) >= 0; }
 bool is_nonblocking(int fd) { return (::fcntl(fd, F_GETFL) & O_NONBLOCK) != 0; }

@@ -19,22 +19,11 @@ using namespace std::chrono_literals;
 using simul::stream_reader;
 using simul::stream_writer;
 using simul::task;
+using simul::test::echo_lines;
 using simul::test::open_fd_count;
 using simul::test::until;
 
 namespace {
-
-task<void> echo_lines(stream_reader reader, stream_writer writer) {
-  while (true) {
-    auto line = co_await reader.readline();
-    if (line.empty()) {
-      break;
-    }
-    writer.write(line);
-    co_await writer.drain();
-  }
-  writer.close();
-}
 
 /// A handler that writes `payload` and closes.
 simul::connection_handler send_and_close(std::string payload) {

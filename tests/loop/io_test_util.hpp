@@ -41,6 +41,19 @@ task<void> until(Cond cond) {
   }
 }
 
+/// A connection handler that sends every line back until EOF, then closes.
+inline task<void> echo_lines(stream_reader reader, stream_writer writer) {
+  while (true) {
+    auto line = co_await reader.readline();
+    if (line.empty()) {
+      break;
+    }
+    writer.write(line);
+    co_await writer.drain();
+  }
+  writer.close();
+}
+
 /// A socket path unique to this process and `name`.
 inline std::string temp_socket_path(const std::string& name) {
   return "/tmp/simul-test-" + std::to_string(::getpid()) + "-" + name + ".sock";
