@@ -11,12 +11,14 @@
 // What each call takes: `open_connection` a connected stream socket (TCP or
 // Unix-domain); `start_server` a stream socket that is listening, or bound
 // (it is put to listen with the server's backlog); `create_datagram_endpoint`
-// an unconnected UDP socket (an unbound one is bound to a free port when it
-// starts receiving). Any other descriptor is refused with an `io_error` that
-// names it: a closed descriptor (EBADF), a file that is not a socket
-// (ENOTSOCK), a socket of the wrong type (EPROTOTYPE), a stream socket that is
-// not connected (ENOTCONN) or is listening where a connection is wanted
-// (EINVAL), a descriptor the loop already uses (EEXIST).
+// an unconnected UDP socket (an unbound one gets a free port with its first
+// `send_to`). Any other descriptor is refused with an `io_error` that names
+// it: a closed descriptor (EBADF), a file that is not a socket (ENOTSOCK), a
+// socket of the wrong type (EPROTOTYPE) or family (EAFNOSUPPORT), a stream
+// socket that is not connected (ENOTCONN) or is listening (EINVAL) where a
+// connection is wanted, a connected socket where a server or an endpoint is
+// wanted (EISCONN), a bound socket that cannot listen (its listen() error), a
+// descriptor the loop already uses (EEXIST).
 //
 // Ownership: on success the stream, server or endpoint owns the descriptor,
 // makes it non-blocking and closes it when it closes. When the call throws,
