@@ -135,14 +135,14 @@ std::string format_address(const sockaddr* sa) {
   return {};
 }
 
-void throw_adopt_error(int code, const char* who, int fd, const std::string& what) {
+void throw_descriptor_error(int code, const char* who, int fd, const std::string& what) {
   const auto name = "fd " + std::to_string(fd);
   throw io_error(code, std::string(who) + ": " + name + " " + what + " (" + uv_err_name(-code) + ")", name);
 }
 
 void throw_not_adopted(int uv_code, const char* who, int fd) {
-  throw_adopt_error(errno_of(uv_code), who, fd,
-                    uv_code == UV_EEXIST ? "is already used by this loop" : "cannot be adopted");
+  throw_descriptor_error(errno_of(uv_code), who, fd,
+                         uv_code == UV_EEXIST ? "is already used by this loop" : "cannot be adopted");
 }
 
 namespace {
@@ -169,29 +169,29 @@ std::string address_text(const sockaddr_storage& addr, socklen_t len) {
 
 adopted_socket inspect_socket(int fd, int type, const char* who) {
   if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) {
-    throw_adopt_error(EBADF, who, fd, "is not an open descriptor");
+    throw_descriptor_error(EBADF, who, fd, "is not an open descriptor");
   }
   int value = 0;
   socklen_t size = sizeof value;
   if (::getsockopt(fd, SOL_SOCKET, SO_TYPE, &value, &size) != 0) {
     const int code = errno;
-    throw_adopt_error(code, who, fd, code == ENOTSOCK ? "is not a socket" : "cannot be read as a socket");
+    throw_descriptor_error(code, who, fd, code == ENOTSOCK ? "is not a socket" : "cannot be read as a socket");
   }
   if (value != type) {
-    throw_adopt_error(EPROTOTYPE, who, fd,
-                      type == SOCK_STREAM ? "is not a stream socket (SOCK_STREAM)"
-                                          : "is not a datagram socket (SOCK_DGRAM)");
+    throw_descriptor_error(EPROTOTYPE, who, fd,
+                           type == SOCK_STREAM ? "is not a stream socket (SOCK_STREAM)"
+                                               : "is not a datagram socket (SOCK_DGRAM)");
   }
   adopted_socket out;
   sockaddr_storage addr{};
   socklen_t len = sizeof addr;
   if (::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) {
     const int code = errno;
-    throw_adopt_error(code, who, fd, "has no local address");
+    throw_descriptor_error(code, who, fd, "has no local address");
   }
   out.family = addr.ss_family;
   if (out.family != AF_INET && out.family != AF_INET6 && out.family != AF_UNIX) {
-    throw_adopt_error(EAFNOSUPPORT, who, fd, "is not an IPv4, IPv6 or Unix-domain socket");
+    throw_descriptor_error(EAFNOSUPPORT, who, fd, "is not an IPv4, IPv6 or Unix-domain socket");
   }
   out.local = address_text(addr, len);
   if (type == SOCK_STREAM) {

@@ -72,10 +72,10 @@ struct adopted_socket {
 /// Checks that `fd` is an open socket of `type` (SOCK_STREAM or SOCK_DGRAM)
 /// and of a family the loop serves, and says what it is. Reads only: the
 /// descriptor is left as it was. Throws `io_error` (EBADF, ENOTSOCK,
-/// EPROTOTYPE, EAFNOSUPPORT) through `throw_adopt_error`.
+/// EPROTOTYPE, EAFNOSUPPORT) through `throw_descriptor_error`.
 adopted_socket inspect_socket(int fd, int type, const char* who);
 /// Throws io_error(code, "<who>: fd <fd> <what> (<NAME>)", "fd <fd>").
-[[noreturn]] void throw_adopt_error(int code, const char* who, int fd, const std::string& what);
+[[noreturn]] void throw_descriptor_error(int code, const char* who, int fd, const std::string& what);
 /// The same for libuv's refusal to open `fd` (`uv_code` < 0; EEXIST: the
 /// loop already watches it).
 [[noreturn]] void throw_not_adopted(int uv_code, const char* who, int fd);

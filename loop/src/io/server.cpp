@@ -496,10 +496,10 @@ task<std::pair<stream_reader, stream_writer>> open_connection(socket_fd sock, co
   detail::ignore_sigpipe_once();
   const auto info = detail::inspect_socket(sock.fd, SOCK_STREAM, who);
   if (info.listening) {
-    detail::throw_adopt_error(EINVAL, who, sock.fd, "is listening (a server's socket: give it to start_server)");
+    detail::throw_descriptor_error(EINVAL, who, sock.fd, "is listening (a server's socket: give it to start_server)");
   }
   if (!info.connected) {
-    detail::throw_adopt_error(ENOTCONN, who, sock.fd, "is not connected");
+    detail::throw_descriptor_error(ENOTCONN, who, sock.fd, "is not connected");
   }
   const auto k = kind_of(info);
   stream_ref ref(new stream_state(loop, k, options.limit));
@@ -530,14 +530,14 @@ task<server> start_server(connection_handler handler, socket_fd sock, server_opt
   detail::ignore_sigpipe_once();
   const auto info = detail::inspect_socket(sock.fd, SOCK_STREAM, who);
   if (info.connected) {
-    detail::throw_adopt_error(EISCONN, who, sock.fd,
-                              "is connected (a connection's socket: give it to open_connection)");
+    detail::throw_descriptor_error(EISCONN, who, sock.fd,
+                                   "is connected (a connection's socket: give it to open_connection)");
   }
   // Listening here, before libuv takes the descriptor, keeps a failure (an
   // unbound Unix socket, say) from costing the caller the socket.
   if (!info.listening && ::listen(sock.fd, options.backlog) != 0) {
     const int code = errno;
-    detail::throw_adopt_error(code, who, sock.fd, "cannot listen");
+    detail::throw_descriptor_error(code, who, sock.fd, "cannot listen");
   }
   const auto k = kind_of(info);
   server srv(new server_state(loop, k, std::move(handler), options));
@@ -552,9 +552,10 @@ task<server> start_server(connection_handler handler, socket_fd sock, server_opt
     detail::throw_io_error(rc, "listen on", shown_name(info.local, sock.fd));
   }
   s.set_serving();
-  // The local address again: listen() binds an unbound TCP socket to a free port.
-  const auto local = detail::inspect_socket(sock.fd, SOCK_STREAM, who).local;
-  s.set_name(shown_name(local, sock.fd), k == stream_state::kind::tcp ? s.port_of(0) : 0);
+  // A TCP listener's address as it is now: listen() binds an unbound socket to a free port.
+  const auto names = k == stream_state::kind::tcp ? s.socknames() : std::vector<std::string>{};
+  s.set_name(names.empty() ? shown_name(info.local, sock.fd) : names.front(),
+             k == stream_state::kind::tcp ? s.port_of(0) : 0);
   co_return srv;
 }
 

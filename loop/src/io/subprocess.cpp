@@ -300,8 +300,7 @@ process spawn_process(event_loop& loop, std::string& program, std::vector<std::s
                   " is a standard stream; stdin_, stdout_ and stderr_ say where those go");
     }
     if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) {
-      throw io_error(EBADF, "create_subprocess: pass_fds: fd " + std::to_string(fd) + " is not open (EBADF)",
-                     "fd " + std::to_string(fd));
+      throw_descriptor_error(EBADF, "create_subprocess: pass_fds", fd, "is not open");
     }
     highest = std::max(highest, fd);
   }

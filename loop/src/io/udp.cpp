@@ -326,10 +326,10 @@ task<datagram_endpoint> create_datagram_endpoint(socket_fd sock, datagram_option
   auto& loop = detail::running_loop_checked(who);
   const auto info = detail::inspect_socket(sock.fd, SOCK_DGRAM, who);
   if (info.family == AF_UNIX) {
-    detail::throw_adopt_error(EAFNOSUPPORT, who, sock.fd, "is a Unix-domain socket, not a UDP one");
+    detail::throw_descriptor_error(EAFNOSUPPORT, who, sock.fd, "is a Unix-domain socket, not a UDP one");
   }
   if (info.connected) {
-    detail::throw_adopt_error(EISCONN, who, sock.fd, "is connected (an endpoint sends to an address each time)");
+    detail::throw_descriptor_error(EISCONN, who, sock.fd, "is connected (an endpoint sends to an address each time)");
   }
   datagram_endpoint ep(new detail::udp_state(loop, options));
   if (const int rc = ep.m_state->adopt(sock.fd); rc < 0) {
