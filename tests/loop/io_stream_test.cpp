@@ -155,6 +155,20 @@ TEST(LoopStreams, LimitOverrunWithoutSeparator) {
   }());
 }
 
+TEST(LoopStreams, ReadExactlyPastTwiceTheLimitIsNotStalledByFlowControl) {
+  // Flow control pauses the socket past twice the limit; a reader waiting for
+  // more than that must resume it, or it would wait forever.
+  simul::run([]() -> task<void> {
+    const std::string payload(1024 * 1024, 'z');
+    auto srv = co_await simul::start_server(send_and_close(payload), "127.0.0.1", 0);
+    simul::connection_options small{.limit = 1024};
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port(), small);
+    EXPECT_EQ(co_await reader.readexactly(payload.size()), payload);
+    EXPECT_EQ(co_await reader.read(), "");
+    srv.close();
+  }());
+}
+
 TEST(LoopStreams, ConnectionRefusedNamesTheAddress) {
   const auto fds_before = open_fd_count();
   simul::run([]() -> task<void> {

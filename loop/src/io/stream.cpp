@@ -80,13 +80,14 @@ void stream_state::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) n
       self->m_eof = true;
       self->stop_reading();
     }
-    // Flow control: stop taking from the socket while the reader lags far
-    // behind; `take` starts again once it caught up. A `read()` to EOF is
-    // the exception: it takes everything anyway.
-    if (self->buffered() > 2 * self->m_limit && !self->reader_takes_all()) {
+    self->notify_reader();
+    // Flow control: stop taking from the socket while more than twice the
+    // limit is buffered and no reader waits for more (a waiting reader was
+    // just found unsatisfied: readexactly(n) past the limit, read() to EOF).
+    // `take` starts again once the reader caught up.
+    if (self->buffered() > 2 * self->m_limit && self->m_read_waiters.empty()) {
       self->stop_reading();
     }
-    self->notify_reader();
   } else if (nread == UV_EOF) {
     self->m_eof = true;
     self->stop_reading();
@@ -107,11 +108,6 @@ void stream_state::notify_reader() noexcept {
       reader->notify();
     }
   }
-}
-
-bool stream_state::reader_takes_all() const noexcept {
-  auto* w = m_read_waiters.front();
-  return w != nullptr && static_cast<stream_read_awaiter*>(w)->reads_to_eof();
 }
 
 void stream_state::start_reading() noexcept {
@@ -340,9 +336,10 @@ bool stream_read_awaiter::await_suspend(std::coroutine_handle<> h) {
   if (!park(s.read_waiters(), h)) {
     return false;
   }
-  if (m_kind == kind::all) {
-    s.resume_reading(); // paused by flow control: read() takes it all
-  }
+  // Paused by flow control: a reader that waits needs more than is buffered
+  // (readexactly(n) past twice the limit, read() to EOF), as asyncio's
+  // waiting reader resumes its transport.
+  s.resume_reading();
   return true;
 }
 

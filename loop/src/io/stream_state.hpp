@@ -84,7 +84,6 @@ class stream_state {
   static void on_close(uv_handle_t* h) noexcept;
 
   void start_reading() noexcept;
-  [[nodiscard]] bool reader_takes_all() const noexcept;
   void stop_reading() noexcept;
   void queue_write(const char* data, std::size_t size);
   void set_failed(int code) noexcept;

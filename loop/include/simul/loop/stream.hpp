@@ -97,8 +97,6 @@ class stream_read_awaiter final : public io_waiter {
   /// Called by the stream when data, EOF or an error arrived: true if this
   /// read can complete now.
   [[nodiscard]] bool satisfied() noexcept;
-  /// True for `read()`: everything until EOF, past the limit.
-  [[nodiscard]] bool reads_to_eof() const noexcept { return m_kind == kind::all; }
 
  private:
   stream_ref m_stream;
