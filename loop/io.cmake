@@ -1,4 +1,4 @@
-# The loop's I/O (streams, servers, DNS, UDP, files, signals, subprocesses):
+# The loop's I/O (streams, servers, TLS, DNS, UDP, files, signals, subprocesses):
 # sources added to simul_loop. Included from loop/CMakeLists.txt.
 target_sources(simul_loop PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/src/io/io_common.cpp
@@ -8,4 +8,5 @@ target_sources(simul_loop PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/src/io/udp.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/io/files.cpp
   ${CMAKE_CURRENT_LIST_DIR}/src/io/signals.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/src/io/subprocess.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/src/io/subprocess.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/src/io/tls.cpp)

@@ -10,6 +10,7 @@ set -euo pipefail
 packages=(
   cmake ninja-build g++ pkg-config  # the build
   libuv1-dev                        # simul::loop's event loop
+  libssl-dev                        # simul::loop's TLS streams (OpenSSL)
   libcereal-dev                     # simul::procpool's serialization
   libgtest-dev libgmock-dev         # the tests
   libbenchmark-dev                  # the benchmarks

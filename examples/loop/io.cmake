@@ -11,3 +11,8 @@ simul_add_example(loop_io_adopt
   SOURCES ${CMAKE_CURRENT_LIST_DIR}/io_adopt.cpp
   LIBS simul::loop
   PASS_REGULAR_EXPRESSION "worker ready on 127.0.0.1:[0-9]+\n3 clients answered by the worker process: yes\nworker exited with status 0")
+simul_add_example(loop_io_tls
+  SOURCES ${CMAKE_CURRENT_LIST_DIR}/io_tls.cpp
+  LIBS simul::loop
+  PASS_REGULAR_EXPRESSION "client 1 over TLSv1\\.[23] to O=simul test certificate,CN=localhost: hello over TLS\nclient 2 refused the server: certificate verify failed: self-signed certificate\nserver: 1 connection served, 1 handshake failed")
+target_compile_definitions(loop_io_tls PRIVATE SIMUL_TLS_DATA_DIR="${PROJECT_SOURCE_DIR}/data/tls")

@@ -5,4 +5,7 @@ target_sources(simul_loop_tests PRIVATE
   ${CMAKE_CURRENT_LIST_DIR}/io_misc_test.cpp
   ${CMAKE_CURRENT_LIST_DIR}/io_adopt_test.cpp
   ${CMAKE_CURRENT_LIST_DIR}/io_subprocess_test.cpp
-  ${CMAKE_CURRENT_LIST_DIR}/io_soak_test.cpp)
+  ${CMAKE_CURRENT_LIST_DIR}/io_soak_test.cpp
+  ${CMAKE_CURRENT_LIST_DIR}/io_tls_test.cpp)
+# The TLS tests' certificate and keys (data/tls/README.md).
+target_compile_definitions(simul_loop_tests PRIVATE SIMUL_TLS_DATA_DIR="${PROJECT_SOURCE_DIR}/data/tls")

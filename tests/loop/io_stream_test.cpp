@@ -21,18 +21,10 @@ using simul::stream_writer;
 using simul::task;
 using simul::test::echo_lines;
 using simul::test::open_fd_count;
+using simul::test::send_and_close;
 using simul::test::until;
 
 namespace {
-
-/// A handler that writes `payload` and closes.
-simul::connection_handler send_and_close(std::string payload) {
-  return [payload](stream_reader, stream_writer writer) -> task<void> {
-    writer.write(payload);
-    writer.close();
-    co_await writer.wait_closed();
-  };
-}
 
 /// Connects to an echo_lines server at `host:port`, checks one line comes back, and closes.
 task<void> echo_once(std::string host, int port, std::string line) {

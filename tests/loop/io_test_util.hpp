@@ -54,6 +54,15 @@ inline task<void> echo_lines(stream_reader reader, stream_writer writer) {
   writer.close();
 }
 
+/// A connection handler that writes `payload` and closes.
+inline connection_handler send_and_close(std::string payload) {
+  return [payload](stream_reader, stream_writer writer) -> task<void> {
+    writer.write(payload);
+    writer.close();
+    co_await writer.wait_closed();
+  };
+}
+
 /// A socket path unique to this process and `name`.
 inline std::string temp_socket_path(const std::string& name) {
   return "/tmp/simul-test-" + std::to_string(::getpid()) + "-" + name + ".sock";

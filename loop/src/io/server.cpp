@@ -1,9 +1,11 @@
 // Connections and servers: open_connection, start_server and their Unix twins.
 
 #include "io/stream_state.hpp"
+#include "io/tls.hpp"
 
 #include <simul/loop/server.hpp>
 #include <simul/loop/task_handle.hpp>
+#include <simul/loop/timeout.hpp>
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -12,7 +14,10 @@
 #include <cerrno>
 
 #include <algorithm>
+#include <chrono>
 #include <list>
+#include <memory>
+#include <optional>
 
 namespace simul::detail {
 
@@ -55,6 +60,93 @@ std::pair<stream_reader, stream_writer> make_pair_of(const stream_ref& ref) {
   return {stream_reader(ref), stream_writer(ref)};
 }
 
+/// Waits until a stream's TLS handshake settled; throws if it failed.
+class handshake_awaiter final : public io_waiter {
+ public:
+  explicit handshake_awaiter(stream_ref s) : m_stream(std::move(s)) {}
+  bool await_ready() const noexcept { return m_stream.get()->handshake_settled(); }
+  bool await_suspend(std::coroutine_handle<> h) { return park(m_stream.get()->handshake_waiters(), h); }
+  void await_resume() {
+    if (m_task != nullptr) {
+      check_cancel();
+    }
+    m_stream.get()->check_handshake();
+  }
+
+ private:
+  stream_ref m_stream;
+};
+
+task<void> await_handshake(stream_ref ref) { co_await handshake_awaiter(std::move(ref)); }
+
+/// Waits for the TLS handshake `ref` started, within `limit`. On failure
+/// the connection is closed (after the alert OpenSSL queued, if any) and the
+/// error thrown: ssl_error, ssl_certificate_error, connection_error, or
+/// timeout_error.
+task<void> finish_handshake(stream_ref ref, std::chrono::milliseconds limit) {
+  auto& s = *ref.get();
+  try {
+    co_await simul::timeout(limit)(await_handshake(ref));
+  } catch (const timeout_error&) {
+    s.abort();
+    throw timeout_error("TLS handshake with " + s.peer() + ": no answer within " + std::to_string(limit.count()) +
+                        " ms");
+  } catch (...) {
+    s.close();
+    throw;
+  }
+}
+
+/// A client's TLS settings, copied from its options when the call starts.
+struct client_tls {
+  std::optional<ssl_context> context; ///< none: plain
+  std::string name;                   ///< the name to send and check
+  std::chrono::milliseconds timeout{};
+};
+
+/// Checks a client's TLS options before anything starts and copies them;
+/// the name is `server_hostname`, else `host`.
+client_tls tls_settings(const connection_options& options, const char* who, const std::string& host) {
+  if (options.ssl == nullptr) {
+    return {};
+  }
+  if (options.ssl->is_server()) {
+    throw error(std::string(who) + ": ssl needs a client context (ssl_context::client())");
+  }
+  auto name = options.server_hostname.empty() ? host : std::string(options.server_hostname);
+  if (name.empty() && options.ssl->check_hostname()) {
+    throw error(std::string(who) + ": the context checks hostnames: give server_hostname");
+  }
+  return {*options.ssl, std::move(name), options.ssl_handshake_timeout};
+}
+
+/// The end of every open_connection: the TLS handshake if asked for, then
+/// the reader and writer.
+task<std::pair<stream_reader, stream_writer>> connected(stream_ref ref, client_tls tls) {
+  auto& s = *ref.get();
+  if (tls.context) {
+    s.start_tls(std::make_unique<tls_session>(*tls.context, std::move(tls.name), s.peer()));
+  }
+  s.on_connected();
+  if (tls.context) {
+    co_await finish_handshake(ref, tls.timeout);
+  }
+  co_return make_pair_of(ref);
+}
+
+/// What every start_server checks before it binds anything.
+void check_server_args(const connection_handler& handler, const server_options& options, const char* who) {
+  if (!handler) {
+    throw error(std::string(who) + ": the handler is empty");
+  }
+  if (options.limit == 0) {
+    throw error(std::string(who) + ": the reader limit must be positive");
+  }
+  if (options.ssl != nullptr && !options.ssl->is_server()) {
+    throw error(std::string(who) + ": ssl needs a server context (ssl_context::server())");
+  }
+}
+
 } // namespace
 
 // ---- the server ----
@@ -62,7 +154,12 @@ std::pair<stream_reader, stream_writer> make_pair_of(const stream_ref& ref) {
 class server_state {
  public:
   server_state(event_loop& loop, stream_state::kind k, connection_handler handler, server_options options)
-      : m_loop(&loop), m_kind(k), m_handler(std::move(handler)), m_options(options) {}
+      : m_loop(&loop), m_kind(k), m_handler(std::move(handler)), m_options(options) {
+    if (options.ssl != nullptr) {
+      m_ssl = *options.ssl; // the server's own reference
+      m_options.ssl = &*m_ssl;
+    }
+  }
   server_state(const server_state&) = delete;
   server_state& operator=(const server_state&) = delete;
 
@@ -192,6 +289,9 @@ class server_state {
     }
   }
   const connection_handler& handler() const noexcept { return m_handler; }
+  const server_options& options() const noexcept { return m_options; }
+  void count_handshake_failure() noexcept { ++m_handshake_failures; }
+  [[nodiscard]] std::size_t handshake_failures() const noexcept { return m_handshake_failures; }
 
  private:
   ~server_state() = default;
@@ -254,11 +354,13 @@ class server_state {
   stream_state::kind m_kind;
   connection_handler m_handler;
   server_options m_options;
+  std::optional<ssl_context> m_ssl;
   std::vector<uv_stream_t*> m_listeners;
   std::size_t m_closing = 0; // listeners whose close callback is still due
   std::string m_name;
   std::string m_unix_path;
   int m_port = 0;
+  std::size_t m_handshake_failures = 0;
   unsigned m_users = 0;
   unsigned m_internal = 0;
   bool m_listener_alive = true;
@@ -300,9 +402,22 @@ class handler_guard {
   server_state::slot m_slot;
 };
 
-task<void> serve_client(handler_guard guard, stream_reader reader, stream_writer writer) {
+task<void> serve_client(handler_guard guard, stream_ref ref) {
   auto* s = &guard.owner();
+  stream_reader reader(ref);
+  stream_writer writer(ref);
   std::string peer = writer.get_extra_info("peername");
+  if (ref.get()->tls() != nullptr) {
+    try {
+      co_await finish_handshake(ref, s->options().ssl_handshake_timeout);
+    } catch (const cancelled_error&) {
+      co_return; // close_clients, the loop closing
+    } catch (...) {
+      s->count_handshake_failure();
+      co_return; // the client's failure, not the program's: dropped, as asyncio does
+    }
+  }
+  ref = {};
   try {
     co_await s->handler()(std::move(reader), std::move(writer));
   } catch (const cancelled_error&) {
@@ -338,10 +453,14 @@ void server_state::on_connection(uv_stream_t* listener, int status) noexcept {
     } else {
       conn.set_peer(self->m_name);
     }
+    if (self->m_ssl) {
+      // Before reading starts: the client's first bytes are its hello.
+      conn.start_tls(std::make_unique<tls_session>(*self->m_ssl, std::string(), conn.peer()));
+    }
     conn.on_connected();
     // If making or scheduling the task fails, the guard frees the slot.
     auto slot = self->add_handler_slot();
-    auto client = serve_client(handler_guard(self, slot), stream_reader(ref), stream_writer(ref));
+    auto client = serve_client(handler_guard(self, slot), ref);
     *slot = self->m_loop->create_task(std::move(client));
   } catch (...) {
     report(*self->m_loop, "could not start a connection handler on " + self->m_name, std::current_exception());
@@ -422,6 +541,7 @@ bool server::is_serving() const { return state().serving(); }
 void server::close() { state().close(); }
 void server::close_clients() { state().close_clients(); }
 std::size_t server::active_connections() const { return state().active(); }
+std::size_t server::handshake_failures() const { return state().handshake_failures(); }
 detail::server_wait_awaiter server::wait_closed() const { return {&state(), true}; }
 task<void> server::serve_forever() const { return detail::serve_forever_impl(*this, &state()); }
 
@@ -473,6 +593,7 @@ task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, 
     throw error("open_connection: port " + std::to_string(port) + " is out of range");
   }
   const auto where = detail::join_host_port(host, port);
+  auto tls = detail::tls_settings(options, "open_connection", host);
   auto addresses = co_await detail::resolve(host, std::to_string(port), AF_UNSPEC, SOCK_STREAM, 0, 0);
   int last = UV_EADDRNOTAVAIL;
   for (auto& a : addresses) {
@@ -482,8 +603,7 @@ task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, 
       auto& s = *ref.get();
       uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(s.stream()), 1);
       s.set_peer(detail::format_address(reinterpret_cast<const sockaddr*>(&a.addr)));
-      s.on_connected();
-      co_return detail::make_pair_of(ref);
+      co_return co_await detail::connected(ref, std::move(tls));
     }
     last = rc;
   }
@@ -494,6 +614,7 @@ task<std::pair<stream_reader, stream_writer>> open_connection(socket_fd sock, co
   constexpr const char* who = "open_connection";
   auto& loop = detail::running_loop_checked(who);
   detail::ignore_sigpipe_once();
+  auto tls = detail::tls_settings(options, who, {});
   const auto info = detail::inspect_socket(sock.fd, SOCK_STREAM, who);
   if (info.listening) {
     detail::throw_descriptor_error(EINVAL, who, sock.fd, "is listening (a server's socket: give it to start_server)");
@@ -511,18 +632,12 @@ task<std::pair<stream_reader, stream_writer>> open_connection(socket_fd sock, co
     uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(s.stream()), 1);
   }
   s.set_peer(shown_name(info.peer, sock.fd));
-  s.on_connected();
-  co_return detail::make_pair_of(ref);
+  co_return co_await detail::connected(ref, std::move(tls));
 }
 
 task<server> start_server(connection_handler handler, socket_fd sock, server_options options) {
   constexpr const char* who = "start_server";
-  if (!handler) {
-    throw error("start_server: the handler is empty");
-  }
-  if (options.limit == 0) {
-    throw error("start_server: the reader limit must be positive");
-  }
+  detail::check_server_args(handler, options, who);
   if (options.reuse_port) {
     throw error("start_server: reuse_port applies to sockets simul makes; set SO_REUSEPORT on an adopted one");
   }
@@ -570,14 +685,9 @@ task<server> start_server(connection_handler handler, std::initializer_list<std:
 
 task<server> start_server(connection_handler handler, std::vector<std::string> hosts, int port,
                           server_options options) {
-  if (!handler) {
-    throw error("start_server: the handler is empty");
-  }
+  detail::check_server_args(handler, options, "start_server");
   if (port < 0 || port > 65535) {
     throw error("start_server: port " + std::to_string(port) + " is out of range");
-  }
-  if (options.limit == 0) {
-    throw error("start_server: the reader limit must be positive");
   }
   auto& loop = detail::running_loop_checked("start_server");
   detail::ignore_sigpipe_once();
@@ -660,20 +770,18 @@ task<server> start_server(connection_handler handler, std::vector<std::string> h
 task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path, connection_options options) {
   auto& loop = detail::running_loop_checked("open_unix_connection");
   detail::ignore_sigpipe_once();
+  auto tls = detail::tls_settings(options, "open_unix_connection", {});
   stream_ref ref(new stream_state(loop, stream_state::kind::pipe, options.limit));
   const int rc = co_await detail::connect_awaiter(*ref.get(), nullptr, &path);
   if (rc < 0) {
     detail::throw_io_error(rc, "connect to", path);
   }
   ref.get()->set_peer(path);
-  ref.get()->on_connected();
-  co_return detail::make_pair_of(ref);
+  co_return co_await detail::connected(ref, std::move(tls));
 }
 
 task<server> start_unix_server(connection_handler handler, std::string path, server_options options) {
-  if (!handler) {
-    throw error("start_unix_server: the handler is empty");
-  }
+  detail::check_server_args(handler, options, "start_unix_server");
   if (path.empty()) {
     throw error("start_unix_server: the socket path is empty");
   }

@@ -3,6 +3,8 @@
 
 #include "io/stream_state.hpp"
 
+#include "io/tls.hpp"
+
 #include <algorithm>
 #include <string_view>
 
@@ -35,6 +37,8 @@ stream_state::stream_state(event_loop& loop, kind k, std::size_t limit) : m_loop
   }
   m_handle->data = this;
 }
+
+stream_state::~stream_state() = default;
 
 void stream_state::on_connected() { start_reading(); }
 
@@ -73,12 +77,16 @@ void stream_state::on_alloc(uv_handle_t*, std::size_t suggested, uv_buf_t* buf) 
 void stream_state::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept {
   auto* self = static_cast<stream_state*>(s->data);
   if (nread > 0) {
-    try {
-      self->m_buf.append(buf->base, static_cast<std::size_t>(nread));
-    } catch (...) {
-      self->m_read_error = UV_ENOMEM;
-      self->m_eof = true;
-      self->stop_reading();
+    if (self->m_tls) {
+      self->receive_tls(buf->base, static_cast<std::size_t>(nread));
+    } else {
+      try {
+        self->m_buf.append(buf->base, static_cast<std::size_t>(nread));
+      } catch (...) {
+        self->m_read_error = UV_ENOMEM;
+        self->m_eof = true;
+        self->stop_reading();
+      }
     }
     self->notify_reader();
     // Flow control: stop taking from the socket while more than twice the
@@ -92,12 +100,78 @@ void stream_state::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) n
     self->m_eof = true;
     self->stop_reading();
     self->notify_reader();
+    self->m_handshake_waiters.notify_all();
   } else if (nread < 0) {
     self->m_read_error = static_cast<int>(nread);
     self->m_eof = true;
     self->stop_reading();
     self->set_failed(static_cast<int>(nread));
     self->notify_reader();
+    self->m_handshake_waiters.notify_all();
+  }
+}
+
+// ---- TLS ----
+
+void stream_state::start_tls(std::unique_ptr<tls_session> session) {
+  m_tls = std::move(session);
+  receive_tls(nullptr, 0);
+}
+
+void stream_state::receive_tls(const char* data, std::size_t size) noexcept {
+  const auto before = m_tls->current();
+  tls_session::state now = before;
+  try {
+    now = m_tls->receive({data, size}, m_buf);
+  } catch (...) {
+    m_tls->fail(std::current_exception()); // out of memory for the plaintext
+    now = tls_session::state::failed;
+  }
+  flush_tls(); // handshake messages, alerts, key updates
+  if (now == tls_session::state::failed || now == tls_session::state::closed) {
+    // A failed session reads as an error after the buffered data; the
+    // peer's close_notify is its EOF.
+    if (now == tls_session::state::failed && m_read_error == 0) {
+      m_read_error = UV_EPROTO;
+      set_failed(UV_EPROTO);
+    }
+    m_eof = true;
+    stop_reading();
+  }
+  if (now != before) {
+    m_handshake_waiters.notify_all();
+  }
+}
+
+void stream_state::flush_tls() noexcept {
+  try {
+    const auto out = m_tls->take_output();
+    if (!out.empty()) {
+      send_raw(out.data(), out.size());
+    }
+  } catch (...) {
+    // send_raw recorded a socket error; the next read or write reports it.
+  }
+}
+
+bool stream_state::handshake_settled() const noexcept {
+  return m_tls == nullptr || m_tls->current() != tls_session::state::handshaking || m_eof || m_closed;
+}
+
+void stream_state::check_handshake() const {
+  if (m_tls == nullptr) {
+    return;
+  }
+  switch (m_tls->current()) {
+  case tls_session::state::failed:
+    std::rethrow_exception(m_tls->failure());
+  case tls_session::state::handshaking:
+    if (m_read_error != 0 && m_read_error != UV_EPROTO) {
+      throw_read_error();
+    }
+    throw connection_error(ECONNRESET, "TLS handshake with " + m_peer + ": the peer closed the connection", m_peer);
+  default:
+    return;
   }
 }
 
@@ -148,9 +222,19 @@ std::string stream_state::take(std::size_t n) {
   return out;
 }
 
-void stream_state::throw_read_error() const { throw_io_error(m_read_error, "read from", m_peer); }
+void stream_state::throw_read_error() const {
+  if (m_tls != nullptr && m_tls->current() == tls_session::state::failed) {
+    std::rethrow_exception(m_tls->failure());
+  }
+  throw_io_error(m_read_error, "read from", m_peer);
+}
 
-void stream_state::throw_write_error() const { throw_io_error(m_write_error, "write to", m_peer); }
+void stream_state::throw_write_error() const {
+  if (m_tls != nullptr && m_tls->current() == tls_session::state::failed) {
+    std::rethrow_exception(m_tls->failure());
+  }
+  throw_io_error(m_write_error, "write to", m_peer);
+}
 
 void stream_state::set_failed(int code) noexcept {
   if (m_write_error == 0) {
@@ -172,6 +256,18 @@ void stream_state::write(const char* data, std::size_t size) {
   if (size == 0) {
     return;
   }
+  if (m_tls) {
+    m_tls->send({data, size});
+    flush_tls();
+    if (m_write_error != 0) {
+      throw_write_error();
+    }
+    return;
+  }
+  send_raw(data, size);
+}
+
+void stream_state::send_raw(const char* data, std::size_t size) {
   std::size_t sent = 0;
   if (m_pending_writes == 0) {
     // Fast path: the socket takes it now, nothing is copied or queued.
@@ -228,6 +324,9 @@ void stream_state::on_write(uv_write_t* req, int status) noexcept {
 }
 
 void stream_state::write_eof() {
+  if (m_tls) {
+    throw error("write_eof: a TLS stream cannot half-close (close() ends it with close_notify)");
+  }
   if (m_closing || m_eof_requested) {
     return;
   }
@@ -256,6 +355,10 @@ void stream_state::close() {
   }
   m_closing = true;
   stop_reading();
+  if (m_tls && m_handle_alive && !m_close_started && m_write_error == 0) {
+    m_tls->close_notify(); // the end of our data, so the peer can tell it from a cut
+    flush_tls();
+  }
   maybe_close_handle();
 }
 
@@ -292,6 +395,7 @@ void stream_state::on_close(uv_handle_t* h) noexcept {
   self->notify_reader();
   self->m_drain_waiters.notify_all();
   self->m_closed_waiters.notify_all();
+  self->m_handshake_waiters.notify_all();
   if (self->m_users == 0) {
     delete self;
   }
@@ -506,10 +610,7 @@ void stream_writer::set_write_buffer_limits(std::size_t high, std::optional<std:
 
 std::size_t stream_writer::get_write_buffer_size() const { return state().queued(); }
 
-bool stream_writer::can_write_eof() const {
-  state();
-  return true;
-}
+bool stream_writer::can_write_eof() const { return state().tls() == nullptr; }
 
 void stream_writer::write_eof() { state().write_eof(); }
 void stream_writer::close() { state().close(); }
@@ -525,6 +626,9 @@ std::string stream_writer::get_extra_info(std::string_view name) const {
   auto& s = state();
   if (s.closed()) {
     return name == "peername" ? s.peer() : std::string();
+  }
+  if (name == "cipher" || name == "ssl_version" || name == "peercert") {
+    return s.tls() != nullptr ? s.tls()->info(name) : std::string();
   }
   auto* h = s.stream();
   if (name == "fileno") {

@@ -15,9 +15,12 @@
 #include <simul/loop/stream.hpp>
 
 #include <cstddef>
+#include <memory>
 #include <string>
 
 namespace simul::detail {
+
+class tls_session;
 
 class stream_state {
  public:
@@ -63,6 +66,20 @@ class stream_state {
   io_wait_list& drain_waiters() noexcept { return m_drain_waiters; }
   void write_eof();
 
+  // ---- TLS (see tls.hpp) ----
+  /// From now on the stream's bytes go through `session`: what the socket
+  /// gives is decrypted into the buffer, what is written is encrypted. Call
+  /// it on a connected stream before `on_connected()` starts reading, so no
+  /// byte of the peer's is taken as plaintext. Starts the handshake (a
+  /// client sends its hello now).
+  void start_tls(std::unique_ptr<tls_session> session);
+  [[nodiscard]] tls_session* tls() const noexcept { return m_tls.get(); }
+  /// True once the handshake is done, failed, or cannot finish any more.
+  [[nodiscard]] bool handshake_settled() const noexcept;
+  /// After the handshake settled: returns if it succeeded, else throws why.
+  void check_handshake() const;
+  io_wait_list& handshake_waiters() noexcept { return m_handshake_waiters; }
+
   // ---- closing ----
   void close();
   void abort();
@@ -75,7 +92,7 @@ class stream_state {
   void release() noexcept;
 
  private:
-  ~stream_state() = default;
+  ~stream_state();
 
   static void on_alloc(uv_handle_t* h, std::size_t suggested, uv_buf_t* buf) noexcept;
   static void on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) noexcept;
@@ -85,7 +102,10 @@ class stream_state {
 
   void start_reading() noexcept;
   void stop_reading() noexcept;
+  void send_raw(const char* data, std::size_t size);
   void queue_write(const char* data, std::size_t size);
+  void receive_tls(const char* data, std::size_t size) noexcept;
+  void flush_tls() noexcept;
   void set_failed(int code) noexcept;
   void maybe_close_handle() noexcept;
   void notify_reader() noexcept;
@@ -113,6 +133,9 @@ class stream_state {
   int m_write_error = 0;
   bool m_eof_requested = false;
   io_wait_list m_drain_waiters;
+
+  std::unique_ptr<tls_session> m_tls;
+  io_wait_list m_handshake_waiters;
 
   bool m_closing = false;
   bool m_close_started = false;

@@ -9,7 +9,9 @@
 // 127.0.0.1:9: connection refused (ECONNREFUSED)". `connection_error` is the
 // part of that family about a connection (refused, reset by the peer, broken
 // pipe, write after close); `dns_error` is a failed name lookup
-// (socket.gaierror). Two errors are about the data on a stream rather than
+// (socket.gaierror); `ssl_error` is a failed TLS handshake or record
+// (ssl.SSLError), and `ssl_certificate_error` the peer's certificate refused
+// (ssl.SSLCertVerificationError). Two errors are about the data on a stream rather than
 // the system: `incomplete_read_error` (EOF came before `readexactly` got its
 // bytes; the partial data travels with it) and `limit_overrun_error` (a line
 // or separated chunk would pass the reader's limit; the data stays buffered).
@@ -18,6 +20,7 @@
 
 #include <simul/core/error.hpp>
 
+#include <cerrno>
 #include <cstddef>
 #include <string>
 #include <utility>
@@ -53,6 +56,38 @@ class connection_error : public io_error {
 class dns_error : public io_error {
  public:
   using io_error::io_error;
+};
+
+/// TLS failed (ssl.SSLError): the handshake (no common protocol or cipher,
+/// the peer does not speak TLS, an alert from the peer), a corrupt record, or
+/// a certificate or key that could not be loaded. `code()` is EPROTO (ENOENT
+/// and the like when a file could not be read); `reason()` is OpenSSL's text
+/// ("wrong version number", "tlsv1 alert unknown ca").
+class ssl_error : public io_error {
+ public:
+  ssl_error(const std::string& message, std::string address, std::string reason, int code = EPROTO)
+      : io_error(code, message, std::move(address)), m_reason(std::move(reason)) {}
+
+  /// OpenSSL's reason for the failure.
+  [[nodiscard]] const std::string& reason() const noexcept { return m_reason; }
+
+ private:
+  std::string m_reason;
+};
+
+/// The peer's certificate was refused (ssl.SSLCertVerificationError): not
+/// signed by a trusted authority, expired, or not for the name connected to.
+/// `verify_code()` is OpenSSL's X509_V_ERR_* value.
+class ssl_certificate_error : public ssl_error {
+ public:
+  ssl_certificate_error(const std::string& message, std::string address, std::string reason, long verify_code)
+      : ssl_error(message, std::move(address), std::move(reason)), m_verify_code(verify_code) {}
+
+  /// OpenSSL's verification result (X509_V_ERR_*), never X509_V_OK.
+  [[nodiscard]] long verify_code() const noexcept { return m_verify_code; }
+
+ private:
+  long m_verify_code;
 };
 
 /// The stream ended before `readexactly(n)` (or `readuntil`) got what it

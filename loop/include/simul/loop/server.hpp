@@ -18,6 +18,7 @@
 // system's text when none accepts ("connect to 127.0.0.1:9: connection
 // refused (ECONNREFUSED)"), or `dns_error` when the name does not resolve.
 // TCP connections have Nagle's algorithm off (TCP_NODELAY), as asyncio does.
+// With `ssl` in the options, either side speaks TLS (see <simul/loop/ssl.hpp>).
 //
 // `start_server` binds every address the host resolves to, as asyncio does
 // (an empty host means every interface: 0.0.0.0 and ::), all on one port —
@@ -40,14 +41,17 @@
 #include <simul/loop/detail/io_wait.hpp>
 #include <simul/loop/io_error.hpp>
 #include <simul/loop/socket_fd.hpp>
+#include <simul/loop/ssl.hpp>
 #include <simul/loop/stream.hpp>
 #include <simul/loop/task.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -56,9 +60,25 @@ namespace simul {
 /// What a server runs for each accepted connection.
 using connection_handler = std::function<task<void>(stream_reader, stream_writer)>;
 
+// The options are plain values with nothing to destroy (a pointer to the TLS
+// context, a string_view for the name): g++ 12 destroys an aggregate
+// temporary with string or shared members twice when it appears in a
+// `co_await` expression, as `co_await open_connection(h, p, {.limit = 16})`
+// would make it. The call copies what they point to when it starts.
+
 /// Options of `open_connection` / `open_unix_connection`.
 struct connection_options {
   std::size_t limit = 64 * 1024; ///< the reader's limit (see stream_reader)
+  /// TLS with this client context (asyncio's `ssl=`; <simul/loop/ssl.hpp>);
+  /// null: plain bytes. Must live until the call has started; the
+  /// connection keeps its own reference.
+  const ssl_context* ssl = nullptr;
+  /// The name sent in the TLS hello (SNI) and checked against the server's
+  /// certificate; empty: the host connected to. Needed with a context that
+  /// checks hostnames when there is no host (a Unix socket, a socket_fd).
+  std::string_view server_hostname{};
+  /// How long the TLS handshake may take before `timeout_error`.
+  std::chrono::milliseconds ssl_handshake_timeout{60'000};
 };
 
 /// Options of `start_server` / `start_unix_server`.
@@ -69,6 +89,12 @@ struct server_options {
   /// that also ask for it may listen on the same address and port, and the
   /// kernel spreads incoming connections over them.
   bool reuse_port = false;
+  /// TLS with this server context (asyncio's `ssl=`): a handler runs only
+  /// once its client's handshake succeeded; other clients are dropped.
+  /// Null: plain bytes. The server keeps its own reference.
+  const ssl_context* ssl = nullptr;
+  /// How long a client's TLS handshake may take before it is dropped.
+  std::chrono::milliseconds ssl_handshake_timeout{60'000};
 };
 
 namespace detail {
@@ -124,6 +150,9 @@ class server {
   void close_clients();
   /// How many handler tasks are running.
   [[nodiscard]] std::size_t active_connections() const;
+  /// How many clients were dropped because their TLS handshake failed or
+  /// timed out (a TLS server; always 0 otherwise).
+  [[nodiscard]] std::size_t handshake_failures() const;
   /// Suspends until the listener is closed and every handler task is done.
   [[nodiscard]] detail::server_wait_awaiter wait_closed() const;
   /// Suspends until the server is closed; cancelling it closes the server.

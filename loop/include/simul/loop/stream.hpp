@@ -28,6 +28,11 @@
 // Writing to a closed stream, or after the connection failed, throws
 // `connection_error`.
 //
+// TLS (see <simul/loop/ssl.hpp>): the same reader and writer, carrying
+// plaintext. A corrupt record fails the stream with `ssl_error` (after the
+// data that arrived before it is read); the peer's close_notify is its EOF,
+// and `close()` sends ours. `write_eof()` is not possible over TLS.
+//
 // Cancellation: every `co_await` here is a cancellation point; a cancelled
 // read consumes nothing (the data stays buffered).
 //
@@ -193,9 +198,10 @@ class stream_writer {
   /// Bytes queued and not yet taken by the socket.
   [[nodiscard]] std::size_t get_write_buffer_size() const;
 
-  /// True if `write_eof()` is possible (TCP and pipes: yes).
+  /// True if `write_eof()` is possible (TCP and pipes: yes; TLS: no).
   [[nodiscard]] bool can_write_eof() const;
-  /// Shuts down the sending side once the queue is flushed; the peer reads EOF.
+  /// Shuts down the sending side once the queue is flushed; the peer reads
+  /// EOF. Throws `simul::error` on a TLS stream, which cannot half-close.
   void write_eof();
   /// Closes the connection once the queue is flushed. Idempotent.
   void close();
@@ -208,7 +214,10 @@ class stream_writer {
   [[nodiscard]] detail::stream_event_awaiter wait_closed();
 
   /// "peername" or "sockname": "host:port" ("[v6]:port") for TCP, the path
-  /// for Unix sockets; "fileno": the descriptor. "" when unknown.
+  /// for Unix sockets; "fileno": the descriptor. Over TLS also "cipher"
+  /// ("TLS_AES_256_GCM_SHA384"), "ssl_version" ("TLSv1.3") and "peercert"
+  /// (the peer certificate's subject, RFC 2253: "CN=localhost"; "" if it
+  /// sent none). "" when unknown.
   [[nodiscard]] std::string get_extra_info(std::string_view name) const;
 
   explicit operator bool() const noexcept { return static_cast<bool>(m_stream); }
