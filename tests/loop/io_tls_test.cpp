@@ -479,3 +479,65 @@ TEST(LoopTls, AnAdoptedSocketSpeaksTlsToo) {
     srv.close();
   }());
 }
+
+TEST(LoopTls, StartTlsUpgradesAPlainConnection) {
+  simul::run([]() -> task<void> {
+    const auto tls = server_context();
+    // A STARTTLS server: plain lines until "STARTTLS", then TLS on the same connection.
+    auto handler = [&tls](stream_reader r, stream_writer w) -> task<void> {
+      EXPECT_EQ(co_await r.readline(), "HELLO\n");
+      w.write("WELCOME\n");
+      // Let the client's TLS hello, sent right after its line, arrive before
+      // the line is read: it is buffered as plaintext, and start_tls must
+      // hand it to TLS.
+      co_await simul::sleep(20ms);
+      EXPECT_EQ(co_await r.readline(), "STARTTLS\n");
+      co_await w.start_tls(tls, {}, 5s);
+      EXPECT_FALSE(w.get_extra_info("ssl_version").empty());
+      co_await echo_lines(std::move(r), std::move(w));
+    };
+    auto srv = co_await simul::start_server(handler, "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    EXPECT_TRUE(writer.can_write_eof());
+    writer.write("HELLO\n");
+    EXPECT_EQ(co_await reader.readline(), "WELCOME\n");
+    writer.write("STARTTLS\n");
+    co_await writer.start_tls(trusted(), "localhost", 5s);
+    EXPECT_EQ(writer.get_extra_info("ssl_version").rfind("TLSv1.", 0), 0u);
+    EXPECT_NE(writer.get_extra_info("peercert").find("CN=localhost"), std::string::npos);
+    EXPECT_FALSE(writer.can_write_eof());
+    writer.write("secret\n");
+    EXPECT_EQ(co_await reader.readline(), "secret\n");
+    EXPECT_THROW(co_await writer.start_tls(trusted(), "localhost"), simul::error); // already TLS
+    writer.close();
+    co_await until([&] { return srv.active_connections() == 0; });
+    EXPECT_THROW(co_await writer.start_tls(trusted(), "localhost"), simul::connection_error); // closed
+    srv.close();
+  }());
+}
+
+TEST(LoopTls, AFailedStartTlsClosesTheConnection) {
+  simul::run([]() -> task<void> {
+    // A server that answers STARTTLS in plain text and hangs up.
+    auto refuse = [](stream_reader r, stream_writer w) -> task<void> {
+      (void)co_await r.readline();
+      w.write("502 not upgrading\r\n");
+      w.close();
+    };
+    auto srv = co_await simul::start_server(refuse, "127.0.0.1", 0);
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
+    writer.write("STARTTLS\n");
+    EXPECT_THROW(co_await writer.start_tls(trusted(), "localhost", 5s), simul::io_error);
+    EXPECT_TRUE(writer.is_closing());
+    EXPECT_THROW(co_await writer.wait_closed(), simul::io_error); // closed by that failure
+    // No name for a context that checks names; and no upgrade after write_eof().
+    auto [r2, w2] = co_await simul::open_connection("127.0.0.1", srv.port());
+    EXPECT_THROW(co_await w2.start_tls(trusted()), simul::error);
+    w2.write_eof();
+    EXPECT_THROW(co_await w2.start_tls(trusted(), "localhost"), simul::error);
+    EXPECT_FALSE(w2.is_closing()); // refusals change nothing
+    w2.close();
+    co_await until([&] { return srv.active_connections() == 0; });
+    srv.close();
+  }());
+}

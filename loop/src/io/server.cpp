@@ -5,7 +5,6 @@
 
 #include <simul/loop/server.hpp>
 #include <simul/loop/task_handle.hpp>
-#include <simul/loop/timeout.hpp>
 
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -58,43 +57,6 @@ class connect_awaiter final : public request_awaiter<connect_awaiter, connect_op
 
 std::pair<stream_reader, stream_writer> make_pair_of(const stream_ref& ref) {
   return {stream_reader(ref), stream_writer(ref)};
-}
-
-/// Waits until a stream's TLS handshake settled; throws if it failed.
-class handshake_awaiter final : public io_waiter {
- public:
-  explicit handshake_awaiter(stream_ref s) : m_stream(std::move(s)) {}
-  bool await_ready() const noexcept { return m_stream.get()->handshake_settled(); }
-  bool await_suspend(std::coroutine_handle<> h) { return park(m_stream.get()->handshake_waiters(), h); }
-  void await_resume() {
-    if (m_task != nullptr) {
-      check_cancel();
-    }
-    m_stream.get()->check_handshake();
-  }
-
- private:
-  stream_ref m_stream;
-};
-
-task<void> await_handshake(stream_ref ref) { co_await handshake_awaiter(std::move(ref)); }
-
-/// Waits for the TLS handshake `ref` started, within `limit`. On failure
-/// the connection is closed (after the alert OpenSSL queued, if any) and the
-/// error thrown: ssl_error, ssl_certificate_error, connection_error, or
-/// timeout_error.
-task<void> finish_handshake(stream_ref ref, std::chrono::milliseconds limit) {
-  auto& s = *ref.get();
-  try {
-    co_await simul::timeout(limit)(await_handshake(ref));
-  } catch (const timeout_error&) {
-    s.abort();
-    throw timeout_error("TLS handshake with " + s.peer() + ": no answer within " + std::to_string(limit.count()) +
-                        " ms");
-  } catch (...) {
-    s.close();
-    throw;
-  }
 }
 
 /// A client's TLS settings, copied from its options when the call starts.

@@ -5,6 +5,8 @@
 
 #include "io/tls.hpp"
 
+#include <simul/loop/timeout.hpp>
+
 #include <algorithm>
 #include <string_view>
 
@@ -114,8 +116,14 @@ void stream_state::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) n
 // ---- TLS ----
 
 void stream_state::start_tls(std::unique_ptr<tls_session> session) {
+  // What arrived and was not read yet is the peer's first TLS bytes (an
+  // upgraded connection's hello, sent right after the plaintext before it).
+  std::string early = m_buf.substr(m_pos);
+  m_buf.clear();
+  m_pos = 0;
   m_tls = std::move(session);
-  receive_tls(nullptr, 0);
+  receive_tls(early.data(), early.size());
+  notify_reader();
 }
 
 void stream_state::receive_tls(const char* data, std::size_t size) noexcept {
@@ -151,6 +159,43 @@ void stream_state::flush_tls() noexcept {
     }
   } catch (...) {
     // send_raw recorded a socket error; the next read or write reports it.
+  }
+}
+
+namespace {
+
+/// Waits until a stream's TLS handshake settled; throws if it failed.
+class handshake_awaiter final : public io_waiter {
+ public:
+  explicit handshake_awaiter(stream_ref s) : m_stream(std::move(s)) {}
+  bool await_ready() const noexcept { return m_stream.get()->handshake_settled(); }
+  bool await_suspend(std::coroutine_handle<> h) { return park(m_stream.get()->handshake_waiters(), h); }
+  void await_resume() {
+    if (m_task != nullptr) {
+      check_cancel();
+    }
+    m_stream.get()->check_handshake();
+  }
+
+ private:
+  stream_ref m_stream;
+};
+
+task<void> await_handshake(stream_ref ref) { co_await handshake_awaiter(std::move(ref)); }
+
+} // namespace
+
+task<void> finish_handshake(stream_ref ref, std::chrono::milliseconds limit) {
+  auto& s = *ref.get();
+  try {
+    co_await simul::timeout(limit)(await_handshake(ref));
+  } catch (const timeout_error&) {
+    s.abort();
+    throw timeout_error("TLS handshake with " + s.peer() + ": no answer within " + std::to_string(limit.count()) +
+                        " ms");
+  } catch (...) {
+    s.close();
+    throw;
   }
 }
 
@@ -614,6 +659,36 @@ bool stream_writer::can_write_eof() const { return state().tls() == nullptr; }
 
 void stream_writer::write_eof() { state().write_eof(); }
 void stream_writer::close() { state().close(); }
+
+namespace {
+
+task<void> upgrade_to_tls(detail::stream_ref ref, ssl_context context, std::string name,
+                          std::chrono::milliseconds ssl_handshake_timeout) {
+  auto& s = *ref.get();
+  if (s.closing() || s.closed()) {
+    throw connection_error(EPIPE, "start_tls on " + s.peer() + ": the stream is closed", s.peer());
+  }
+  if (s.tls() != nullptr) {
+    throw error("start_tls: " + s.peer() + " already speaks TLS");
+  }
+  if (s.eof_requested()) {
+    throw error("start_tls on " + s.peer() + ": write_eof() was called");
+  }
+  if (!context.is_server() && name.empty() && context.check_hostname()) {
+    throw error("start_tls: the context checks hostnames: give server_hostname");
+  }
+  s.start_tls(std::make_unique<detail::tls_session>(context, std::move(name), s.peer()));
+  co_await detail::finish_handshake(ref, ssl_handshake_timeout);
+}
+
+} // namespace
+
+// Not a coroutine: the name is copied now, so the view may end with the call.
+task<void> stream_writer::start_tls(ssl_context context, std::string_view server_hostname,
+                                    std::chrono::milliseconds ssl_handshake_timeout) {
+  state();
+  return upgrade_to_tls(m_stream, std::move(context), std::string(server_hostname), ssl_handshake_timeout);
+}
 void stream_writer::abort() { state().abort(); }
 bool stream_writer::is_closing() const { return state().closing(); }
 

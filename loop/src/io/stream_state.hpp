@@ -14,6 +14,7 @@
 
 #include <simul/loop/stream.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <memory>
 #include <string>
@@ -62,16 +63,16 @@ class stream_state {
     m_low = low;
   }
   [[nodiscard]] int write_error() const noexcept { return m_write_error; }
+  [[nodiscard]] bool eof_requested() const noexcept { return m_eof_requested; }
   [[noreturn]] void throw_write_error() const;
   io_wait_list& drain_waiters() noexcept { return m_drain_waiters; }
   void write_eof();
 
   // ---- TLS (see tls.hpp) ----
   /// From now on the stream's bytes go through `session`: what the socket
-  /// gives is decrypted into the buffer, what is written is encrypted. Call
-  /// it on a connected stream before `on_connected()` starts reading, so no
-  /// byte of the peer's is taken as plaintext. Starts the handshake (a
-  /// client sends its hello now).
+  /// gives is decrypted into the buffer, what is written is encrypted; bytes
+  /// buffered and not read yet are the first the session gets. Starts the
+  /// handshake (a client sends its hello now).
   void start_tls(std::unique_ptr<tls_session> session);
   [[nodiscard]] tls_session* tls() const noexcept { return m_tls.get(); }
   /// True once the handshake is done, failed, or cannot finish any more.
@@ -142,5 +143,11 @@ class stream_state {
   bool m_closed = false;
   io_wait_list m_closed_waiters;
 };
+
+/// Waits for the TLS handshake `ref` started, within `limit`. On failure
+/// the connection is closed (after the alert OpenSSL queued, if any) and the
+/// error thrown: ssl_error, ssl_certificate_error, connection_error, or
+/// timeout_error.
+task<void> finish_handshake(stream_ref ref, std::chrono::milliseconds limit);
 
 } // namespace simul::detail

@@ -32,6 +32,7 @@
 // plaintext. A corrupt record fails the stream with `ssl_error` (after the
 // data that arrived before it is read); the peer's close_notify is its EOF,
 // and `close()` sends ours. `write_eof()` is not possible over TLS.
+// `start_tls()` upgrades a plain connection (STARTTLS).
 //
 // Cancellation: every `co_await` here is a cancellation point; a cancelled
 // read consumes nothing (the data stays buffered).
@@ -43,7 +44,10 @@
 
 #include <simul/loop/detail/io_wait.hpp>
 #include <simul/loop/io_error.hpp>
+#include <simul/loop/ssl.hpp>
+#include <simul/loop/task.hpp>
 
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <optional>
@@ -212,6 +216,20 @@ class stream_writer {
   /// Suspends until the connection is closed. Throws `connection_error` if it
   /// closed with an error (reset by the peer...).
   [[nodiscard]] detail::stream_event_awaiter wait_closed();
+
+  /// Upgrades the connection to TLS in place (asyncio's
+  /// StreamWriter.start_tls; STARTTLS): this side is the client or the
+  /// server as `context` is. Returns once the handshake is done; from then
+  /// on this writer and the connection's reader carry plaintext over TLS.
+  /// Bytes the peer sent after the plaintext the reader consumed (its hello,
+  /// sent at once) are handed to TLS, not lost. `server_hostname` is the
+  /// name a client sends and checks (needed when the context checks names).
+  /// Throws `simul::error` if the stream already speaks TLS or write_eof()
+  /// was called, `connection_error` if it is closed, and what a handshake
+  /// throws (ssl_error, ssl_certificate_error, timeout_error), after which
+  /// the connection is closed.
+  [[nodiscard]] task<void> start_tls(ssl_context context, std::string_view server_hostname = {},
+                                     std::chrono::milliseconds ssl_handshake_timeout = std::chrono::seconds(60));
 
   /// "peername" or "sockname": "host:port" ("[v6]:port") for TCP, the path
   /// for Unix sockets; "fileno": the descriptor. Over TLS also "cipher"
