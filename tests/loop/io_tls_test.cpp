@@ -496,7 +496,10 @@ TEST(LoopTls, StartTlsUpgradesAPlainConnection) {
       EXPECT_FALSE(w.get_extra_info("ssl_version").empty());
       co_await echo_lines(std::move(r), std::move(w));
     };
-    auto srv = co_await simul::start_server(handler, "127.0.0.1", 0);
+    // A small limit: the buffered hello alone passes twice the limit, so flow
+    // control has paused reading when the upgrade starts.
+    simul::server_options small{.limit = 64};
+    auto srv = co_await simul::start_server(handler, "127.0.0.1", 0, small);
     auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
     EXPECT_TRUE(writer.can_write_eof());
     writer.write("HELLO\n");

@@ -123,6 +123,7 @@ void stream_state::start_tls(std::unique_ptr<tls_session> session) {
   m_pos = 0;
   m_tls = std::move(session);
   receive_tls(early.data(), early.size());
+  start_reading(); // flow control may have paused it while `early` was buffered
   notify_reader();
 }
 
