@@ -1,8 +1,10 @@
 """The Python side of L4: an asyncio streams echo server (uvloop with --uvloop).
 
 Binds 127.0.0.1 on a free port, prints "PORT <n>" and echoes until killed.
+With --tls=<dir>, it speaks TLS with <dir>/localhost.pem and localhost.key.
 """
 import asyncio
+import ssl
 import sys
 
 
@@ -14,13 +16,19 @@ async def echo(reader, writer):
                 break
             writer.write(data)
             await writer.drain()
-    except ConnectionError:
+    except (ConnectionError, ssl.SSLError):
         pass
     writer.close()
 
 
 async def main():
-    server = await asyncio.start_server(echo, "127.0.0.1", 0)
+    context = None
+    for arg in sys.argv[1:]:
+        if arg.startswith("--tls="):
+            certs = arg[len("--tls="):]
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(certs + "/localhost.pem", certs + "/localhost.key")
+    server = await asyncio.start_server(echo, "127.0.0.1", 0, ssl=context)
     print("PORT", server.sockets[0].getsockname()[1], flush=True)
     async with server:
         await server.serve_forever()

@@ -1,4 +1,5 @@
-// The simul side of L4: start_server + stream_reader/stream_writer.
+// The simul side of L4: start_server + stream_reader/stream_writer, over TCP
+// or TLS.
 
 #include "servers.hpp"
 
@@ -18,13 +19,18 @@ simul::task<void> echo(simul::stream_reader reader, simul::stream_writer writer)
       writer.write(data);
       co_await writer.drain();
     }
-  } catch (const simul::connection_error&) {
+  } catch (const simul::io_error&) {
     // the load client resets its connections when a run ends
   }
 }
 
-simul::task<void> serve() {
-  auto server = co_await simul::start_server(echo, "127.0.0.1", 0);
+simul::task<void> serve(bool tls) {
+  auto context = simul::ssl_context::server();
+  if (tls) {
+    context.load_cert_chain(SIMUL_TLS_DATA_DIR "/localhost.pem", SIMUL_TLS_DATA_DIR "/localhost.key");
+  }
+  simul::server_options options{.ssl = tls ? &context : nullptr};
+  auto server = co_await simul::start_server(echo, "127.0.0.1", 0, options);
   std::printf("PORT %d\n", server.port());
   std::fflush(stdout);
   co_await server.serve_forever();
@@ -32,7 +38,7 @@ simul::task<void> serve() {
 
 } // namespace
 
-int serve_simul() {
-  simul::run(serve());
+int serve_simul(bool tls) {
+  simul::run(serve(tls));
   return 0;
 }
