@@ -159,7 +159,11 @@ void stream_state::flush_tls() noexcept {
       send_raw(out.data(), out.size());
     }
   } catch (...) {
-    // send_raw recorded a socket error; the next read or write reports it.
+    // send_raw records a socket error before it throws; what is left is
+    // memory. Either way the next read or write reports it.
+    if (m_write_error == 0) {
+      set_failed(UV_ENOMEM);
+    }
   }
 }
 
@@ -205,20 +209,14 @@ bool stream_state::handshake_settled() const noexcept {
 }
 
 void stream_state::check_handshake() const {
-  if (m_tls == nullptr) {
+  rethrow_tls_failure();
+  if (m_tls == nullptr || m_tls->current() != tls_session::state::handshaking) {
     return;
   }
-  switch (m_tls->current()) {
-  case tls_session::state::failed:
-    std::rethrow_exception(m_tls->failure());
-  case tls_session::state::handshaking:
-    if (m_read_error != 0 && m_read_error != UV_EPROTO) {
-      throw_read_error();
-    }
-    throw connection_error(ECONNRESET, "TLS handshake with " + m_peer + ": the peer closed the connection", m_peer);
-  default:
-    return;
+  if (m_read_error != 0) {
+    throw_read_error(); // reset by the peer...
   }
+  throw connection_error(ECONNRESET, "TLS handshake with " + m_peer + ": the peer closed the connection", m_peer);
 }
 
 void stream_state::notify_reader() noexcept {
@@ -268,17 +266,19 @@ std::string stream_state::take(std::size_t n) {
   return out;
 }
 
-void stream_state::throw_read_error() const {
+void stream_state::rethrow_tls_failure() const {
   if (m_tls != nullptr && m_tls->current() == tls_session::state::failed) {
     std::rethrow_exception(m_tls->failure());
   }
+}
+
+void stream_state::throw_read_error() const {
+  rethrow_tls_failure(); // what broke the stream, with OpenSSL's reason
   throw_io_error(m_read_error, "read from", m_peer);
 }
 
 void stream_state::throw_write_error() const {
-  if (m_tls != nullptr && m_tls->current() == tls_session::state::failed) {
-    std::rethrow_exception(m_tls->failure());
-  }
+  rethrow_tls_failure();
   throw_io_error(m_write_error, "write to", m_peer);
 }
 

@@ -106,6 +106,8 @@ class stream_state {
   void send_raw(const char* data, std::size_t size);
   void queue_write(const char* data, std::size_t size);
   void receive_tls(const char* data, std::size_t size) noexcept;
+  /// Throws the TLS session's failure, if it failed.
+  void rethrow_tls_failure() const;
   void flush_tls() noexcept;
   void set_failed(int code) noexcept;
   void maybe_close_handle() noexcept;
