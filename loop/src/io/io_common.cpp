@@ -9,6 +9,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <csignal>
@@ -88,6 +89,8 @@ int errno_of(int uv_code) noexcept {
   return uv_code < 0 ? -uv_code : uv_code;
 }
 
+std::string error_text(int uv_code) { return std::string(uv_strerror(uv_code)) + " (" + uv_err_name(uv_code) + ')'; }
+
 std::exception_ptr make_io_error(int uv_code, const std::string& what, const std::string& address) {
   std::string message = what;
   if (!address.empty()) {
@@ -95,10 +98,11 @@ std::exception_ptr make_io_error(int uv_code, const std::string& what, const std
     message += address;
   }
   message += ": ";
-  message += uv_strerror(uv_code);
-  message += " (";
-  message += uv_err_name(uv_code);
-  message += ')';
+  message += error_text(uv_code);
+  return make_io_error_message(uv_code, message, address);
+}
+
+std::exception_ptr make_io_error_message(int uv_code, const std::string& message, const std::string& address) {
   const int code = errno_of(uv_code);
   if (is_dns_code(uv_code)) {
     return std::make_exception_ptr(dns_error(code, message, address));
@@ -307,6 +311,36 @@ bool numeric_port(const std::string& service, int& port) {
 }
 
 } // namespace
+
+std::vector<resolved_address> interleave_families(std::vector<resolved_address> addresses, std::size_t first) {
+  std::vector<std::vector<resolved_address>> families;
+  for (auto& a : addresses) {
+    auto it = std::find_if(families.begin(), families.end(),
+                           [&a](const std::vector<resolved_address>& f) { return f.front().family == a.family; });
+    if (it == families.end()) {
+      families.emplace_back();
+      it = families.end() - 1;
+    }
+    it->push_back(std::move(a));
+  }
+  std::vector<resolved_address> out;
+  if (families.empty()) {
+    return out;
+  }
+  out.reserve(addresses.size());
+  std::vector<std::size_t> taken(families.size(), 0);
+  for (; taken[0] + 1 < first && taken[0] < families[0].size(); ++taken[0]) {
+    out.push_back(std::move(families[0][taken[0]]));
+  }
+  while (out.size() < addresses.size()) {
+    for (std::size_t f = 0; f < families.size(); ++f) {
+      if (taken[f] < families[f].size()) {
+        out.push_back(std::move(families[f][taken[f]++]));
+      }
+    }
+  }
+  return out;
+}
 
 task<std::vector<resolved_address>> resolve(std::string host, std::string service, int family, int socktype,
                                             int protocol, int hints_flags) {

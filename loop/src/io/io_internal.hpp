@@ -19,6 +19,7 @@
 
 #include <sys/socket.h>
 
+#include <cstddef>
 #include <exception>
 #include <string>
 #include <vector>
@@ -33,6 +34,10 @@ int errno_of(int uv_code) noexcept;
 /// connection_error for connection failures, dns_error for getaddrinfo
 /// failures, io_error otherwise.
 std::exception_ptr make_io_error(int uv_code, const std::string& what, const std::string& address);
+/// The same with the whole message given.
+std::exception_ptr make_io_error_message(int uv_code, const std::string& message, const std::string& address);
+/// "<system text> (<NAME>)": "connection refused (ECONNREFUSED)".
+std::string error_text(int uv_code);
 [[noreturn]] void throw_io_error(int uv_code, const std::string& what, const std::string& address);
 
 /// "127.0.0.1:80", "[::1]:80"; "" for an unknown family.
@@ -59,6 +64,10 @@ struct resolved_address {
 /// `hints_flags` are AI_* flags.
 task<std::vector<resolved_address>> resolve(std::string host, std::string service, int family, int socktype,
                                             int protocol, int hints_flags);
+
+/// asyncio's interleave: `first` addresses of the first family, then one of
+/// each family in turn, each family keeping its resolved order.
+std::vector<resolved_address> interleave_families(std::vector<resolved_address> addresses, std::size_t first);
 
 /// What an adopted socket is (see <simul/loop/socket_fd.hpp>).
 struct adopted_socket {

@@ -4,8 +4,11 @@
 #include "io/tls.hpp"
 
 #include <simul/loop/server.hpp>
+#include <simul/loop/task_group.hpp>
 #include <simul/loop/task_handle.hpp>
+#include <simul/loop/wait.hpp>
 
+#include <netdb.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -94,6 +97,140 @@ task<std::pair<stream_reader, stream_writer>> connected(stream_ref ref, client_t
     co_await finish_handshake(ref, tls.timeout);
   }
   co_return make_pair_of(ref);
+}
+
+/// Refuses the options that only `open_connection(host, port)` knows.
+void refuse_tcp_options(const connection_options& options, const char* who) {
+  if (options.family != AF_UNSPEC || !options.local_host.empty() || options.local_port != 0 ||
+      options.happy_eyeballs_delay || options.interleave || options.all_errors) {
+    throw error(std::string(who) +
+                ": family, local_host, local_port, happy_eyeballs_delay, interleave and all_errors apply to "
+                "open_connection(host, port) only");
+  }
+}
+
+/// One address's connection attempt: the connected stream, or libuv's error.
+struct attempt_result {
+  stream_ref ref; ///< set when connected
+  int status = 0;
+  std::string address; ///< "host:port" of the address tried
+};
+
+/// Binds the fresh socket of `s` to the first of `locals` of `family` that
+/// binds; UV_EADDRNOTAVAIL if none is of that family.
+int bind_local(stream_state& s, int family, const std::vector<resolved_address>& locals) {
+  int rc = UV_EADDRNOTAVAIL;
+  for (const auto& local : locals) {
+    if (local.family == family) {
+      rc = uv_tcp_bind(reinterpret_cast<uv_tcp_t*>(s.stream()), reinterpret_cast<const sockaddr*>(&local.addr), 0);
+      if (rc == 0) {
+        break;
+      }
+    }
+  }
+  return rc;
+}
+
+/// Connects a new TCP stream to `target`, bound first to one of `locals` if any.
+task<attempt_result> attempt_connect(event_loop& loop, resolved_address target, std::size_t limit,
+                                     std::vector<resolved_address> locals) {
+  attempt_result out;
+  const auto* addr = reinterpret_cast<const sockaddr*>(&target.addr);
+  out.address = format_address(addr);
+  stream_ref ref(new stream_state(loop, stream_state::kind::tcp, limit));
+  auto& s = *ref.get();
+  out.status = locals.empty() ? 0 : bind_local(s, target.family, locals);
+  if (out.status == 0) {
+    out.status = co_await connect_awaiter(s, addr, nullptr);
+  }
+  if (out.status == 0) {
+    uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(s.stream()), 1);
+    s.set_peer(out.address);
+    out.ref = std::move(ref);
+  }
+  co_return out;
+}
+
+/// Throws for a connection that no address accepted: the one failure as it
+/// is, or every address's; with `all_errors`, each as an exception of its own.
+[[noreturn]] void throw_connect_failure(const std::string& where, const std::vector<attempt_result>& failures,
+                                        bool all_errors) {
+  if (failures.empty()) {
+    throw_io_error(UV_EADDRNOTAVAIL, "connect to", where);
+  }
+  if (all_errors) {
+    std::vector<std::exception_ptr> errors;
+    for (const auto& f : failures) {
+      errors.push_back(make_io_error(f.status, "connect to", f.address));
+    }
+    throw exception_group("connect to " + where + " failed", std::move(errors));
+  }
+  if (failures.size() == 1) {
+    throw_io_error(failures.front().status, "connect to", where);
+  }
+  std::string message = "connect to " + where + ": every address failed: ";
+  for (const auto& f : failures) {
+    message += (&f == &failures.front() ? "" : "; ") + f.address + ": " + error_text(f.status);
+  }
+  std::rethrow_exception(make_io_error_message(failures.back().status, message, where));
+}
+
+/// The first of `addresses` to accept: tried one after another, or with
+/// `delay`, staggered (Happy Eyeballs). Throws if none accepts.
+task<stream_ref> connect_first(event_loop& loop, std::vector<resolved_address> addresses, std::size_t limit,
+                               std::vector<resolved_address> locals, std::optional<std::chrono::milliseconds> delay,
+                               std::string where, bool all_errors) {
+  std::vector<attempt_result> failures;
+  if (!delay || addresses.size() < 2) {
+    for (auto& a : addresses) {
+      auto r = co_await attempt_connect(loop, std::move(a), limit, locals);
+      if (r.ref) {
+        co_return std::move(r.ref);
+      }
+      failures.push_back(std::move(r));
+    }
+    throw_connect_failure(where, failures, all_errors);
+  }
+  std::vector<task_handle<attempt_result>> pending;
+  // Whatever ends this frame (a winner, an error, a cancellation) cancels the
+  // attempts still running; a cancelled attempt closes its socket.
+  struct cancel_pending {
+    std::vector<task_handle<attempt_result>>& attempts;
+    ~cancel_pending() {
+      for (auto& h : attempts) {
+        h.cancel();
+      }
+    }
+  } guard{pending};
+  std::size_t next = 0;
+  for (;;) {
+    if (next < addresses.size()) {
+      pending.push_back(loop.create_task(attempt_connect(loop, std::move(addresses[next++]), limit, locals)));
+    }
+    // Until one finishes, or the delay passes while addresses are left.
+    (void)co_await wait(pending, return_when::first_completed, next < addresses.size() ? *delay : no_timeout);
+    stream_ref winner;
+    std::vector<task_handle<attempt_result>> running;
+    for (auto& h : pending) {
+      if (!h.done()) {
+        running.push_back(std::move(h));
+        continue;
+      }
+      auto r = h.result();
+      if (!r.ref) {
+        failures.push_back(std::move(r));
+      } else if (!winner) {
+        winner = std::move(r.ref);
+      } // a second connection in the same iteration closes with its task
+    }
+    pending = std::move(running);
+    if (winner) {
+      co_return winner;
+    }
+    if (pending.empty() && next == addresses.size()) {
+      throw_connect_failure(where, failures, all_errors);
+    }
+  }
 }
 
 /// What every start_server checks before it binds anything.
@@ -549,33 +686,56 @@ std::string shown_name(const std::string& address, int fd) {
 } // namespace
 
 task<std::pair<stream_reader, stream_writer>> open_connection(std::string host, int port, connection_options options) {
-  auto& loop = detail::running_loop_checked("open_connection");
+  constexpr const char* who = "open_connection";
+  auto& loop = detail::running_loop_checked(who);
   detail::ignore_sigpipe_once();
   if (port < 0 || port > 65535) {
     throw error("open_connection: port " + std::to_string(port) + " is out of range");
   }
-  const auto where = detail::join_host_port(host, port);
-  auto tls = detail::tls_settings(options, "open_connection", host);
-  auto addresses = co_await detail::resolve(host, std::to_string(port), AF_UNSPEC, SOCK_STREAM, 0, 0);
-  int last = UV_EADDRNOTAVAIL;
-  for (auto& a : addresses) {
-    stream_ref ref(new stream_state(loop, stream_state::kind::tcp, options.limit));
-    const int rc = co_await detail::connect_awaiter(*ref.get(), reinterpret_cast<const sockaddr*>(&a.addr), nullptr);
-    if (rc == 0) {
-      auto& s = *ref.get();
-      uv_tcp_nodelay(reinterpret_cast<uv_tcp_t*>(s.stream()), 1);
-      s.set_peer(detail::format_address(reinterpret_cast<const sockaddr*>(&a.addr)));
-      co_return co_await detail::connected(ref, std::move(tls));
-    }
-    last = rc;
+  if (options.family != AF_UNSPEC && options.family != AF_INET && options.family != AF_INET6) {
+    throw error("open_connection: family " + std::to_string(options.family) + " is not AF_INET, AF_INET6 or AF_UNSPEC");
   }
-  detail::throw_io_error(last, "connect to", where);
+  if (options.local_port < 0 || options.local_port > 65535) {
+    throw error("open_connection: local_port " + std::to_string(options.local_port) + " is out of range");
+  }
+  if (options.happy_eyeballs_delay && options.happy_eyeballs_delay->count() < 0) {
+    throw error("open_connection: happy_eyeballs_delay is negative");
+  }
+  const auto where = detail::join_host_port(host, port);
+  auto tls = detail::tls_settings(options, who, host);
+  // Copied before the first suspension: the views may not outlive it.
+  std::string local_host(options.local_host);
+  const auto delay = options.happy_eyeballs_delay;
+  const auto interleave = options.interleave ? *options.interleave : delay ? 1 : 0;
+  auto addresses = co_await detail::resolve(host, std::to_string(port), options.family, SOCK_STREAM, 0, 0);
+  if (interleave > 0) {
+    addresses = detail::interleave_families(std::move(addresses), interleave);
+  }
+  std::vector<detail::resolved_address> locals;
+  if (!local_host.empty() || options.local_port != 0) {
+    const auto local = detail::join_host_port(local_host, options.local_port);
+    locals = co_await detail::resolve(std::move(local_host), std::to_string(options.local_port), options.family,
+                                      SOCK_STREAM, 0, AI_PASSIVE);
+    // An address no local address can reach is not tried (asyncio's rule).
+    std::erase_if(addresses, [&locals](const detail::resolved_address& a) {
+      return std::none_of(locals.begin(), locals.end(),
+                          [&a](const detail::resolved_address& l) { return l.family == a.family; });
+    });
+    if (addresses.empty()) {
+      throw io_error(EADDRNOTAVAIL,
+                     "connect to " + where + ": no address of the same family as the local address " + local, where);
+    }
+  }
+  auto ref = co_await detail::connect_first(loop, std::move(addresses), options.limit, std::move(locals), delay, where,
+                                            options.all_errors);
+  co_return co_await detail::connected(ref, std::move(tls));
 }
 
 task<std::pair<stream_reader, stream_writer>> open_connection(socket_fd sock, connection_options options) {
   constexpr const char* who = "open_connection";
   auto& loop = detail::running_loop_checked(who);
   detail::ignore_sigpipe_once();
+  detail::refuse_tcp_options(options, who);
   auto tls = detail::tls_settings(options, who, {});
   const auto info = detail::inspect_socket(sock.fd, SOCK_STREAM, who);
   if (info.listening) {
@@ -732,6 +892,7 @@ task<server> start_server(connection_handler handler, std::vector<std::string> h
 task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path, connection_options options) {
   auto& loop = detail::running_loop_checked("open_unix_connection");
   detail::ignore_sigpipe_once();
+  detail::refuse_tcp_options(options, "open_unix_connection");
   auto tls = detail::tls_settings(options, "open_unix_connection", {});
   stream_ref ref(new stream_state(loop, stream_state::kind::pipe, options.limit));
   const int rc = co_await detail::connect_awaiter(*ref.get(), nullptr, &path);

@@ -13,10 +13,12 @@
 // address); a cancelled handler ends quietly. When the handler is done with
 // its reader and writer the connection closes itself (see stream.hpp).
 //
-// `open_connection` resolves the host (numeric addresses skip DNS), tries each
-// address in turn and throws `connection_error` naming the address and the
-// system's text when none accepts ("connect to 127.0.0.1:9: connection
-// refused (ECONNREFUSED)"), or `dns_error` when the name does not resolve.
+// `open_connection` resolves the host (numeric addresses skip DNS; an empty
+// host is this machine's loopback addresses), tries each address in turn, or
+// staggered with `happy_eyeballs_delay`, and throws `connection_error` naming
+// the address and the system's text when none accepts ("connect to
+// 127.0.0.1:9: connection refused (ECONNREFUSED)"; with several addresses,
+// each one's), or `dns_error` when the name does not resolve.
 // TCP connections have Nagle's algorithm off (TCP_NODELAY), as asyncio does.
 // With `ssl` in the options, either side speaks TLS (see <simul/loop/ssl.hpp>).
 //
@@ -50,8 +52,10 @@
 #include <cstdint>
 #include <functional>
 #include <initializer_list>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -79,7 +83,35 @@ struct connection_options {
   std::string_view server_hostname{};
   /// How long the TLS handshake may take before `timeout_error`.
   std::chrono::milliseconds ssl_handshake_timeout{60'000};
+
+  // TCP only (`open_connection(host, port)`); the other forms refuse them.
+
+  /// Only addresses of this family: AF_INET or AF_INET6; AF_UNSPEC (0): any
+  /// (asyncio's `family=`).
+  int family = 0;
+  /// Binds the socket to this local host and port before connecting
+  /// (asyncio's `local_addr`): a name or numeric address, and a port (0: any
+  /// free one). Each remote address uses the first local address of its
+  /// family that binds. Empty host and port 0: the system chooses. Like
+  /// `server_hostname`, the host must live until the call has started.
+  std::string_view local_host{};
+  int local_port = 0;
+  /// Happy Eyeballs (RFC 8305; asyncio's `happy_eyeballs_delay`): while an
+  /// attempt is pending this long, the next address's attempt starts beside
+  /// it; a failed attempt starts the next one at once. The first connection
+  /// wins and the others are closed. None: one address after another.
+  std::optional<std::chrono::milliseconds> happy_eyeballs_delay{};
+  /// Reorders the addresses by family (asyncio's `interleave`): this many of
+  /// the first family, then one of each family in turn. None: as resolved,
+  /// or 1 with `happy_eyeballs_delay`.
+  std::optional<std::size_t> interleave{};
+  /// When no address accepts, throw an `exception_group` holding each
+  /// attempt's error in the order tried (asyncio's `all_errors`), instead
+  /// of one `connection_error` whose message lists them.
+  bool all_errors = false;
 };
+
+static_assert(std::is_trivially_destructible_v<connection_options>, "see the comment above connection_options");
 
 /// Options of `start_server` / `start_unix_server`.
 struct server_options {
@@ -96,6 +128,7 @@ struct server_options {
   /// How long a client's TLS handshake may take before it is dropped.
   std::chrono::milliseconds ssl_handshake_timeout{60'000};
 };
+static_assert(std::is_trivially_destructible_v<server_options>, "see the comment above connection_options");
 
 namespace detail {
 class server_state;
