@@ -544,3 +544,107 @@ TEST(LoopTls, AFailedStartTlsClosesTheConnection) {
     srv.close();
   }());
 }
+
+namespace {
+
+/// Copies `from` to `to` until EOF, then closes `to`; while `*flip` is set,
+/// the next chunk has one bit of its last byte flipped (and `*flip` clears).
+task<void> pump(stream_reader from, stream_writer to, bool* flip) {
+  try {
+    for (auto chunk = co_await from.read(64 * 1024); !chunk.empty(); chunk = co_await from.read(64 * 1024)) {
+      if (flip != nullptr && *flip) {
+        chunk.back() = static_cast<char>(chunk.back() ^ 1);
+        *flip = false;
+      }
+      to.write(chunk);
+      co_await to.drain();
+    }
+  } catch (const simul::connection_error&) {
+    // the other side broke off: close this one too
+  }
+  to.close();
+}
+
+} // namespace
+
+TEST(LoopTls, ACorruptRecordIsAnSslErrorThatBreaksTheStream) {
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    const auto tls = server_context();
+    simul::server_options sopts{.ssl = &tls};
+    auto srv = co_await simul::start_server(echo_lines, "127.0.0.1", 0, sopts);
+    // A plain proxy in between, which can damage what the server sends.
+    bool corrupt = false;
+    const int upstream = srv.port();
+    auto relay = [&corrupt, upstream](stream_reader client_r, stream_writer client_w) -> task<void> {
+      auto [up_r, up_w] = co_await simul::open_connection("127.0.0.1", upstream);
+      auto to_server = simul::create_task(pump(client_r, up_w, nullptr));
+      co_await pump(up_r, client_w, &corrupt);
+      co_await to_server;
+    };
+    auto proxy = co_await simul::start_server(relay, "127.0.0.1", 0);
+    simul::connection_options copts{.ssl = &trusted(), .server_hostname = "localhost"};
+    auto [reader, writer] = co_await simul::open_connection("127.0.0.1", proxy.port(), copts);
+    writer.write("intact\n");
+    EXPECT_EQ(co_await reader.readline(), "intact\n");
+    corrupt = true; // the echo of the next line arrives with its record's tag damaged
+    writer.write("damaged\n");
+    try {
+      (void)co_await reader.readline();
+      ADD_FAILURE() << "a damaged record must not be read as data";
+    } catch (const simul::ssl_error& e) {
+      EXPECT_EQ(e.code(), EPROTO);
+      EXPECT_FALSE(e.reason().empty());
+      EXPECT_NE(std::string(e.what()).find("127.0.0.1:" + std::to_string(proxy.port())), std::string::npos) << e.what();
+    }
+    // The stream is broken for good: reading and writing fail, nothing hangs.
+    EXPECT_THROW((void)co_await reader.readline(), simul::ssl_error);
+    EXPECT_THROW(writer.write("more\n"), simul::error);
+    writer.close();
+    EXPECT_THROW(co_await writer.wait_closed(), simul::ssl_error);
+    co_await until([&] { return srv.active_connections() == 0 && proxy.active_connections() == 0; });
+    proxy.close();
+    srv.close();
+    co_await proxy.wait_closed();
+    co_await srv.wait_closed();
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+}
+
+TEST(LoopTls, AlpnChoosesTheServersFirstProtocolThatTheClientOffers) {
+  simul::run([]() -> task<void> {
+    std::vector<std::string> server_saw;
+    auto handler = [&server_saw](stream_reader r, stream_writer w) -> task<void> {
+      server_saw.push_back(w.get_extra_info("alpn_protocol") + " for " + w.get_extra_info("server_name"));
+      co_await echo_lines(std::move(r), std::move(w));
+    };
+    auto tls = server_context();
+    tls.set_alpn_protocols({"http/1.1", "h2"});
+    simul::server_options sopts{.ssl = &tls};
+    auto srv = co_await simul::start_server(handler, "127.0.0.1", 0, sopts);
+    // The client prefers h2, the server http/1.1: the server's order decides.
+    // With nothing in common, or nothing offered, no protocol is chosen and
+    // the connection works all the same.
+    const std::vector<std::pair<std::vector<std::string>, std::string>> cases{
+        {{"h2", "http/1.1"}, "http/1.1"}, {{"h2"}, "h2"}, {{"spdy/3"}, ""}, {{}, ""}};
+    for (const auto& [offered, expected] : cases) {
+      auto client = trusting_client();
+      client.set_alpn_protocols(offered);
+      simul::connection_options copts{.ssl = &client, .server_hostname = "localhost"};
+      auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port(), copts);
+      EXPECT_EQ(writer.get_extra_info("alpn_protocol"), expected);
+      EXPECT_EQ(writer.get_extra_info("server_name"), "localhost");
+      writer.write("ping\n");
+      EXPECT_EQ(co_await reader.readline(), "ping\n");
+      EXPECT_EQ(server_saw.back(), expected + " for localhost");
+      writer.close();
+      co_await writer.wait_closed();
+    }
+    EXPECT_EQ(server_saw.size(), cases.size());
+    // Names ALPN cannot carry.
+    EXPECT_THROW(tls.set_alpn_protocols({"h2", ""}), simul::error);
+    EXPECT_THROW(tls.set_alpn_protocols({std::string(256, 'x')}), simul::error);
+    srv.close();
+    co_await srv.wait_closed();
+  }());
+}

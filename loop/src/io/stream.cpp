@@ -703,7 +703,8 @@ std::string stream_writer::get_extra_info(std::string_view name) const {
   if (s.closed()) {
     return name == "peername" ? s.peer() : std::string();
   }
-  if (name == "cipher" || name == "ssl_version" || name == "peercert") {
+  if (name == "cipher" || name == "ssl_version" || name == "peercert" || name == "alpn_protocol" ||
+      name == "server_name") {
     return s.tls() != nullptr ? s.tls()->info(name) : std::string();
   }
   auto* h = s.stream();

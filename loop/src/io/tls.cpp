@@ -23,6 +23,7 @@ struct ssl_context::impl {
   bool server = false;
   bool check_hostname = false;
   ssl_verify verify = ssl_verify::none;
+  std::string alpn; ///< the protocols in ALPN's wire form: each preceded by its length
 
   impl() = default;
   impl(const impl&) = delete;
@@ -88,13 +89,12 @@ std::shared_ptr<ssl_context::impl> make_context(bool server) {
 
 ssl_context ssl_context::client() {
   auto i = make_context(false);
-  if (SSL_CTX_set_default_verify_paths(i->ctx) != 1) {
-    throw_openssl("ssl_context: cannot load the system's trusted authorities", "");
-  }
   i->verify = ssl_verify::required;
   i->check_hostname = true;
   i->apply_verify();
-  return ssl_context(std::move(i));
+  ssl_context out(std::move(i));
+  out.set_default_verify_paths();
+  return out;
 }
 
 ssl_context ssl_context::server() {
@@ -158,6 +158,42 @@ void ssl_context::set_default_verify_paths() {
   ERR_clear_error();
   if (SSL_CTX_set_default_verify_paths(m_impl->ctx) != 1) {
     throw_openssl("set_default_verify_paths: cannot load the system's trusted authorities", "");
+  }
+}
+
+namespace {
+
+/// A server's ALPN choice: the first of its protocols the client offers.
+int select_alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen, const unsigned char* offered,
+                unsigned int offered_len, void* arg) {
+  const auto& ours = static_cast<const ssl_context::impl*>(arg)->alpn;
+  unsigned char* chosen = nullptr;
+  if (ours.empty() ||
+      SSL_select_next_proto(&chosen, outlen, reinterpret_cast<const unsigned char*>(ours.data()),
+                            static_cast<unsigned int>(ours.size()), offered, offered_len) != OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_NOACK; // nothing in common: no protocol, the handshake goes on
+  }
+  *out = chosen;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+} // namespace
+
+void ssl_context::set_alpn_protocols(const std::vector<std::string>& protocols) {
+  std::string wire;
+  for (const auto& p : protocols) {
+    if (p.empty() || p.size() > 255) {
+      throw error("set_alpn_protocols: a protocol name must be 1 to 255 bytes (got " + std::to_string(p.size()) + ")");
+    }
+    wire += static_cast<char>(p.size());
+    wire += p;
+  }
+  m_impl->alpn = std::move(wire);
+  if (m_impl->server) {
+    SSL_CTX_set_alpn_select_cb(m_impl->ctx, &select_alpn, m_impl.get());
+  } else if (SSL_CTX_set_alpn_protos(m_impl->ctx, reinterpret_cast<const unsigned char*>(m_impl->alpn.data()),
+                                     static_cast<unsigned int>(m_impl->alpn.size())) != 0) {
+    throw_openssl("set_alpn_protocols: OpenSSL refused the list", ""); // 0 means success here
   }
 }
 
@@ -359,6 +395,16 @@ std::string tls_session::info(std::string_view name) const {
   }
   if (name == "ssl_version") {
     return SSL_get_version(m_ssl);
+  }
+  if (name == "alpn_protocol") {
+    const unsigned char* chosen = nullptr;
+    unsigned int length = 0;
+    SSL_get0_alpn_selected(m_ssl, &chosen, &length);
+    return chosen == nullptr ? std::string() : std::string(reinterpret_cast<const char*>(chosen), length);
+  }
+  if (name == "server_name") {
+    const char* sni = SSL_get_servername(m_ssl, TLSEXT_NAMETYPE_host_name);
+    return sni == nullptr ? std::string() : std::string(sni);
   }
   if (name != "peercert") {
     return {};

@@ -51,7 +51,8 @@ class tls_session {
   [[nodiscard]] std::exception_ptr failure() const noexcept { return m_failure; }
   /// Fails the session with `error` (the transport ended during the handshake...).
   void fail(std::exception_ptr error) noexcept;
-  /// "cipher", "ssl_version" and "peercert" for get_extra_info; "" otherwise.
+  /// "cipher", "ssl_version", "peercert", "alpn_protocol" and "server_name"
+  /// for get_extra_info; "" otherwise.
   [[nodiscard]] std::string info(std::string_view name) const;
 
  private:

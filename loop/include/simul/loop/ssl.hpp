@@ -3,12 +3,12 @@
 // TLS for streams: asyncio's `ssl=` on open_connection and start_server,
 // with OpenSSL underneath.
 //
-//   auto [reader, writer] = co_await simul::open_connection(
-//       "example.org", 443, {.ssl = simul::ssl_context::client()});
+//   const auto client = simul::ssl_context::client();
+//   auto [reader, writer] = co_await simul::open_connection("example.org", 443, {.ssl = &client});
 //
 //   auto tls = simul::ssl_context::server();
 //   tls.load_cert_chain("server.pem", "server.key");
-//   auto srv = co_await simul::start_server(handler, "0.0.0.0", 8443, {.ssl = tls});
+//   auto srv = co_await simul::start_server(handler, "0.0.0.0", 8443, {.ssl = &tls});
 //
 // A client context (`ssl_context::client()`, Python's
 // `ssl.create_default_context()`) trusts the system's certificate
@@ -34,6 +34,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace simul {
 
@@ -80,8 +81,17 @@ class ssl_context {
   void set_check_hostname(bool check);
   [[nodiscard]] bool check_hostname() const noexcept;
 
-  /// The `SSL_CTX*`, for settings this class does not offer (ciphers, ALPN,
-  /// session caching). Set them before the context is used.
+  /// The application protocols this side speaks, most preferred first
+  /// (Python's `set_alpn_protocols`, e.g. {"h2", "http/1.1"}): a client
+  /// offers them in its hello; a server picks the first of its own that the
+  /// client offers, and with none in common picks nothing and the handshake
+  /// goes on. The choice is `get_extra_info("alpn_protocol")` on both sides
+  /// ("" for none). An empty list offers nothing. Throws `simul::error` for a
+  /// name that is empty or longer than 255 bytes.
+  void set_alpn_protocols(const std::vector<std::string>& protocols);
+
+  /// The `SSL_CTX*`, for settings this class does not offer (ciphers,
+  /// session caching, an SNI callback). Set them before the context is used.
   [[nodiscard]] void* native_handle() const noexcept;
 
   struct impl;

@@ -233,9 +233,11 @@ class stream_writer {
 
   /// "peername" or "sockname": "host:port" ("[v6]:port") for TCP, the path
   /// for Unix sockets; "fileno": the descriptor. Over TLS also "cipher"
-  /// ("TLS_AES_256_GCM_SHA384"), "ssl_version" ("TLSv1.3") and "peercert"
+  /// ("TLS_AES_256_GCM_SHA384"), "ssl_version" ("TLSv1.3"), "peercert"
   /// (the peer certificate's subject, RFC 2253: "CN=localhost"; "" if it
-  /// sent none). "" when unknown.
+  /// sent none), "alpn_protocol" (the protocol ALPN chose: "h2"; "" for
+  /// none) and "server_name" (the name the client sent in its hello, SNI;
+  /// "" for none). "" when unknown.
   [[nodiscard]] std::string get_extra_info(std::string_view name) const;
 
   explicit operator bool() const noexcept { return static_cast<bool>(m_stream); }
