@@ -14,10 +14,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <fstream>
+#include <optional>
 #include <sstream>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,8 @@ namespace {
 
 const std::string k_cert = SIMUL_TLS_DATA_DIR "/localhost.pem";
 const std::string k_key = SIMUL_TLS_DATA_DIR "/localhost.key";
+const std::string k_other_cert = SIMUL_TLS_DATA_DIR "/other.pem"; // for other.test
+const std::string k_other_key = SIMUL_TLS_DATA_DIR "/other.key";
 
 ssl_context server_context() {
   auto ctx = ssl_context::server();
@@ -644,6 +649,79 @@ TEST(LoopTls, AlpnChoosesTheServersFirstProtocolThatTheClientOffers) {
     // Names ALPN cannot carry.
     EXPECT_THROW(tls.set_alpn_protocols({"h2", ""}), simul::error);
     EXPECT_THROW(tls.set_alpn_protocols({std::string(256, 'x')}), simul::error);
+    srv.close();
+    co_await srv.wait_closed();
+  }());
+}
+
+TEST(LoopTls, TheServerNameCallbackPicksACertificatePerName) {
+  simul::run([]() -> task<void> {
+    std::vector<std::string> reports;
+    simul::get_running_loop().set_exception_handler([&reports](simul::event_loop&, const simul::exception_context& c) {
+      std::string what;
+      try {
+        std::rethrow_exception(c.exception);
+      } catch (const std::exception& e) {
+        what = e.what();
+      }
+      reports.push_back(c.message + ": " + what);
+    });
+    auto other = ssl_context::server();
+    other.load_cert_chain(k_other_cert, k_other_key);
+    other.set_alpn_protocols({"h2"});
+    auto tls = server_context();
+    std::vector<std::string> asked;
+    tls.set_sni_callback([&asked, other](std::string_view name) -> std::optional<ssl_context> {
+      asked.emplace_back(name);
+      if (name == "other.test") {
+        return other;
+      }
+      if (name == "broken.test") {
+        throw std::runtime_error("no certificate for broken.test");
+      }
+      if (name == "client.test") {
+        return ssl_context::client();
+      }
+      return std::nullopt;
+    });
+    std::vector<std::string> served;
+    auto handler = [&served](stream_reader r, stream_writer w) -> task<void> {
+      served.push_back(w.get_extra_info("server_name"));
+      co_await echo_lines(std::move(r), std::move(w));
+    };
+    simul::server_options sopts{.ssl = &tls};
+    auto srv = co_await simul::start_server(handler, "127.0.0.1", 0, sopts);
+    auto client = trusting_client();
+    client.load_verify_locations(k_other_cert);
+    client.set_alpn_protocols({"h2"});
+    // One listener, a certificate (and an ALPN list) per name; an IP address
+    // is not sent as SNI, so the callback hears "" and keeps the first.
+    const std::vector<std::array<std::string, 3>> cases{
+        {"other.test", "CN=other.test", "h2"}, {"localhost", "CN=localhost", ""}, {"", "CN=localhost", ""}};
+    for (const auto& [name, subject, alpn] : cases) {
+      simul::connection_options copts{.ssl = &client, .server_hostname = name};
+      auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port(), copts);
+      EXPECT_NE(writer.get_extra_info("peercert").find(subject), std::string::npos)
+          << name << ": " << writer.get_extra_info("peercert");
+      EXPECT_EQ(writer.get_extra_info("alpn_protocol"), alpn) << name;
+      writer.write("ping\n");
+      EXPECT_EQ(co_await reader.readline(), "ping\n");
+      writer.close();
+      co_await writer.wait_closed();
+    }
+    EXPECT_EQ(served, (std::vector<std::string>{"other.test", "localhost", ""}));
+    // A callback that throws, or picks a client context: that client's
+    // handshake fails, and the program hears of its callback's error.
+    for (const char* name : {"broken.test", "client.test"}) {
+      simul::connection_options copts{.ssl = &client, .server_hostname = name};
+      EXPECT_THROW((void)co_await simul::open_connection("127.0.0.1", srv.port(), copts), simul::ssl_error) << name;
+    }
+    co_await until([&] { return srv.handshake_failures() == 2 && reports.size() == 2; });
+    EXPECT_NE(reports[0].find("server-name callback"), std::string::npos) << reports[0];
+    EXPECT_NE(reports[0].find("no certificate for broken.test"), std::string::npos) << reports[0];
+    EXPECT_NE(reports[1].find("client context"), std::string::npos) << reports[1];
+    EXPECT_EQ(asked, (std::vector<std::string>{"other.test", "localhost", "", "broken.test", "client.test"}));
+    EXPECT_THROW(client.set_sni_callback(nullptr), simul::error); // a client context has none
     srv.close();
     co_await srv.wait_closed();
   }());

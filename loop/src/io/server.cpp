@@ -513,7 +513,11 @@ task<void> serve_client(handler_guard guard, stream_ref ref) {
       co_return; // close_clients, the loop closing
     } catch (...) {
       s->count_handshake_failure();
-      co_return; // the client's failure, not the program's: dropped, as asyncio does
+      if (auto error = ref.get()->tls()->callback_error()) {
+        // The program's own server-name callback failed: never silent.
+        report(s->loop(), "Exception in the TLS server-name callback (peer " + peer + ")", error);
+      }
+      co_return; // otherwise the client's failure, not the program's: dropped, as asyncio does
     }
   }
   ref = {};

@@ -24,6 +24,7 @@ struct ssl_context::impl {
   bool check_hostname = false;
   ssl_verify verify = ssl_verify::none;
   std::string alpn; ///< the protocols in ALPN's wire form: each preceded by its length
+  std::function<std::optional<ssl_context>(std::string_view)> sni; ///< a server's server-name callback
 
   impl() = default;
   impl(const impl&) = delete;
@@ -177,7 +178,25 @@ int select_alpn(SSL* /*ssl*/, const unsigned char** out, unsigned char* outlen, 
   return SSL_TLSEXT_ERR_OK;
 }
 
+/// OpenSSL's server-name callback: the session whose hello this is decides.
+int on_server_name(SSL* ssl, int* alert, void* /*arg*/) {
+  auto* session = static_cast<detail::tls_session*>(SSL_get_app_data(ssl));
+  return session != nullptr ? session->on_server_name(alert) : SSL_TLSEXT_ERR_OK;
+}
+
 } // namespace
+
+void ssl_context::set_sni_callback(std::function<std::optional<ssl_context>(std::string_view)> callback) {
+  if (!m_impl->server) {
+    throw error("set_sni_callback: the server-name callback is for server contexts (ssl_context::server())");
+  }
+  m_impl->sni = std::move(callback);
+  if (m_impl->sni) {
+    SSL_CTX_set_tlsext_servername_callback(m_impl->ctx, &on_server_name);
+  } else {
+    SSL_CTX_set_tlsext_servername_callback(m_impl->ctx, nullptr);
+  }
+}
 
 void ssl_context::set_alpn_protocols(const std::vector<std::string>& protocols) {
   std::string wire;
@@ -249,6 +268,7 @@ tls_session::tls_session(const ssl_context& context, std::string hostname, std::
   BIO_set_mem_eof_return(in, -1);
   SSL_set_bio(m_ssl, in, out); // the SSL object owns both now
   if (ctx.server) {
+    SSL_set_app_data(m_ssl, this); // for the server-name callback
     SSL_set_accept_state(m_ssl);
     return;
   }
@@ -384,6 +404,32 @@ void tls_session::fail_from_openssl(int ssl_error_code, const char* during) noex
     fail(std::current_exception());
   }
   ERR_clear_error();
+}
+
+int tls_session::on_server_name(int* alert) noexcept {
+  try {
+    const auto& callback = m_context.internals()->sni;
+    if (!callback) {
+      return SSL_TLSEXT_ERR_OK;
+    }
+    const char* name = SSL_get_servername(m_ssl, TLSEXT_NAMETYPE_host_name);
+    auto chosen = callback(name == nullptr ? std::string_view() : std::string_view(name));
+    if (chosen) {
+      if (!chosen->is_server()) {
+        throw error("the server-name callback returned a client context for " + m_peer);
+      }
+      m_chosen = std::move(chosen);
+      ERR_clear_error();
+      if (SSL_set_SSL_CTX(m_ssl, m_chosen->internals()->ctx) == nullptr) {
+        throw_openssl("the server-name callback's context cannot serve", m_peer);
+      }
+    }
+    return SSL_TLSEXT_ERR_OK;
+  } catch (...) {
+    m_callback_error = std::current_exception();
+    *alert = SSL_AD_INTERNAL_ERROR;
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
 }
 
 std::string tls_session::info(std::string_view name) const {

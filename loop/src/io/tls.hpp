@@ -10,6 +10,7 @@
 #include <simul/loop/ssl.hpp>
 
 #include <exception>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -54,13 +55,21 @@ class tls_session {
   /// "cipher", "ssl_version", "peercert", "alpn_protocol" and "server_name"
   /// for get_extra_info; "" otherwise.
   [[nodiscard]] std::string info(std::string_view name) const;
+  /// What the context's server-name callback threw, if it did (the program's
+  /// error, to report, where other handshake failures are the client's).
+  [[nodiscard]] std::exception_ptr callback_error() const noexcept { return m_callback_error; }
+  /// Runs the context's server-name callback during the handshake; an
+  /// OpenSSL SSL_TLSEXT_ERR_* result, with `alert` set on failure.
+  int on_server_name(int* alert) noexcept;
 
  private:
   void handshake();
   void read_records(std::string& plain);
   void fail_from_openssl(int ssl_error_code, const char* during) noexcept;
 
-  ssl_context m_context; // keeps the SSL_CTX alive
+  ssl_context m_context;               // keeps the SSL_CTX alive
+  std::optional<ssl_context> m_chosen; // the server-name callback's choice, kept alive likewise
+  std::exception_ptr m_callback_error;
   ssl_st* m_ssl = nullptr;
   std::string m_peer;
   state m_state = state::handshaking;

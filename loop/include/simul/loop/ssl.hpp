@@ -30,7 +30,9 @@
 // copies share one context (Python passes the same SSLContext object around);
 // connections keep it alive as long as they need it.
 
+#include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -90,8 +92,23 @@ class ssl_context {
   /// name that is empty or longer than 255 bytes.
   void set_alpn_protocols(const std::vector<std::string>& protocols);
 
+  /// The server-name callback of a server context (Python's
+  /// `sni_callback`): during each handshake it gets the name the client
+  /// asked for in its hello (SNI; "" if none) and returns another server
+  /// context to serve that connection with, its certificate chain and key
+  /// (and its ALPN list), or nullopt to keep this one. Virtual hosting:
+  /// one listener, a certificate per name. If it throws (or returns a client
+  /// context), that handshake fails with an internal_error alert to the
+  /// client, and the exception is reported through the loop's exception
+  /// handler. It runs on the loop's thread, inside the handshake: keep it
+  /// quick. The context keeps the callback, and with it whatever the
+  /// callback holds: a callback holding this very context keeps it alive for
+  /// good. An empty function removes it. Throws `simul::error` on a client
+  /// context.
+  void set_sni_callback(std::function<std::optional<ssl_context>(std::string_view server_name)> callback);
+
   /// The `SSL_CTX*`, for settings this class does not offer (ciphers,
-  /// session caching, an SNI callback). Set them before the context is used.
+  /// session caching). Set them before the context is used.
   [[nodiscard]] void* native_handle() const noexcept;
 
   struct impl;
