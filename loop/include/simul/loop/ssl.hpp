@@ -97,11 +97,15 @@ class ssl_context {
   /// asked for in its hello (SNI; "" if none) and returns another server
   /// context to serve that connection with, its certificate chain and key
   /// (and its ALPN list), or nullopt to keep this one. Virtual hosting:
-  /// one listener, a certificate per name. If it throws (or returns a client
+  /// one listener, a certificate per name. Whether a client must present a
+  /// certificate stays this context's setting (OpenSSL's SSL_set_SSL_CTX
+  /// keeps the verify mode), so give both the same. It runs on the thread
+  /// of the loop doing the handshake: a context shared by loops on several
+  /// threads may call it from each at once. If it throws (or returns a client
   /// context), that handshake fails with an internal_error alert to the
   /// client, and the exception is reported through the loop's exception
-  /// handler. It runs on the loop's thread, inside the handshake: keep it
-  /// quick. The context keeps the callback, and with it whatever the
+  /// handler. It runs inside the handshake: keep it quick. The context keeps
+  /// the callback, and with it whatever the
   /// callback holds: a callback holding this very context keeps it alive for
   /// good. An empty function removes it. Throws `simul::error` on a client
   /// context.
