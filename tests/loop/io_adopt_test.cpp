@@ -27,6 +27,7 @@ using simul::stream_writer;
 using simul::task;
 using simul::test::echo_lines;
 using simul::test::open_fd_count;
+using simul::test::send_and_expect;
 
 namespace {
 
@@ -79,10 +80,8 @@ TEST(LoopAdopt, ASocketpairBecomesTwoStreamsThatCloseTheirDescriptors) {
     auto [rb, wb] = co_await simul::open_connection(socket_fd{fds[1]});
     EXPECT_EQ(wa.get_extra_info("fileno"), std::to_string(fds[0]));
     EXPECT_TRUE(is_nonblocking(fds[0]));
-    wa.write("ping\n");
-    EXPECT_EQ(co_await rb.readline(), "ping\n");
-    wb.write("pong\n");
-    EXPECT_EQ(co_await ra.readline(), "pong\n");
+    co_await send_and_expect(rb, wa, "ping\n");
+    co_await send_and_expect(ra, wb, "pong\n");
     wa.write_eof();
     EXPECT_EQ(co_await rb.read(), ""); // EOF crosses too
     wa.close();
@@ -106,10 +105,8 @@ TEST(LoopAdopt, AnAcceptedTcpSocketBecomesAStream) {
     auto [server_r, server_w] = co_await simul::open_connection(socket_fd{accepted});
     EXPECT_EQ(server_w.get_extra_info("peername"), client_w.get_extra_info("sockname"));
     EXPECT_EQ(server_w.get_extra_info("sockname"), "127.0.0.1:" + std::to_string(port));
-    client_w.write("hello\n");
-    EXPECT_EQ(co_await server_r.readline(), "hello\n");
-    server_w.write("back\n");
-    EXPECT_EQ(co_await client_r.readline(), "back\n");
+    co_await send_and_expect(server_r, client_w, "hello\n");
+    co_await send_and_expect(client_r, server_w, "back\n");
     client_w.close();
     EXPECT_EQ(co_await server_r.read(), "");
     server_w.close();

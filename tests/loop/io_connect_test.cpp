@@ -17,6 +17,7 @@ using simul::task;
 using simul::test::black_hole;
 using simul::test::echo_lines;
 using simul::test::open_fd_count;
+using simul::test::send_and_expect;
 
 namespace {
 
@@ -35,12 +36,6 @@ bool loopback_is_v6_then_v4() {
   if (!loopback_is_v6_then_v4()) {                                                                                     \
     GTEST_SKIP() << "the empty host does not resolve to ::1 then 127.0.0.1 here";                                      \
   }
-
-/// One line through an echo server.
-task<void> check_echo(simul::stream_reader& reader, simul::stream_writer& writer) {
-  writer.write("ping\n");
-  EXPECT_EQ(co_await reader.readline(), "ping\n");
-}
 
 std::vector<std::string> both_loopbacks() { return {"::1", "127.0.0.1"}; }
 
@@ -64,7 +59,7 @@ TEST(LoopConnect, HappyEyeballsGetsPastAnAddressThatHangs) {
     auto [reader, writer] =
         co_await simul::wait_for(simul::open_connection("", port, {.happy_eyeballs_delay = 20ms}), 30s);
     EXPECT_EQ(writer.get_extra_info("peername"), "127.0.0.1:" + port_text(port));
-    co_await check_echo(reader, writer);
+    co_await send_and_expect(reader, writer, "ping\n");
     writer.close();
     co_await writer.wait_closed();
     srv.close();
@@ -79,10 +74,10 @@ TEST(LoopConnect, HappyEyeballsKeepsTheFirstAddressWhenItAnswersInTime) {
     auto srv = co_await simul::start_server(echo_lines, both_loopbacks(), 0);
     auto [reader, writer] = co_await simul::open_connection("", srv.port(), {.happy_eyeballs_delay = 250ms});
     EXPECT_EQ(writer.get_extra_info("peername"), "[::1]:" + port_text(srv.port()));
-    co_await check_echo(reader, writer);
+    co_await send_and_expect(reader, writer, "ping\n");
     // With no delay at all both attempts start at once, and either may win.
     auto [r2, w2] = co_await simul::open_connection("", srv.port(), {.happy_eyeballs_delay = 0ms});
-    co_await check_echo(r2, w2);
+    co_await send_and_expect(r2, w2, "ping\n");
     writer.close();
     w2.close();
     co_await writer.wait_closed();
@@ -183,7 +178,7 @@ TEST(LoopConnect, LocalAddressBindsTheSocketBeforeConnecting) {
     {
       // All of 127.0.0.0/8 is the loopback: 127.0.0.2 is a local address of its own.
       auto [reader, writer] = co_await simul::open_connection("127.0.0.1", port, {.local_host = "127.0.0.2"});
-      co_await check_echo(reader, writer);
+      co_await send_and_expect(reader, writer, "ping\n");
       EXPECT_EQ(writer.get_extra_info("sockname").rfind("127.0.0.2:", 0), 0u) << writer.get_extra_info("sockname");
       EXPECT_EQ(seen_peer, writer.get_extra_info("sockname"));
       writer.close();

@@ -22,6 +22,7 @@ using simul::task;
 using simul::test::echo_lines;
 using simul::test::open_fd_count;
 using simul::test::send_and_close;
+using simul::test::send_and_expect;
 using simul::test::until;
 
 namespace {
@@ -461,8 +462,7 @@ TEST(LoopStreams, UnixSocketsEchoAndCleanUp) {
     auto srv2 = co_await simul::start_unix_server(echo_lines, path + "2");
     auto [reader, writer] = co_await simul::open_unix_connection(path);
     EXPECT_EQ(writer.get_extra_info("peername"), path);
-    writer.write("over unix\n");
-    EXPECT_EQ(co_await reader.readline(), "over unix\n");
+    co_await send_and_expect(reader, writer, "over unix\n");
     writer.close();
     srv.close();
     srv2.close();

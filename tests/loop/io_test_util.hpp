@@ -4,6 +4,8 @@
 
 #include <simul/loop.hpp>
 
+#include <gtest/gtest.h>
+
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <netinet/in.h>
@@ -58,6 +60,13 @@ inline task<void> echo_lines(stream_reader reader, stream_writer writer) {
     co_await writer.drain();
   }
   writer.close();
+}
+
+/// Writes `line` (ending in '\n') on `writer` and expects `reader` to read it
+/// next: back from an echo_lines server, or through a connected pair.
+inline task<void> send_and_expect(stream_reader& reader, stream_writer& writer, std::string line) {
+  writer.write(line);
+  EXPECT_EQ(co_await reader.readline(), line);
 }
 
 /// A connection handler that writes `payload` and closes.

@@ -32,6 +32,7 @@ using simul::task;
 using simul::test::echo_lines;
 using simul::test::open_fd_count;
 using simul::test::send_and_close;
+using simul::test::send_and_expect;
 using simul::test::until;
 
 namespace {
@@ -126,8 +127,7 @@ TEST(LoopTls, TheHostNameIsCheckedByDefaultAndAnIpAddressToo) {
     // The certificate names 127.0.0.1: connecting by address alone checks that.
     simul::connection_options by_ip{.ssl = &trusted()};
     auto [r1, w1] = co_await simul::open_connection("127.0.0.1", srv.port(), by_ip);
-    w1.write("ip\n");
-    EXPECT_EQ(co_await r1.readline(), "ip\n");
+    co_await send_and_expect(r1, w1, "ip\n");
     w1.close();
     // A name the certificate does not carry is refused.
     simul::connection_options wrong{.ssl = &trusted(), .server_hostname = "example.org"};
@@ -145,8 +145,7 @@ TEST(LoopTls, TheHostNameIsCheckedByDefaultAndAnIpAddressToo) {
     EXPECT_EQ(lax.verify_mode(), simul::ssl_verify::required);
     simul::connection_options unchecked{.ssl = &lax, .server_hostname = "example.org"};
     auto [r2, w2] = co_await simul::open_connection("127.0.0.1", srv.port(), unchecked);
-    w2.write("lax\n");
-    EXPECT_EQ(co_await r2.readline(), "lax\n");
+    co_await send_and_expect(r2, w2, "lax\n");
     w2.close();
     co_await until([&] { return srv.active_connections() == 0; });
     srv.close();
@@ -202,8 +201,7 @@ TEST(LoopTls, APlainClientIsDroppedAndTheServerGoesOn) {
     co_await until([&] { return srv.handshake_failures() == 1; });
     simul::connection_options copts{.ssl = &trusted(), .server_hostname = "localhost"};
     auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port(), copts);
-    writer.write("after\n");
-    EXPECT_EQ(co_await reader.readline(), "after\n");
+    co_await send_and_expect(reader, writer, "after\n");
     writer.close();
     co_await until([&] { return srv.active_connections() == 0; });
     srv.close();
@@ -306,8 +304,7 @@ TEST(LoopTls, MutualTlsRequiresAndShowsTheClientsCertificate) {
     known.load_cert_chain(k_cert, k_key);
     simul::connection_options with_cert{.ssl = &known};
     auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port(), with_cert);
-    writer.write("hello\n");
-    EXPECT_EQ(co_await reader.readline(), "hello\n");
+    co_await send_and_expect(reader, writer, "hello\n");
     EXPECT_NE(client_subject.find("CN=localhost"), std::string::npos) << client_subject;
     writer.close();
     co_await until([&] { return srv.active_connections() == 0; });
@@ -396,8 +393,7 @@ TEST(LoopTls, UnixSocketsNeedAServerHostnameToCheck) {
     EXPECT_EQ(srv.active_connections(), 0u); // refused before connecting
     simul::connection_options named{.ssl = &trusted(), .server_hostname = "localhost"};
     auto [reader, writer] = co_await simul::open_unix_connection(path, named);
-    writer.write("unix\n");
-    EXPECT_EQ(co_await reader.readline(), "unix\n");
+    co_await send_and_expect(reader, writer, "unix\n");
     writer.close();
     co_await until([&] { return srv.active_connections() == 0; });
     srv.close();
@@ -451,8 +447,7 @@ TEST(LoopTls, ContextsRefuseWhatCannotWork) {
     auto srv = co_await simul::start_server(echo_lines, "127.0.0.1", 0, sopts);
     simul::connection_options copts{.ssl = &from_data, .server_hostname = "localhost"};
     auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port(), copts);
-    writer.write("data\n");
-    EXPECT_EQ(co_await reader.readline(), "data\n");
+    co_await send_and_expect(reader, writer, "data\n");
     writer.close();
     co_await until([&] { return srv.active_connections() == 0; });
     srv.close();
@@ -477,8 +472,7 @@ TEST(LoopTls, AnAdoptedSocketSpeaksTlsToo) {
     EXPECT_NE(::fcntl(fd, F_GETFD), -1);
     simul::connection_options named{.ssl = &trusted(), .server_hostname = "localhost"};
     auto [reader, writer] = co_await simul::open_connection(simul::socket_fd{fd}, named);
-    writer.write("adopted\n");
-    EXPECT_EQ(co_await reader.readline(), "adopted\n");
+    co_await send_and_expect(reader, writer, "adopted\n");
     writer.close();
     co_await until([&] { return srv.active_connections() == 0; });
     srv.close();
@@ -514,8 +508,7 @@ TEST(LoopTls, StartTlsUpgradesAPlainConnection) {
     EXPECT_EQ(writer.get_extra_info("ssl_version").rfind("TLSv1.", 0), 0u);
     EXPECT_NE(writer.get_extra_info("peercert").find("CN=localhost"), std::string::npos);
     EXPECT_FALSE(writer.can_write_eof());
-    writer.write("secret\n");
-    EXPECT_EQ(co_await reader.readline(), "secret\n");
+    co_await send_and_expect(reader, writer, "secret\n");
     EXPECT_THROW(co_await writer.start_tls(trusted(), "localhost"), simul::error); // already TLS
     writer.close();
     co_await until([&] { return srv.active_connections() == 0; });
@@ -590,8 +583,7 @@ TEST(LoopTls, ACorruptRecordIsAnSslErrorThatBreaksTheStream) {
     auto proxy = co_await simul::start_server(relay, "127.0.0.1", 0);
     simul::connection_options copts{.ssl = &trusted(), .server_hostname = "localhost"};
     auto [reader, writer] = co_await simul::open_connection("127.0.0.1", proxy.port(), copts);
-    writer.write("intact\n");
-    EXPECT_EQ(co_await reader.readline(), "intact\n");
+    co_await send_and_expect(reader, writer, "intact\n");
     corrupt = true; // the echo of the next line arrives with its record's tag damaged
     writer.write("damaged\n");
     try {
@@ -639,8 +631,7 @@ TEST(LoopTls, AlpnChoosesTheServersFirstProtocolThatTheClientOffers) {
       auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port(), copts);
       EXPECT_EQ(writer.get_extra_info("alpn_protocol"), expected);
       EXPECT_EQ(writer.get_extra_info("server_name"), "localhost");
-      writer.write("ping\n");
-      EXPECT_EQ(co_await reader.readline(), "ping\n");
+      co_await send_and_expect(reader, writer, "ping\n");
       EXPECT_EQ(server_saw.back(), expected + " for localhost");
       writer.close();
       co_await writer.wait_closed();
@@ -704,8 +695,7 @@ TEST(LoopTls, TheServerNameCallbackPicksACertificatePerName) {
       EXPECT_NE(writer.get_extra_info("peercert").find(subject), std::string::npos)
           << name << ": " << writer.get_extra_info("peercert");
       EXPECT_EQ(writer.get_extra_info("alpn_protocol"), alpn) << name;
-      writer.write("ping\n");
-      EXPECT_EQ(co_await reader.readline(), "ping\n");
+      co_await send_and_expect(reader, writer, "ping\n");
       writer.close();
       co_await writer.wait_closed();
     }
