@@ -1,7 +1,9 @@
 """The Python side of simul-compare: the same two workloads with asyncio,
 concurrent.futures' ThreadPoolExecutor and ProcessPoolExecutor (fork).
 
-Run by simul-compare --python; prints one JSON object per line on stdout.
+Run by simul-compare --python, once per round; prints one JSON object per
+line on stdout. --warm-up first runs every mode once at a tiny size, untimed,
+so that the first timed run does not pay for waking the machine.
 """
 import argparse
 import asyncio
@@ -37,7 +39,7 @@ def cpu_busy_ticks():
     return sum(fields) - idle, sum(fields)
 
 
-def measure(workload, mode, setup, run):
+def measure_and_print(workload, mode, setup, run):
     busy0, total0 = cpu_busy_ticks()
     start = time.perf_counter()
     check = run()
@@ -52,7 +54,21 @@ def main():
     parser = argparse.ArgumentParser()
     for name in ("cpu-tasks", "cpu-span", "cpu-base", "io-tasks", "io-ms", "workers", "io-threads"):
         parser.add_argument("--" + name, type=int, required=True)
+    parser.add_argument("--warm-up", action="store_true")
     a = parser.parse_args()
+    if a.warm_up:
+        run_modes(argparse.Namespace(cpu_tasks=2, cpu_span=2000, cpu_base=a.cpu_base, io_tasks=4, io_ms=1,
+                                     workers=a.workers, io_threads=a.io_threads), report=False)
+    run_modes(a, report=True)
+
+
+def run_modes(a, report):
+    def measure(workload, mode, setup, run):
+        if report:
+            measure_and_print(workload, mode, setup, run)
+        else:
+            run()
+
     ranges = [(a.cpu_base + i * a.cpu_span, a.cpu_base + (i + 1) * a.cpu_span) for i in range(a.cpu_tasks)]
     waits = [a.io_ms] * a.io_tasks
     fork = multiprocessing.get_context("fork")

@@ -71,7 +71,7 @@ std::string field(const std::string& line, const std::string& key) {
 
 } // namespace
 
-void compute_speedups(std::vector<measurement>& results) {
+void compute_speedups(std::vector<measurement>& results, int cores) {
   std::map<std::pair<std::string, std::string>, double> sequential;
   for (const auto& m : results) {
     if (m.mode == "sequential") {
@@ -81,13 +81,19 @@ void compute_speedups(std::vector<measurement>& results) {
   for (auto& m : results) {
     const auto base = sequential.find({m.workload, m.runtime});
     m.speedup = base != sequential.end() && m.wall_seconds > 0 ? base->second / m.wall_seconds : 0;
+    // Waits overlap without limit, computation only up to the cores (5% for
+    // the clock's resolution and the machine's drift).
+    m.suspect = m.workload == "cpu" && m.speedup > cores * 1.05;
   }
 }
 
 std::string format_table(const std::vector<measurement>& results, int cores) {
   std::ostringstream out;
-  out << "machine: " << cores << " cores; speedup is over the same runtime's sequential run; CPU busy is the whole\n"
-      << "machine's, in % of all cores, while the run lasted\n";
+  const int runs = results.empty() ? 1 : results.front().runs;
+  out << "machine: " << cores << " cores; the median of " << runs << (runs == 1 ? " round" : " interleaved rounds")
+      << " after a warm-up; speedup is over the same runtime's sequential run;\n"
+      << "CPU busy is the whole machine's, in % of all cores, while the run lasted\n";
+  bool any_suspect = false;
   std::string last;
   for (const auto& m : results) {
     if (m.workload != last) {
@@ -99,9 +105,15 @@ std::string format_table(const std::vector<measurement>& results, int cores) {
       out << header;
     }
     char row[200];
-    std::snprintf(row, sizeof row, "  %-7s %-13s %-22s %10.3f %7.2fx %8.0f%% %12ld\n", m.runtime.c_str(),
-                  m.mode.c_str(), m.setup.c_str(), m.wall_seconds, m.speedup, m.cpu_busy * 100, m.check);
+    std::snprintf(row, sizeof row, "  %-7s %-13s %-22s %10.3f %7.2fx%s %7.0f%% %12ld\n", m.runtime.c_str(),
+                  m.mode.c_str(), m.setup.c_str(), m.wall_seconds, m.speedup, m.suspect ? "?" : " ", m.cpu_busy * 100,
+                  m.check);
     out << row;
+    any_suspect = any_suspect || m.suspect;
+  }
+  if (any_suspect) {
+    out << "\n? suspect: a CPU-bound speedup above the core count is more than the machine can give; the\n"
+        << "  sequential baseline was slowed (by a neighbour, frequency scaling): run again on a quiet machine\n";
   }
   return out.str();
 }
@@ -114,8 +126,8 @@ std::string format_json(const std::vector<measurement>& results, int cores, cons
     out << "    {\"workload\": \"" << m.workload << "\", \"runtime\": \"" << m.runtime << "\", \"mode\": \""
         << escape_json(m.mode) << "\", \"setup\": \"" << escape_json(m.setup)
         << "\", \"wall_seconds\": " << fixed(m.wall_seconds, 6) << ", \"speedup\": " << fixed(m.speedup, 4)
-        << ", \"cpu_busy\": " << fixed(m.cpu_busy, 4) << ", \"check\": " << m.check << "}"
-        << (i + 1 < results.size() ? "," : "") << "\n";
+        << ", \"cpu_busy\": " << fixed(m.cpu_busy, 4) << ", \"check\": " << m.check << ", \"runs\": " << m.runs
+        << ", \"suspect\": " << (m.suspect ? "true" : "false") << "}" << (i + 1 < results.size() ? "," : "") << "\n";
   }
   out << "  ]\n}\n";
   return out.str();
@@ -151,7 +163,8 @@ std::string format_svg(const std::vector<measurement>& results, int cores) {
       << "<text x=\"" << left << "\" y=\"28\" font-size=\"18\" font-weight=\"bold\">"
       << "Same work, five ways: speedup over sequential (higher is better)</text>\n"
       << "<text x=\"" << left << "\" y=\"48\" fill=\"#555\">" << cores
-      << " cores. Each runtime is compared with its own sequential run. Made by simul-compare.</text>\n";
+      << " cores. Each runtime against its own sequential run; medians of "
+      << (results.empty() ? 1 : results.front().runs) << " interleaved rounds. Made by simul-compare.</text>\n";
   // Legend.
   const double legend_x = width - 200;
   svg << "<rect x=\"" << legend_x << "\" y=\"38\" width=\"12\" height=\"12\" fill=\"" << colour_simul << "\"/>"
@@ -210,7 +223,8 @@ std::string format_svg(const std::vector<measurement>& results, int cores) {
               << escape_xml(m.runtime + " " + m.mode + " (" + m.setup + "): " + fixed(m.wall_seconds, 3) + " s")
               << "</title></rect>\n"
               << "<text x=\"" << x_of(m.speedup) + 4 << "\" y=\"" << y + bar - 5 << "\" fill=\"#222\">"
-              << fixed(m.speedup, m.speedup < 10 ? 2 : 1) << "x (" << fixed(m.wall_seconds, 2) << " s)</text>\n";
+              << fixed(m.speedup, m.speedup < 10 ? 2 : 1) << "x (" << fixed(m.wall_seconds, 2) << " s)"
+              << (m.suspect ? " suspect: above the core count" : "") << "</text>\n";
         }
         if (std::string(runtime) == "simul" || has_python) {
           ++slot;

@@ -15,13 +15,17 @@ struct measurement {
   std::string mode;     ///< "sequential", "thread pool", "process pool", "event loop", "loop + pool"
   std::string setup;    ///< e.g. "2 threads"
   double wall_seconds = 0;
-  double cpu_busy = 0; ///< the whole machine's CPU busy fraction during the run, 0..1
-  long check = 0;      ///< the workload's answer, identical in every mode
-  double speedup = 0;  ///< the same runtime's sequential wall time / this wall time
+  double cpu_busy = 0;  ///< the whole machine's CPU busy fraction during the run, 0..1
+  long check = 0;       ///< the workload's answer, identical in every mode
+  double speedup = 0;   ///< the same runtime's sequential wall time / this wall time
+  int runs = 1;         ///< rounds measured; wall_seconds and cpu_busy are their medians
+  bool suspect = false; ///< a CPU-bound speedup above the core count: a measurement fault, not a result
 };
 
-/// Fills in `speedup` from each runtime's sequential run of the same workload.
-void compute_speedups(std::vector<measurement>& results);
+/// Fills in `speedup` from each runtime's sequential run of the same workload,
+/// and marks as suspect a CPU-bound speedup above `cores` (more than the
+/// machine can give: the sequential baseline was slow, not the rest fast).
+void compute_speedups(std::vector<measurement>& results, int cores);
 
 /// The table printed on stdout.
 std::string format_table(const std::vector<measurement>& results, int cores);

@@ -29,10 +29,12 @@
 
 #include <simul/simul.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
 #include <iostream>
 #include <string>
 #include <thread>
@@ -59,23 +61,46 @@ std::pair<long long, long long> cpu_ticks() {
   return {total - idle, total};
 }
 
-template <class Run>
-measurement measure(std::string workload, std::string mode, std::string setup, Run&& run) {
+/// One way of running one workload, measured `rounds` times.
+struct mode_run {
+  std::string workload;
+  std::string mode;
+  std::string setup;
+  std::function<long(const sizes&)> run;
+  std::vector<double> walls;
+  std::vector<double> busy;
+  long check = 0;
+};
+
+/// Times `m.run(z)` once, with the machine's CPU use while it lasted.
+void time_once(mode_run& m, const sizes& z) {
   const auto [busy0, total0] = cpu_ticks();
   const auto start = std::chrono::steady_clock::now();
-  const long check = run();
+  m.check = m.run(z);
   const double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   const auto [busy1, total1] = cpu_ticks();
-  measurement m;
-  m.workload = std::move(workload);
-  m.runtime = "simul";
-  m.mode = std::move(mode);
-  m.setup = std::move(setup);
-  m.wall_seconds = wall;
-  m.cpu_busy = total1 > total0 ? static_cast<double>(busy1 - busy0) / static_cast<double>(total1 - total0) : 0;
-  m.check = check;
+  m.walls.push_back(wall);
+  m.busy.push_back(total1 > total0 ? static_cast<double>(busy1 - busy0) / static_cast<double>(total1 - total0) : 0);
   std::fprintf(stderr, "  %-4s %-13s %8.3f s\n", m.workload.c_str(), m.mode.c_str(), wall);
-  return m;
+}
+
+double median(std::vector<double> values) {
+  std::sort(values.begin(), values.end());
+  const auto n = values.size();
+  return n == 0 ? 0 : n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2;
+}
+
+measurement summarise(const mode_run& m, const std::string& runtime) {
+  measurement out;
+  out.workload = m.workload;
+  out.runtime = runtime;
+  out.mode = m.mode;
+  out.setup = m.setup;
+  out.wall_seconds = median(m.walls);
+  out.cpu_busy = median(m.busy);
+  out.check = m.check;
+  out.runs = static_cast<int>(m.walls.size());
+  return out;
 }
 
 // The same submit loop for every executor: that is what the shared interface buys.
@@ -169,6 +194,7 @@ simul::task<long> io_on_loop_with(simul::thread_pool* pool, sizes z) {
   co_return total;
 }
 
+/// One round of the Python side (its own warm-up first), as JSON lines.
 std::vector<measurement> run_python(const sizes& z, int workers, int io_threads) {
   const char* python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
   char path[] = "/tmp/simul-compare-XXXXXX.py";
@@ -187,7 +213,7 @@ std::vector<measurement> run_python(const sizes& z, int workers, int io_threads)
                               " --cpu-span " + std::to_string(z.cpu_span) + " --cpu-base " +
                               std::to_string(z.cpu_base) + " --io-tasks " + std::to_string(z.io_tasks) + " --io-ms " +
                               std::to_string(z.io_milliseconds) + " --workers " + std::to_string(workers) +
-                              " --io-threads " + std::to_string(io_threads);
+                              " --io-threads " + std::to_string(io_threads) + " --warm-up";
   std::fprintf(stderr, "python: %s\n", command.c_str());
   FILE* pipe = popen(command.c_str(), "r");
   std::string output;
@@ -206,6 +232,24 @@ std::vector<measurement> run_python(const sizes& z, int workers, int io_threads)
   return compare::parse_python_lines(output);
 }
 
+/// The median of each Python mode over its rounds.
+void results_from_rounds(const std::vector<std::vector<measurement>>& rounds, std::vector<measurement>& results) {
+  if (rounds.empty()) {
+    return;
+  }
+  for (std::size_t i = 0; i < rounds.front().size(); ++i) {
+    mode_run m{rounds.front()[i].workload, rounds.front()[i].mode, rounds.front()[i].setup, {}, {}, {}, 0};
+    for (const auto& round : rounds) {
+      if (i < round.size() && round[i].mode == m.mode && round[i].workload == m.workload) {
+        m.walls.push_back(round[i].wall_seconds);
+        m.busy.push_back(round[i].cpu_busy);
+        m.check = round[i].check;
+      }
+    }
+    results.push_back(summarise(m, "python"));
+  }
+}
+
 bool write_file(const std::string& path, const std::string& text) {
   std::ofstream out(path);
   out << text;
@@ -214,10 +258,12 @@ bool write_file(const std::string& path, const std::string& text) {
 
 int usage(const char* program, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [--quick] [--python] [--svg FILE] [--json FILE]\n"
-               "  --quick      smaller workloads (well under a minute, with --python too)\n"
+               "usage: %s [--quick] [--python] [--rounds N] [--svg FILE] [--json FILE]\n"
+               "  --quick      smaller workloads (seconds; about a minute with --python)\n"
                "  --tiny       the smallest workloads, for tests\n"
                "  --python     also run the workloads with asyncio and concurrent.futures\n"
+               "  --rounds N   rounds of every mode, interleaved; the median is reported\n"
+               "               (default 3, 1 with --tiny)\n"
                "  --svg FILE   write a bar chart of the speedups\n"
                "  --json FILE  write the raw numbers\n",
                program);
@@ -230,6 +276,7 @@ int main(int argc, char** argv) {
   bool quick = false;
   bool tiny = false;
   bool python = false;
+  int rounds = 0;
   std::string svg_path;
   std::string json_path;
   for (int i = 1; i < argc; ++i) {
@@ -240,6 +287,12 @@ int main(int argc, char** argv) {
       tiny = true;
     } else if (arg == "--python") {
       python = true;
+    } else if (arg == "--rounds" && i + 1 < argc) {
+      rounds = std::atoi(argv[++i]);
+      if (rounds < 1) {
+        std::fprintf(stderr, "simul-compare: --rounds takes a positive number\n");
+        return usage(argv[0], 2);
+      }
     } else if ((arg == "--svg" || arg == "--json") && i + 1 < argc) {
       (arg == "--svg" ? svg_path : json_path) = argv[++i];
     } else if (arg == "--help" || arg == "-h") {
@@ -257,6 +310,10 @@ int main(int argc, char** argv) {
   const int workers = cores;
   const int io_threads = 16;
 
+  if (rounds == 0) {
+    rounds = tiny ? 1 : 3;
+  }
+
   std::vector<measurement> results;
   try {
     // The process pool first: its zygote forks before this program starts threads.
@@ -267,32 +324,50 @@ int main(int argc, char** argv) {
     const auto w = std::to_string(workers);
     const auto t = std::to_string(io_threads);
 
-    std::fprintf(stderr, "simul:\n");
-    results.push_back(measure("cpu", "sequential", "one thread", [&] { return cpu_on(sequential, z); }));
-    results.push_back(measure("cpu", "thread pool", w + " threads", [&] { return cpu_on(cpu_threads, z); }));
-    results.push_back(measure("cpu", "process pool", w + " processes", [&] { return cpu_on(procs, z); }));
-    results.push_back(measure("cpu", "event loop", "one loop thread", [&] { return simul::run(cpu_on_loop(z)); }));
-    results.push_back(measure("cpu", "loop + pool", "loop + " + w + " processes",
-                              [&] { return simul::run(cpu_on_loop_with(&procs, z)); }));
-    results.push_back(measure("io", "sequential", "one thread", [&] { return io_on(sequential, z); }));
-    results.push_back(measure("io", "thread pool", t + " threads", [&] { return io_on(io_pool, z); }));
-    results.push_back(measure("io", "process pool", w + " processes", [&] { return io_on(procs, z); }));
-    results.push_back(measure("io", "event loop", "one loop thread", [&] { return simul::run(io_on_loop(z)); }));
-    results.push_back(measure("io", "loop + pool", "loop + " + t + " threads",
-                              [&] { return simul::run(io_on_loop_with(&io_pool, z)); }));
+    std::vector<mode_run> modes;
+    auto add = [&](std::string workload, std::string mode, std::string setup, std::function<long(const sizes&)> run) {
+      modes.push_back({std::move(workload), std::move(mode), std::move(setup), std::move(run), {}, {}, 0});
+    };
+    add("cpu", "sequential", "one thread", [&](const sizes& s) { return cpu_on(sequential, s); });
+    add("cpu", "thread pool", w + " threads", [&](const sizes& s) { return cpu_on(cpu_threads, s); });
+    add("cpu", "process pool", w + " processes", [&](const sizes& s) { return cpu_on(procs, s); });
+    add("cpu", "event loop", "one loop thread", [](const sizes& s) { return simul::run(cpu_on_loop(s)); });
+    add("cpu", "loop + pool", "loop + " + w + " processes",
+        [&](const sizes& s) { return simul::run(cpu_on_loop_with(&procs, s)); });
+    add("io", "sequential", "one thread", [&](const sizes& s) { return io_on(sequential, s); });
+    add("io", "thread pool", t + " threads", [&](const sizes& s) { return io_on(io_pool, s); });
+    add("io", "process pool", w + " processes", [&](const sizes& s) { return io_on(procs, s); });
+    add("io", "event loop", "one loop thread", [](const sizes& s) { return simul::run(io_on_loop(s)); });
+    add("io", "loop + pool", "loop + " + t + " threads",
+        [&](const sizes& s) { return simul::run(io_on_loop_with(&io_pool, s)); });
+
+    // A warm-up round at the smallest sizes wakes the CPUs, the pools' workers
+    // and the allocator before anything is timed: a cold first run inflates
+    // the sequential baseline, and so every speedup.
+    for (auto& m : modes) {
+      (void)m.run(compare::tiny_sizes);
+    }
+    // The rounds interleave every mode, simul's and Python's, so that a slow
+    // stretch of the machine spreads over all of them instead of one.
+    std::vector<std::vector<measurement>> python_rounds;
+    for (int round = 1; round <= rounds; ++round) {
+      std::fprintf(stderr, "simul, round %d of %d:\n", round, rounds);
+      for (auto& m : modes) {
+        time_once(m, z);
+      }
+      if (python) {
+        python_rounds.push_back(run_python(z, workers, io_threads));
+      }
+    }
+    for (const auto& m : modes) {
+      results.push_back(summarise(m, "simul"));
+    }
+    if (python) {
+      results_from_rounds(python_rounds, results);
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "simul-compare: %s\n", e.what());
     return 1;
-  }
-  if (python) {
-    try {
-      for (auto& m : run_python(z, workers, io_threads)) {
-        results.push_back(std::move(m));
-      }
-    } catch (const std::exception& e) {
-      std::fprintf(stderr, "simul-compare: %s\n", e.what());
-      return 1;
-    }
   }
 
   // Every mode must agree on the answer, or the comparison means nothing.
@@ -309,7 +384,7 @@ int main(int argc, char** argv) {
   // Sort by workload (cpu first) keeping each runtime's mode order.
   std::stable_sort(results.begin(), results.end(),
                    [](const measurement& a, const measurement& b) { return a.workload < b.workload; });
-  compare::compute_speedups(results);
+  compare::compute_speedups(results, cores);
   std::cout << compare::format_table(results, cores);
   if (!svg_path.empty() && !write_file(svg_path, compare::format_svg(results, cores))) {
     std::fprintf(stderr, "simul-compare: cannot write %s\n", svg_path.c_str());
