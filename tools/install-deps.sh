@@ -16,6 +16,8 @@ packages=(
   libbenchmark-dev                  # the benchmarks
   libboost1.81-dev libtbb-dev       # peers measured by the benchmarks (Asio, oneTBB)
   python3 python3-uvloop            # peers measured by the benchmarks (asyncio, concurrent.futures)
+  libopenmpi-dev openmpi-bin        # simul::mpipool (Open MPI; the module is skipped without it)
+  python3-mpi4py                    # the MPI pool benchmark's peer (mpi4py.futures)
 )
 
 missing=()
