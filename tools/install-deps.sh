@@ -16,6 +16,8 @@ packages=(
   libbenchmark-dev                  # the benchmarks
   libboost1.81-dev libtbb-dev       # peers measured by the benchmarks (Asio, oneTBB)
   python3 python3-uvloop            # peers measured by the benchmarks (asyncio, concurrent.futures)
+  libcurl4-openssl-dev              # simul::http (libcurl; skipped when missing)
+  python3-aiohttp                   # simul::http's test server and benchmark peer
 )
 
 missing=()
