@@ -17,6 +17,7 @@ packages=(
   libboost1.81-dev libtbb-dev       # peers measured by the benchmarks (Asio, oneTBB)
   python3 python3-uvloop            # peers measured by the benchmarks (asyncio, concurrent.futures)
   libcurl4-openssl-dev              # simul::http (libcurl; skipped when missing)
+  nginx-light                       # simul::http: the HTTP/2 test server and the static-file benchmark server
   python3-aiohttp                   # simul::http's test server and benchmark peer
 )
 

@@ -2,6 +2,7 @@
 // redirects, headers, errors, timeouts, cancellation, reuse, many at once, TLS.
 
 #include "http_test_env.hpp"
+#include "local_servers.hpp"
 
 #include <simul/http.hpp>
 #include <simul/loop.hpp>
@@ -24,17 +25,7 @@ namespace http = simul::http;
 namespace {
 
 /// A loopback port nobody listens on: bound, then closed.
-int closed_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
-  socklen_t len = sizeof a;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+int closed_port() { return simul::test::free_port(); }
 
 std::string repeat(const std::string& s, int n) {
   std::string out;
@@ -288,6 +279,36 @@ TEST(HttpClient, HttpsWithTheTestAuthority) {
     http::client careless({.verify_tls = false});
     EXPECT_EQ((co_await careless.get(server().tls_url("/json"))).status, 200);
   }());
+}
+
+TEST(HttpClient, Http2OverTlsMultiplexesOneConnection) {
+  std::string why_not;
+  const auto* h2 = simul::test::nginx(why_not);
+  if (h2 == nullptr) {
+    GTEST_SKIP() << "no HTTP/2 server: " << why_not;
+  }
+  const std::string url = "https://localhost:" + std::to_string(h2->tls_port) + "/small.json";
+  simul::run([](std::string u) -> task<void> {
+    http::client c({.max_connections = 1, .ca_file = SIMUL_TLS_DATA_DIR "/localhost.pem"});
+    auto first = co_await c.get(u);
+    EXPECT_EQ(first.status, 200);
+    EXPECT_EQ(first.http_version, "2");
+    EXPECT_EQ(first.reason, "");
+    EXPECT_EQ(first.body, R"({"hello": "nginx"})");
+    // Twenty at once over a client allowed one connection: HTTP/2 streams.
+    auto one = [](http::client& cl, std::string v) -> task<std::string> {
+      auto r = co_await cl.get(v);
+      co_return r.http_version + " " + r.body;
+    };
+    std::vector<simul::task<std::string>> all;
+    for (int i = 0; i < 20; ++i) {
+      all.push_back(one(c, u));
+    }
+    const auto bodies = co_await simul::gather(std::move(all));
+    for (const auto& b : bodies) {
+      EXPECT_EQ(b, R"(2 {"hello": "nginx"})");
+    }
+  }(url));
 }
 
 TEST(HttpClient, ClientBelongsToOneLoopAndGetMakesItsOwn) {

@@ -1,64 +1,52 @@
-// Starts test_server.py once for the whole binary and stops it at the end.
+// Starts the test servers once for the whole binary and stops them at the
+// end: test_server.py (aiohttp) always, nginx (HTTP/2 over TLS) when installed.
 
 #include "http_test_env.hpp"
+
+#include "local_servers.hpp"
 
 #include <gtest/gtest.h>
 
 #include <dirent.h>
-#include <fcntl.h>
-#include <signal.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <cstdio>
-#include <stdexcept>
+#include <memory>
 
 namespace simul::test {
 
 namespace {
 
 http_server g_server;
+std::unique_ptr<nginx_server> g_nginx;
+std::string g_nginx_missing = "not started";
 
 class server_environment : public ::testing::Environment {
  public:
   void SetUp() override {
-    int to_child[2];
-    int from_child[2];
-    ASSERT_EQ(::pipe2(to_child, O_CLOEXEC), 0);
-    ASSERT_EQ(::pipe2(from_child, O_CLOEXEC), 0);
-    m_pid = ::fork();
-    ASSERT_GE(m_pid, 0);
-    if (m_pid == 0) {
-      ::dup2(to_child[0], 0);
-      ::dup2(from_child[1], 1);
-      const char* argv[] = {SIMUL_HTTP_PYTHON, SIMUL_HTTP_TEST_SERVER, SIMUL_TLS_DATA_DIR, nullptr};
-      ::execv(argv[0], const_cast<char* const*>(argv));
-      ::_exit(127);
+    const auto ports =
+        start_python_server(m_python, {SIMUL_HTTP_PYTHON, SIMUL_HTTP_TEST_SERVER, SIMUL_TLS_DATA_DIR}, 3);
+    g_server.port = ports[0];
+    g_server.raw_port = ports[1];
+    g_server.tls_port = ports[2];
+    g_nginx = std::make_unique<nginx_server>();
+    g_nginx_missing = g_nginx->start("/usr/sbin/nginx", SIMUL_TLS_DATA_DIR,
+                                     "/tmp/simul-http-test-nginx-" + std::to_string(::getpid()));
+    if (g_nginx_missing.empty()) {
+      g_nginx->put("small.json", R"({"hello": "nginx"})");
     }
-    ::close(to_child[0]);
-    ::close(from_child[1]);
-    m_stdin = to_child[1];
-    std::FILE* out = ::fdopen(from_child[0], "r");
-    ASSERT_NE(out, nullptr);
-    const int got = std::fscanf(out, "%d %d %d", &g_server.port, &g_server.raw_port, &g_server.tls_port);
-    std::fclose(out);
-    ASSERT_EQ(got, 3) << "the test server (" << SIMUL_HTTP_TEST_SERVER
-                      << ") did not start: is python3-aiohttp installed?";
   }
   void TearDown() override {
-    if (m_stdin >= 0) {
-      ::close(m_stdin); // the server's cue to stop
+    if (g_nginx) {
+      g_nginx->process.stop();
+      if (!g_nginx->dir.empty()) {
+        std::system(("rm -rf '" + g_nginx->dir + "'").c_str());
+      }
+      g_nginx.reset();
     }
-    if (m_pid > 0) {
-      ::kill(m_pid, SIGTERM);
-      int status = 0;
-      ::waitpid(m_pid, &status, 0);
-    }
+    m_python.stop();
   }
 
  private:
-  pid_t m_pid = -1;
-  int m_stdin = -1;
+  child_process m_python;
 };
 
 [[maybe_unused]] auto* const g_environment = ::testing::AddGlobalTestEnvironment(new server_environment);
@@ -66,6 +54,11 @@ class server_environment : public ::testing::Environment {
 } // namespace
 
 const http_server& server() { return g_server; }
+
+const nginx_server* nginx(std::string& why_not) {
+  why_not = g_nginx_missing;
+  return g_nginx_missing.empty() ? g_nginx.get() : nullptr;
+}
 
 int open_fd_count() {
   int n = 0;

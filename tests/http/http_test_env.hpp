@@ -26,6 +26,10 @@ struct http_server {
 /// The running server (the Environment started it before the first test).
 const http_server& server();
 
+struct nginx_server;
+/// nginx with HTTP/2 over TLS (www/small.json), or null with the reason in `why_not`.
+const nginx_server* nginx(std::string& why_not);
+
 /// How many descriptors this process has open.
 int open_fd_count();
 
