@@ -44,6 +44,32 @@ async_generator<std::string> stream_body(std::shared_ptr<transfer> t) {
   }
 }
 
+/// Feeds the transfer from `body` whenever libcurl paused for want of data.
+task<response> run_upload(std::unique_ptr<transfer> t, async_generator<std::string> body) {
+  for (;;) {
+    co_await transfer_waiter(*t, wait_for_state::upload_data);
+    if (t->finished) {
+      break;
+    }
+    t->upload_waiting = false;
+    t->upload_data.clear();
+    t->upload_pos = 0;
+    // Empty chunks would read as the end: skip them.
+    while (t->upload_data.empty() && !t->upload_ended) {
+      if (auto chunk = co_await body.next()) {
+        t->upload_data = std::move(*chunk);
+      } else {
+        t->upload_ended = true;
+      }
+    }
+    if (!t->finished) {
+      curl_easy_pause(t->easy, CURLPAUSE_CONT); // may call on_read at once
+    }
+  }
+  t->throw_if_failed();
+  co_return std::move(t->resp);
+}
+
 task<stream_response> run_stream(std::shared_ptr<transfer> t) {
   co_await transfer_waiter(*t, wait_for_state::head);
   if (t->finished) {
@@ -82,7 +108,7 @@ task<response> client::request(const http::request& r) {
     throw simul::error("simul::http::client::request: the client was moved from");
   }
   m_state->check_loop("request");
-  return run_transfer(std::make_unique<transfer>(m_state, r, false));
+  return run_transfer(std::make_unique<transfer>(m_state, r, transfer::mode::whole));
 }
 
 task<stream_response> client::stream(const http::request& r) {
@@ -90,7 +116,15 @@ task<stream_response> client::stream(const http::request& r) {
     throw simul::error("simul::http::client::stream: the client was moved from");
   }
   m_state->check_loop("stream");
-  return run_stream(std::make_shared<transfer>(m_state, r, true));
+  return run_stream(std::make_shared<transfer>(m_state, r, transfer::mode::stream_response));
+}
+
+task<response> client::upload(const http::request& r, async_generator<std::string> body) {
+  if (!m_state) {
+    throw simul::error("simul::http::client::upload: the client was moved from");
+  }
+  m_state->check_loop("upload");
+  return run_upload(std::make_unique<transfer>(m_state, r, transfer::mode::upload_generator), std::move(body));
 }
 
 namespace {

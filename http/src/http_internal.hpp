@@ -70,7 +70,9 @@ struct owned_request {
 };
 
 struct transfer {
-  transfer(std::shared_ptr<client_state> client, const http::request& r, bool streaming);
+  /// How the body goes and comes.
+  enum class mode { whole, stream_response, upload_generator };
+  transfer(std::shared_ptr<client_state> client, const http::request& r, mode how);
   ~transfer();
   transfer(const transfer&) = delete;
   transfer& operator=(const transfer&) = delete;
@@ -98,14 +100,21 @@ struct transfer {
   std::deque<std::string> chunks;
   std::size_t buffered = 0;
 
+  // Uploads from a generator: what the read callback hands out next.
+  std::string upload_data;
+  std::size_t upload_pos = 0;
+  bool upload_ended = false;
+  bool upload_waiting = false; // the read callback paused for want of data
+
  private:
   static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* userp) noexcept;
   static std::size_t on_write(char* data, std::size_t size, std::size_t count, void* userp) noexcept;
+  static std::size_t on_read(char* data, std::size_t size, std::size_t count, void* userp) noexcept;
   void notify() noexcept;
 };
 
 /// What a task waits for on a transfer.
-enum class wait_for_state { finished, head, chunk };
+enum class wait_for_state { finished, head, chunk, upload_data };
 
 /// Suspends a task until the transfer reaches `state` (or finishes); adds the
 /// transfer to libcurl first if it is not there yet.

@@ -79,8 +79,8 @@ owned_request::owned_request(const http::request& r) : method(r.method), url(r.u
   });
 }
 
-transfer::transfer(std::shared_ptr<client_state> c, const http::request& r, bool stream)
-    : client(std::move(c)), req(r), streaming(stream) {
+transfer::transfer(std::shared_ptr<client_state> c, const http::request& r, mode how)
+    : client(std::move(c)), req(r), streaming(how == mode::stream_response) {
   // Bad input is refused before anything is sent.
   if (!is_token(req.method)) {
     throw request_error(describe(req) + ": invalid method \"" + req.method + "\"", req.url, "invalid method", 0);
@@ -127,7 +127,21 @@ transfer::transfer(std::shared_ptr<client_state> c, const http::request& r, bool
   curl_easy_setopt(easy, CURLOPT_HEADERDATA, this);
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &transfer::on_write);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, this);
-  if (req.method == "HEAD") {
+  if (how == mode::upload_generator) {
+    if (!req.body.empty()) {
+      throw request_error(describe(req) + ": upload takes its body from the generator, not request::body", req.url,
+                          "body given twice", 0);
+    }
+    if (r.method == http::request{}.method) {
+      req.method = "PUT"; // the default method of an upload
+    }
+    curl_easy_setopt(easy, CURLOPT_UPLOAD, 1L); // no length: chunked over HTTP/1.1
+    curl_easy_setopt(easy, CURLOPT_READFUNCTION, &transfer::on_read);
+    curl_easy_setopt(easy, CURLOPT_READDATA, this);
+    if (req.method != "PUT") {
+      curl_easy_setopt(easy, CURLOPT_CUSTOMREQUEST, req.method.c_str());
+    }
+  } else if (req.method == "HEAD") {
     curl_easy_setopt(easy, CURLOPT_NOBODY, 1L);
   } else if (req.method != "GET" || !req.body.empty()) {
     if (req.method != "POST") {
@@ -145,7 +159,7 @@ transfer::transfer(std::shared_ptr<client_state> c, const http::request& r, bool
     const std::string line = value.empty() ? name + ";" : name + ": " + value;
     header_list = curl_slist_append(header_list, line.c_str());
   }
-  if (!has_content_type && !req.body.empty()) {
+  if (!has_content_type && (!req.body.empty() || how == mode::upload_generator)) {
     header_list = curl_slist_append(header_list, "Content-Type: application/octet-stream");
   }
   header_list = curl_slist_append(header_list, "Expect:"); // no 100-continue round trip
@@ -218,6 +232,23 @@ std::size_t transfer::on_write(char* data, std::size_t size, std::size_t count, 
   } catch (...) {
     return 0;
   }
+}
+
+std::size_t transfer::on_read(char* data, std::size_t size, std::size_t count, void* userp) noexcept {
+  auto* t = static_cast<transfer*>(userp);
+  const std::size_t room = size * count;
+  if (t->upload_pos < t->upload_data.size()) {
+    const std::size_t n = std::min(room, t->upload_data.size() - t->upload_pos);
+    std::memcpy(data, t->upload_data.data() + t->upload_pos, n);
+    t->upload_pos += n;
+    return n;
+  }
+  if (t->upload_ended) {
+    return 0; // the end of the body
+  }
+  t->upload_waiting = true; // the uploading task fetches the next chunk, then unpauses
+  t->notify();
+  return CURL_READFUNC_PAUSE;
 }
 
 void transfer::finish(CURLcode code) noexcept {
@@ -310,6 +341,8 @@ bool transfer_waiter::reached() const noexcept {
     return t.finished || t.head_complete;
   case wait_for_state::chunk:
     return t.finished || !t.chunks.empty();
+  case wait_for_state::upload_data:
+    return t.finished || t.upload_waiting;
   }
   return true;
 }

@@ -110,3 +110,62 @@ TEST(HttpStream, ErrorsComeFromTheHeadOrTheBody) {
     EXPECT_EQ(n, 1000u);
   }());
 }
+
+namespace {
+
+simul::async_generator<std::string> pieces(int n, bool fail) {
+  for (int i = 0; i < n; ++i) {
+    co_await simul::sleep(2ms);
+    if (i == 1) {
+      co_yield std::string(); // an empty chunk is skipped, not the end
+    }
+    co_yield "piece " + std::to_string(i) + ";" + std::string(static_cast<std::size_t>(i) * 40000, 'p');
+  }
+  if (fail) {
+    throw std::runtime_error("the source broke");
+  }
+}
+
+std::string pieces_text(int n) {
+  std::string out;
+  for (int i = 0; i < n; ++i) {
+    out += "piece " + std::to_string(i) + ";" + std::string(static_cast<std::size_t>(i) * 40000, 'p');
+  }
+  return out;
+}
+
+} // namespace
+
+TEST(HttpUpload, BodyFromAnAsyncGenerator) {
+  simul::run([]() -> task<void> {
+    http::client c;
+    auto r = co_await c.upload({.url = server().url("/echo")}, pieces(5, false));
+    EXPECT_EQ(r.status, 200);
+    EXPECT_EQ(r.header("X-Method").value_or(""), "PUT");
+    EXPECT_EQ(r.header("X-Got-Transfer-Encoding").value_or(""), "chunked");
+    EXPECT_TRUE(r.body == pieces_text(5)) << r.body.size() << " bytes";
+    auto posted =
+        co_await c.upload({.method = "POST", .url = server().url("/echo"), .headers = {{"Content-Type", "text/plain"}}},
+                          pieces(2, false));
+    EXPECT_EQ(posted.header("X-Method").value_or(""), "POST");
+    EXPECT_EQ(posted.header("X-Got-Content-Type").value_or(""), "text/plain");
+    EXPECT_EQ(posted.body, pieces_text(2));
+    auto empty = co_await c.upload({.url = server().url("/echo")}, pieces(0, false));
+    EXPECT_EQ(empty.body, "");
+  }());
+}
+
+TEST(HttpUpload, AFailingSourceFailsTheRequest) {
+  simul::run([]() -> task<void> {
+    http::client c;
+    try {
+      (void)co_await c.upload({.url = server().url("/echo")}, pieces(3, true));
+      ADD_FAILURE() << "the upload ended";
+    } catch (const std::runtime_error& e) {
+      EXPECT_STREQ(e.what(), "the source broke");
+    }
+    EXPECT_THROW((void)co_await c.upload({.url = server().url("/echo"), .body = "twice"}, pieces(1, false)),
+                 http::request_error);
+    EXPECT_EQ((co_await c.get(server().url("/json"))).status, 200);
+  }());
+}

@@ -12,6 +12,7 @@
 //   auto any = co_await c.request({.method = "PUT", .url = u, .headers = {{"X-A", "1"}}, .body = "..."});
 //   auto s = co_await c.stream({.url = big});            // status and headers now,
 //   while (auto chunk = co_await s.body.next()) ...      // the body as it arrives
+//   auto up = co_await c.upload({.url = u}, chunks());   // a body from an async generator
 //
 // The client drives libcurl through the loop's public extension points only:
 // `add_reader` / `add_writer` for libcurl's sockets and `call_later` for its
@@ -194,6 +195,11 @@ class client {
   task<response> request(const http::request& r);
   /// Any request, streamed: gives the head once the headers are in.
   task<stream_response> stream(const http::request& r);
+  /// Any request (PUT unless `r.method` says otherwise) whose body comes
+  /// from `body`, chunk by chunk as the connection takes it (HTTP/1.1:
+  /// chunked transfer encoding). `r.body` must be empty. The generator runs
+  /// in the awaiting task; an exception from it fails the request.
+  task<response> upload(const http::request& r, async_generator<std::string> body);
 
   /// The options in force.
   [[nodiscard]] const client_options& options() const noexcept;
