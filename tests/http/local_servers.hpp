@@ -158,6 +158,7 @@ struct nginx_server {
          << "  types { application/json json; application/octet-stream bin; }\n"
          << "  server { listen 127.0.0.1:" << port << "; root " << dir << "/www; }\n"
          << "  server { listen 127.0.0.1:" << tls_port << " ssl http2; root " << dir << "/www;\n"
+         << "    add_header X-Connection $connection always;\n"
          << "    ssl_certificate " << tls_dir << "/localhost.pem; ssl_certificate_key " << tls_dir
          << "/localhost.key; }\n}\n";
     conf.close();
