@@ -107,6 +107,8 @@ struct transfer {
   bool upload_waiting = false; // the read callback paused for want of data
 
  private:
+  /// The easy handle's options (the constructor's second half).
+  void setup(mode how);
   static std::size_t on_header(char* data, std::size_t size, std::size_t count, void* userp) noexcept;
   static std::size_t on_write(char* data, std::size_t size, std::size_t count, void* userp) noexcept;
   static std::size_t on_read(char* data, std::size_t size, std::size_t count, void* userp) noexcept;

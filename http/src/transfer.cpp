@@ -96,12 +96,31 @@ transfer::transfer(std::shared_ptr<client_state> c, const http::request& r, mode
       throw request_error(describe(req) + ": invalid header \"" + name + "\"", req.url, "invalid header", 0);
     }
   }
+  if (how == mode::upload_generator) {
+    if (!req.body.empty()) {
+      throw request_error(describe(req) + ": upload takes its body from the generator, not request::body", req.url,
+                          "body given twice", 0);
+    }
+    if (r.method == http::request{}.method) {
+      req.method = "PUT"; // the default method of an upload
+    }
+  }
   resp.method = req.method;
   resp.url = req.url;
   easy = curl_easy_init();
   if (easy == nullptr) {
     throw simul::error("simul::http: curl_easy_init failed");
   }
+  try {
+    setup(how);
+  } catch (...) { // out of memory: the destructor will not run
+    curl_easy_cleanup(easy);
+    curl_slist_free_all(header_list);
+    throw;
+  }
+}
+
+void transfer::setup(mode how) {
   const auto& o = client->options;
   curl_easy_setopt(easy, CURLOPT_PRIVATE, this);
   curl_easy_setopt(easy, CURLOPT_URL, req.url.c_str());
@@ -128,13 +147,6 @@ transfer::transfer(std::shared_ptr<client_state> c, const http::request& r, mode
   curl_easy_setopt(easy, CURLOPT_WRITEFUNCTION, &transfer::on_write);
   curl_easy_setopt(easy, CURLOPT_WRITEDATA, this);
   if (how == mode::upload_generator) {
-    if (!req.body.empty()) {
-      throw request_error(describe(req) + ": upload takes its body from the generator, not request::body", req.url,
-                          "body given twice", 0);
-    }
-    if (r.method == http::request{}.method) {
-      req.method = "PUT"; // the default method of an upload
-    }
     curl_easy_setopt(easy, CURLOPT_UPLOAD, 1L); // no length: chunked over HTTP/1.1
     curl_easy_setopt(easy, CURLOPT_READFUNCTION, &transfer::on_read);
     curl_easy_setopt(easy, CURLOPT_READDATA, this);
