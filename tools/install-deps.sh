@@ -18,6 +18,9 @@ packages=(
   python3 python3-uvloop            # peers measured by the benchmarks (asyncio, concurrent.futures)
   libopenmpi-dev openmpi-bin        # simul::mpipool (Open MPI; the module is skipped without it)
   python3-mpi4py                    # the MPI pool benchmark's peer (mpi4py.futures)
+  libcurl4-openssl-dev              # simul::http (libcurl; skipped when missing)
+  nginx-light                       # simul::http: the HTTP/2 test server and the static-file benchmark server
+  python3-aiohttp                   # simul::http's test server and benchmark peer
 )
 
 missing=()

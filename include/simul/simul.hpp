@@ -13,3 +13,6 @@
 #if __has_include(<simul/loop.hpp>)
 #include <simul/loop.hpp>
 #endif
+#if __has_include(<simul/http.hpp>)
+#include <simul/http.hpp>
+#endif

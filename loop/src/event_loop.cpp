@@ -721,6 +721,9 @@ void event_loop::close() {
         if (h->type == UV_SIGNAL && detail::close_signal_at_loop_close(h)) {
           return;
         }
+        if (h->type == UV_POLL && detail::close_fd_watch_at_loop_close(h)) {
+          return;
+        }
         uv_close(h, nullptr);
       },
       &impl);

@@ -251,6 +251,10 @@ void close_process_at_loop_close(uv_handle_t* process_handle) noexcept;
 /// add_signal_handler, takes it out of the handler table, closes and frees it
 /// and returns true (signals.cpp).
 bool close_signal_at_loop_close(uv_handle_t* signal_handle) noexcept;
+/// Called by `close()` for each poll handle: if it belongs to a watch of
+/// add_reader/add_writer, takes it out of the watch table, closes and frees
+/// it and returns true (fd_watch.cpp).
+bool close_fd_watch_at_loop_close(uv_handle_t* poll_handle) noexcept;
 
 /// Closes a handle allocated with `new Handle` and deletes it from the close
 /// callback, when libuv is done with the memory. `data` is left alone until then.

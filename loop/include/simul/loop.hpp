@@ -14,6 +14,7 @@
 // - <simul/loop/sync.hpp>         lock, event, condition, semaphore, bounded_semaphore, barrier
 // - <simul/loop/queue.hpp>        queue, priority_queue, lifo_queue
 // - <simul/loop/async_generator.hpp> async_generator, async_for
+// - <simul/loop/fd_watch.hpp>    add_reader/add_writer's rules, wait_readable, wait_writable
 // - <simul/loop/bridge.hpp>       co_await simul::future, run_coroutine_threadsafe
 //
 // libuv is linked privately: none of these headers includes <uv.h>.
@@ -22,6 +23,7 @@
 #include <simul/loop/async_generator.hpp>
 #include <simul/loop/bridge.hpp>
 #include <simul/loop/event_loop.hpp>
+#include <simul/loop/fd_watch.hpp>
 #include <simul/loop/gather.hpp>
 #include <simul/loop/io.hpp>
 #include <simul/loop/queue.hpp>

@@ -221,6 +221,24 @@ class event_loop {
     return ex.submit(std::forward<F>(f), std::forward<Args>(args)...);
   }
 
+  // Descriptors of other libraries on the loop (asyncio's add_reader), in
+  // fd_watch.cpp; see <simul/loop/fd_watch.hpp>. Loop thread only: from
+  // another thread while the loop runs they throw `simul::error`.
+
+  /// Calls `callback()` on the loop's thread whenever `fd` is readable (or in
+  /// error), until `remove_reader(fd)`. One reader per descriptor: a second
+  /// call replaces the first. Throws `simul::io_error` for a descriptor the
+  /// system cannot poll (closed, a regular file), `simul::error` on a closed
+  /// loop or for an empty callback. Exceptions from `callback` go to the
+  /// exception handler.
+  void add_reader(int fd, std::function<void()> callback);
+  /// As `add_reader`, for writability.
+  void add_writer(int fd, std::function<void()> callback);
+  /// Stops watching `fd` for reading; true if a reader was registered.
+  bool remove_reader(int fd);
+  /// Stops watching `fd` for writing; true if a writer was registered.
+  bool remove_writer(int fd);
+
   /// Replaces the exception handler (an empty one restores the default).
   void set_exception_handler(exception_handler handler);
   /// Reports `context` through the handler; a handler that throws is reported to stderr.
