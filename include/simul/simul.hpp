@@ -13,3 +13,6 @@
 #if __has_include(<simul/loop.hpp>)
 #include <simul/loop.hpp>
 #endif
+#if __has_include(<simul/mpipool.hpp>)
+#include <simul/mpipool.hpp>
+#endif
