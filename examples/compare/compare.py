@@ -52,6 +52,8 @@ def main():
     parser = argparse.ArgumentParser()
     for name in ("cpu-tasks", "cpu-span", "cpu-base", "io-tasks", "io-ms", "workers", "io-threads"):
         parser.add_argument("--" + name, type=int, required=True)
+    parser.add_argument("--mpi4py", action="store_true",
+                        help="only the MPI row: run as mpirun -n N python3 -m mpi4py.futures compare.py ...")
     a = parser.parse_args()
     ranges = [(a.cpu_base + i * a.cpu_span, a.cpu_base + (i + 1) * a.cpu_span) for i in range(a.cpu_tasks)]
     waits = [a.io_ms] * a.io_tasks
@@ -77,6 +79,13 @@ def main():
         return milliseconds
 
     w, t = a.workers, a.io_threads
+    if a.mpi4py:
+        from mpi4py.futures import MPIPoolExecutor  # the other ranks of this job serve it
+        from mpi4py import MPI
+        ranks = MPI.COMM_WORLD.Get_size() - 1
+        measure("cpu", "MPI pool", f"mpi4py, {ranks} worker ranks",
+                lambda: on_executor(MPIPoolExecutor(), count_primes, ranges))
+        return
     measure("cpu", "sequential", "one thread", lambda: sum(count_primes(*r) for r in ranges))
     measure("cpu", "thread pool", f"{w} threads", lambda: on_executor(cf.ThreadPoolExecutor(w), count_primes, ranges))
     measure("cpu", "process pool", f"{w} processes",

@@ -22,6 +22,10 @@
 //
 // Options: --quick (smaller sizes), --svg FILE, --json FILE, --python (run the
 // same workloads with asyncio and concurrent.futures into the same table).
+// Under mpirun, --mpi adds an "MPI pool" row to the CPU table: the same tasks
+// on the job's worker ranks (`mpirun -n 3 simul-compare --mpi`: rank 0 runs
+// this program, ranks 1 and 2 serve); with --python too, an mpi4py.futures
+// row on the same work, launched by rank 0 as a job of its own.
 
 #include "python_script.hpp"
 #include "report.hpp"
@@ -29,11 +33,18 @@
 
 #include <simul/simul.hpp>
 
+#if __has_include(<simul/mpipool.hpp>)
+#define SIMUL_COMPARE_HAS_MPI 1
+#else
+#define SIMUL_COMPARE_HAS_MPI 0
+#endif
+
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -169,7 +180,22 @@ simul::task<long> io_on_loop_with(simul::thread_pool* pool, sizes z) {
   co_return total;
 }
 
-std::vector<measurement> run_python(const sizes& z, int workers, int io_threads) {
+// Runs `command`, appending its stdout to `output` (and echoing it to stderr).
+int run_and_read(const std::string& command, std::string& output) {
+  std::fprintf(stderr, "python: %s\n", command.c_str());
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) {
+    return -1;
+  }
+  char buffer[4096];
+  while (fgets(buffer, sizeof buffer, pipe) != nullptr) {
+    output += buffer;
+    std::fputs(buffer, stderr);
+  }
+  return pclose(pipe);
+}
+
+std::vector<measurement> run_python(const sizes& z, int workers, int io_threads, int mpi_ranks) {
   const char* python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
   char path[] = "/tmp/simul-compare-XXXXXX.py";
   const int fd = mkstemps(path, 3);
@@ -188,20 +214,25 @@ std::vector<measurement> run_python(const sizes& z, int workers, int io_threads)
                               std::to_string(z.cpu_base) + " --io-tasks " + std::to_string(z.io_tasks) + " --io-ms " +
                               std::to_string(z.io_milliseconds) + " --workers " + std::to_string(workers) +
                               " --io-threads " + std::to_string(io_threads);
-  std::fprintf(stderr, "python: %s\n", command.c_str());
-  FILE* pipe = popen(command.c_str(), "r");
   std::string output;
-  if (pipe != nullptr) {
-    char buffer[4096];
-    while (fgets(buffer, sizeof buffer, pipe) != nullptr) {
-      output += buffer;
-      std::fputs(buffer, stderr);
+  int status = run_and_read(command, output);
+  if (status == 0 && mpi_ranks > 1) {
+    // mpi4py.futures on the same work, as a job of its own: a fresh mpirun,
+    // with the environment of this job's rank left out (env -i).
+    std::string env = "env -i PATH=/usr/bin:/bin";
+    for (const char* keep : {"HOME", "OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"}) {
+      if (const char* value = std::getenv(keep)) {
+        env += std::string(" ") + keep + "=" + value;
+      }
     }
+    status = run_and_read(env + " mpirun --oversubscribe -n " + std::to_string(mpi_ranks) + " " + python +
+                              " -m mpi4py.futures " + command.substr(command.find(path)) + " --mpi4py",
+                          output);
   }
-  const int status = pipe != nullptr ? pclose(pipe) : -1;
   unlink(path);
   if (status != 0) {
-    throw std::runtime_error("--python: the Python side failed (is python3 installed?)");
+    throw std::runtime_error(mpi_ranks > 1 ? "--python: the Python side failed (python3, and mpi4py for --mpi?)"
+                                           : "--python: the Python side failed (is python3 installed?)");
   }
   return compare::parse_python_lines(output);
 }
@@ -214,10 +245,11 @@ bool write_file(const std::string& path, const std::string& text) {
 
 int usage(const char* program, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [--quick] [--python] [--svg FILE] [--json FILE]\n"
+               "usage: %s [--quick] [--python] [--mpi] [--svg FILE] [--json FILE]\n"
                "  --quick      smaller workloads (well under a minute, with --python too)\n"
                "  --tiny       the smallest workloads, for tests\n"
                "  --python     also run the workloads with asyncio and concurrent.futures\n"
+               "  --mpi        under mpirun: add an MPI pool row (mpirun -n 3 simul-compare --mpi)\n"
                "  --svg FILE   write a bar chart of the speedups\n"
                "  --json FILE  write the raw numbers\n",
                program);
@@ -230,6 +262,7 @@ int main(int argc, char** argv) {
   bool quick = false;
   bool tiny = false;
   bool python = false;
+  bool mpi = false;
   std::string svg_path;
   std::string json_path;
   for (int i = 1; i < argc; ++i) {
@@ -240,6 +273,8 @@ int main(int argc, char** argv) {
       tiny = true;
     } else if (arg == "--python") {
       python = true;
+    } else if (arg == "--mpi") {
+      mpi = true;
     } else if ((arg == "--svg" || arg == "--json") && i + 1 < argc) {
       (arg == "--svg" ? svg_path : json_path) = argv[++i];
     } else if (arg == "--help" || arg == "-h") {
@@ -258,6 +293,25 @@ int main(int argc, char** argv) {
   const int io_threads = 16;
 
   std::vector<measurement> results;
+#if SIMUL_COMPARE_HAS_MPI
+  // First of all: the worker ranks serve inside this constructor and never
+  // come back, and no process pool has forked yet on rank 0.
+  std::optional<simul::mpi_pool> ranks;
+  if (mpi) {
+    try {
+      ranks.emplace(argc, argv);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "simul-compare: --mpi: %s\n", e.what());
+      return 1;
+    }
+  }
+#else
+  if (mpi) {
+    std::fprintf(stderr, "simul-compare: --mpi: this build has no MPI pool (MPI was not found at configure time)\n");
+    return 2;
+  }
+#endif
+  int mpi_ranks = 0;
   try {
     // The process pool first: its zygote forks before this program starts threads.
     simul::process_pool procs({.workers = static_cast<std::size_t>(workers)});
@@ -271,6 +325,13 @@ int main(int argc, char** argv) {
     results.push_back(measure("cpu", "sequential", "one thread", [&] { return cpu_on(sequential, z); }));
     results.push_back(measure("cpu", "thread pool", w + " threads", [&] { return cpu_on(cpu_threads, z); }));
     results.push_back(measure("cpu", "process pool", w + " processes", [&] { return cpu_on(procs, z); }));
+#if SIMUL_COMPARE_HAS_MPI
+    if (ranks) {
+      mpi_ranks = ranks->size();
+      results.push_back(measure("cpu", "MPI pool", std::to_string(ranks->workers()) + " worker ranks",
+                                [&] { return cpu_on(*ranks, z); }));
+    }
+#endif
     results.push_back(measure("cpu", "event loop", "one loop thread", [&] { return simul::run(cpu_on_loop(z)); }));
     results.push_back(measure("cpu", "loop + pool", "loop + " + w + " processes",
                               [&] { return simul::run(cpu_on_loop_with(&procs, z)); }));
@@ -286,7 +347,7 @@ int main(int argc, char** argv) {
   }
   if (python) {
     try {
-      for (auto& m : run_python(z, workers, io_threads)) {
+      for (auto& m : run_python(z, workers, io_threads, mpi_ranks)) {
         results.push_back(std::move(m));
       }
     } catch (const std::exception& e) {
