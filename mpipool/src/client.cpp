@@ -93,7 +93,10 @@ mpi_pool_stats mpi_client::stats() const {
 }
 
 void mpi_client::run() noexcept {
-  idle_backoff backoff;
+  // While tasks are out, answers are looked for at most every quarter of the
+  // usual gap between two answers (20 µs .. 2 ms): tiny tasks get their
+  // answers at once, 5 ms tasks cost the thread a few wake-ups each.
+  idle_backoff backoff(std::chrono::microseconds(2000), std::chrono::microseconds(200));
   std::deque<task_request> ready;
   try {
     for (;;) {
@@ -116,6 +119,14 @@ void mpi_client::run() noexcept {
         backoff.reset();
         continue;
       }
+      if (progress_sends()) {
+        // A big task is still leaving, and MPI moves it only while it is
+        // called: poll without pause until it is out (a 64 MiB task takes
+        // tens of milliseconds), answers included.
+        continue;
+      }
+      backoff.set_max_sleep(std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(m_answer_gap / 4),
+                                       std::chrono::microseconds(20), std::chrono::microseconds(2000)));
       std::unique_lock guard(m_lock);
       if (m_in_flight.empty() && ready.empty()) {
         // Nothing out there to wait for: sleep until a submit or shutdown.
@@ -132,6 +143,18 @@ void mpi_client::run() noexcept {
     fail_everything(std::current_exception());
   }
   release_workers();
+}
+
+bool mpi_client::progress_sends() {
+  for (auto pos = m_sending.begin(); pos != m_sending.end();) {
+    const auto it = m_in_flight.find(*pos);
+    int done = 1;
+    if (it != m_in_flight.end()) {
+      check_mpi(MPI_Test(&it->second.send, &done, MPI_STATUS_IGNORE), "sending a task (MPI_Test)");
+    }
+    pos = done != 0 ? m_sending.erase(pos) : pos + 1;
+  }
+  return !m_sending.empty();
 }
 
 bool mpi_client::send_ready(std::deque<task_request>& ready) {
@@ -155,6 +178,9 @@ bool mpi_client::send_ready(std::deque<task_request>& ready) {
       continue;
     }
     m_next_rank = best % m_workers + 1;
+    if (m_in_flight.empty()) {
+      m_last_answer = std::chrono::steady_clock::now(); // the first answer's gap counts from here
+    }
     const std::uint64_t id = m_next_id++;
     mpi_header header;
     header.kind = mpi_kind::task;
@@ -170,6 +196,11 @@ bool mpi_client::send_ready(std::deque<task_request>& ready) {
     check_mpi(MPI_Isend(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, static_cast<int>(best), k_tag,
                         m_runtime.comm(), &it->second.send),
               "sending a task (MPI_Isend)");
+    int done = 0;
+    check_mpi(MPI_Test(&it->second.send, &done, MPI_STATUS_IGNORE), "sending a task (MPI_Test)");
+    if (done == 0) {
+      m_sending.push_back(id);
+    }
     ++m_load[best];
     m_in_flight_count.fetch_add(1, std::memory_order_relaxed);
     sent = true;
@@ -196,10 +227,20 @@ void mpi_client::answer(received_message& message) {
   }
   in_flight task = std::move(it->second);
   m_in_flight.erase(it);
+  const auto now = std::chrono::steady_clock::now();
+  if (m_last_answer.time_since_epoch().count() != 0) {
+    // A moving average of the gap between answers while tasks are out.
+    const auto gap = std::min<std::chrono::nanoseconds>(now - m_last_answer, std::chrono::milliseconds(100));
+    m_answer_gap = (m_answer_gap * 7 + gap) / 8;
+  }
+  m_last_answer = m_in_flight.empty() ? std::chrono::steady_clock::time_point{} : now;
   --m_load[static_cast<std::size_t>(task.rank)];
   m_in_flight_count.fetch_sub(1, std::memory_order_relaxed);
   // The answer proves the task arrived; this only releases the request.
   check_mpi(MPI_Wait(&task.send, MPI_STATUS_IGNORE), "completing a task's send (MPI_Wait)");
+  if (const auto pos = std::find(m_sending.begin(), m_sending.end(), header.id); pos != m_sending.end()) {
+    m_sending.erase(pos);
+  }
   task.request.payload = out_message{};
   in_message in{message.data.get(), message.size, sizeof(mpi_header), nullptr, 0};
   const std::string& host = m_runtime.host(task.rank);

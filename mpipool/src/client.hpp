@@ -17,6 +17,7 @@
 #include <simul/procpool/detail/task.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
@@ -54,6 +55,8 @@ class mpi_client {
   void run() noexcept;
   bool send_ready(std::deque<task_request>& ready);
   bool take_answers();
+  /// Tests the sends not yet complete; true if some still are.
+  bool progress_sends();
   void answer(received_message& message);
   void fail_everything(std::exception_ptr cause) noexcept;
   void release_workers() noexcept;
@@ -73,6 +76,9 @@ class mpi_client {
   std::unordered_map<std::uint64_t, in_flight> m_in_flight;
   std::vector<std::size_t> m_load; ///< tasks in flight per rank (index: rank)
   std::size_t m_next_rank = 1;
+  std::vector<std::uint64_t> m_sending; ///< tasks whose MPI_Isend is not complete
+  std::chrono::nanoseconds m_answer_gap{std::chrono::microseconds(100)};
+  std::chrono::steady_clock::time_point m_last_answer{};
   std::vector<std::string> m_orphans; ///< buffers of sends abandoned when the pool broke
 
   std::atomic<std::uint64_t> m_submitted{0};

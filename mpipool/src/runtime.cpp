@@ -70,12 +70,12 @@ std::chrono::microseconds idle_backoff::next() noexcept {
     m_idle = true;
     m_idle_since = now;
   }
-  // Yield for the first 100 µs of idleness: a caller that submits one task at
-  // a time then finds its peer awake. Past that, sleep longer and longer.
-  if (now - m_idle_since < microseconds(100)) {
+  // Yield for the first moments of idleness: a caller that submits one task
+  // at a time then finds its peer awake. Past that, sleep longer and longer.
+  if (now - m_idle_since < m_spin) {
     return microseconds(0);
   }
-  m_sleep = m_sleep.count() == 0 ? microseconds(20) : std::min(m_max, m_sleep * 2);
+  m_sleep = m_sleep.count() == 0 ? std::min(m_max, microseconds(20)) : std::min(m_max, m_sleep * 2);
   return m_sleep;
 }
 

@@ -22,13 +22,16 @@ namespace simul::detail {
 /// Throws simul::mpi_error naming `what` and MPI's own text if `rc` is not MPI_SUCCESS.
 void check_mpi(int rc, const char* what);
 
-/// Waits without busy polling: spins (yielding the CPU) for a short while
-/// after the last activity, then sleeps for a time that doubles up to `max_sleep`.
+/// Waits without busy polling: spins (yielding the CPU) for `spin` after the
+/// last activity, then sleeps for a time that doubles up to `max_sleep`.
 class idle_backoff {
  public:
-  explicit idle_backoff(std::chrono::microseconds max_sleep = std::chrono::microseconds(2000)) noexcept
-      : m_max(max_sleep) {}
+  explicit idle_backoff(std::chrono::microseconds max_sleep = std::chrono::microseconds(2000),
+                        std::chrono::microseconds spin = std::chrono::microseconds(200)) noexcept
+      : m_max(max_sleep), m_spin(spin) {}
   void reset() noexcept;
+  /// Changes the longest sleep (from the next sleep on).
+  void set_max_sleep(std::chrono::microseconds max_sleep) noexcept { m_max = max_sleep; }
   /// How long to sleep now (0: just yield) and counts one more idle round.
   std::chrono::microseconds next() noexcept;
   /// Sleeps (or yields) for `next()`.
@@ -36,6 +39,7 @@ class idle_backoff {
 
  private:
   std::chrono::microseconds m_max;
+  std::chrono::microseconds m_spin;
   std::chrono::steady_clock::time_point m_idle_since{};
   std::chrono::microseconds m_sleep{0};
   bool m_idle = false;
