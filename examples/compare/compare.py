@@ -55,10 +55,12 @@ def main():
     for name in ("cpu-tasks", "cpu-span", "cpu-base", "io-tasks", "io-ms", "workers", "io-threads"):
         parser.add_argument("--" + name, type=int, required=True)
     parser.add_argument("--warm-up", action="store_true")
+    parser.add_argument("--mpi4py", action="store_true",
+                        help="only the MPI row: run as mpirun -n N python3 -m mpi4py.futures compare.py ...")
     a = parser.parse_args()
     if a.warm_up:
         run_modes(argparse.Namespace(cpu_tasks=2, cpu_span=2000, cpu_base=a.cpu_base, io_tasks=4, io_ms=1,
-                                     workers=a.workers, io_threads=a.io_threads), report=False)
+                                     workers=a.workers, io_threads=a.io_threads, mpi4py=a.mpi4py), report=False)
     run_modes(a, report=True)
 
 
@@ -93,6 +95,13 @@ def run_modes(a, report):
         return milliseconds
 
     w, t = a.workers, a.io_threads
+    if a.mpi4py:
+        from mpi4py.futures import MPIPoolExecutor  # the other ranks of this job serve it
+        from mpi4py import MPI
+        ranks = MPI.COMM_WORLD.Get_size() - 1
+        measure("cpu", "MPI pool", f"mpi4py, {ranks} worker ranks",
+                lambda: on_executor(MPIPoolExecutor(), count_primes, ranges))
+        return
     measure("cpu", "sequential", "one thread", lambda: sum(count_primes(*r) for r in ranges))
     measure("cpu", "thread pool", f"{w} threads", lambda: on_executor(cf.ThreadPoolExecutor(w), count_primes, ranges))
     measure("cpu", "process pool", f"{w} processes",

@@ -22,12 +22,22 @@
 //
 // Options: --quick (smaller sizes), --svg FILE, --json FILE, --python (run the
 // same workloads with asyncio and concurrent.futures into the same table).
+// Under mpirun, --mpi adds an "MPI pool" row to the CPU table: the same tasks
+// on the job's worker ranks (`mpirun -n 3 simul-compare --mpi`: rank 0 runs
+// this program, ranks 1 and 2 serve); with --python too, an mpi4py.futures
+// row on the same work, launched by rank 0 as a job of its own.
 
 #include "python_script.hpp"
 #include "report.hpp"
 #include "workloads.hpp"
 
 #include <simul/simul.hpp>
+
+#if __has_include(<simul/mpipool.hpp>)
+#define SIMUL_COMPARE_HAS_MPI 1
+#else
+#define SIMUL_COMPARE_HAS_MPI 0
+#endif
 
 #include <algorithm>
 #include <chrono>
@@ -36,6 +46,7 @@
 #include <fstream>
 #include <functional>
 #include <iostream>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unistd.h>
@@ -194,8 +205,23 @@ simul::task<long> io_on_loop_with(simul::thread_pool* pool, sizes z) {
   co_return total;
 }
 
+// Runs `command`, appending its stdout to `output` (and echoing it to stderr).
+int run_and_read(const std::string& command, std::string& output) {
+  std::fprintf(stderr, "python: %s\n", command.c_str());
+  FILE* pipe = popen(command.c_str(), "r");
+  if (pipe == nullptr) {
+    return -1;
+  }
+  char buffer[4096];
+  while (fgets(buffer, sizeof buffer, pipe) != nullptr) {
+    output += buffer;
+    std::fputs(buffer, stderr);
+  }
+  return pclose(pipe);
+}
+
 /// One round of the Python side (its own warm-up first), as JSON lines.
-std::vector<measurement> run_python(const sizes& z, int workers, int io_threads) {
+std::vector<measurement> run_python(const sizes& z, int workers, int io_threads, int mpi_ranks) {
   const char* python = access("/usr/bin/python3", X_OK) == 0 ? "/usr/bin/python3" : "python3";
   char path[] = "/tmp/simul-compare-XXXXXX.py";
   const int fd = mkstemps(path, 3);
@@ -214,20 +240,25 @@ std::vector<measurement> run_python(const sizes& z, int workers, int io_threads)
                               std::to_string(z.cpu_base) + " --io-tasks " + std::to_string(z.io_tasks) + " --io-ms " +
                               std::to_string(z.io_milliseconds) + " --workers " + std::to_string(workers) +
                               " --io-threads " + std::to_string(io_threads) + " --warm-up";
-  std::fprintf(stderr, "python: %s\n", command.c_str());
-  FILE* pipe = popen(command.c_str(), "r");
   std::string output;
-  if (pipe != nullptr) {
-    char buffer[4096];
-    while (fgets(buffer, sizeof buffer, pipe) != nullptr) {
-      output += buffer;
-      std::fputs(buffer, stderr);
+  int status = run_and_read(command, output);
+  if (status == 0 && mpi_ranks > 1) {
+    // mpi4py.futures on the same work, as a job of its own: a fresh mpirun,
+    // with the environment of this job's rank left out (env -i).
+    std::string env = "env -i PATH=/usr/bin:/bin";
+    for (const char* keep : {"HOME", "OMPI_ALLOW_RUN_AS_ROOT", "OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"}) {
+      if (const char* value = std::getenv(keep)) {
+        env += std::string(" ") + keep + "=" + value;
+      }
     }
+    status = run_and_read(env + " mpirun --oversubscribe -n " + std::to_string(mpi_ranks) + " " + python +
+                              " -m mpi4py.futures " + command.substr(command.find(path)) + " --mpi4py",
+                          output);
   }
-  const int status = pipe != nullptr ? pclose(pipe) : -1;
   unlink(path);
   if (status != 0) {
-    throw std::runtime_error("--python: the Python side failed (is python3 installed?)");
+    throw std::runtime_error(mpi_ranks > 1 ? "--python: the Python side failed (python3, and mpi4py for --mpi?)"
+                                           : "--python: the Python side failed (is python3 installed?)");
   }
   return compare::parse_python_lines(output);
 }
@@ -258,10 +289,11 @@ bool write_file(const std::string& path, const std::string& text) {
 
 int usage(const char* program, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [--quick] [--python] [--rounds N] [--svg FILE] [--json FILE]\n"
+               "usage: %s [--quick] [--python] [--mpi] [--rounds N] [--svg FILE] [--json FILE]\n"
                "  --quick      smaller workloads (seconds; about a minute with --python)\n"
                "  --tiny       the smallest workloads, for tests\n"
                "  --python     also run the workloads with asyncio and concurrent.futures\n"
+               "  --mpi        under mpirun: add an MPI pool row (mpirun -n 3 simul-compare --mpi)\n"
                "  --rounds N   rounds of every mode, interleaved; the median is reported\n"
                "               (default 3, 1 with --tiny)\n"
                "  --svg FILE   write a bar chart of the speedups\n"
@@ -276,6 +308,7 @@ int main(int argc, char** argv) {
   bool quick = false;
   bool tiny = false;
   bool python = false;
+  bool mpi = false;
   int rounds = 0;
   std::string svg_path;
   std::string json_path;
@@ -287,6 +320,8 @@ int main(int argc, char** argv) {
       tiny = true;
     } else if (arg == "--python") {
       python = true;
+    } else if (arg == "--mpi") {
+      mpi = true;
     } else if (arg == "--rounds" && i + 1 < argc) {
       rounds = std::atoi(argv[++i]);
       if (rounds < 1) {
@@ -315,6 +350,25 @@ int main(int argc, char** argv) {
   }
 
   std::vector<measurement> results;
+#if SIMUL_COMPARE_HAS_MPI
+  // First of all: the worker ranks serve inside this constructor and never
+  // come back, and no process pool has forked yet on rank 0.
+  std::optional<simul::mpi_pool> ranks;
+  if (mpi) {
+    try {
+      ranks.emplace(argc, argv);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "simul-compare: --mpi: %s\n", e.what());
+      return 1;
+    }
+  }
+#else
+  if (mpi) {
+    std::fprintf(stderr, "simul-compare: --mpi: this build has no MPI pool (MPI was not found at configure time)\n");
+    return 2;
+  }
+#endif
+  int mpi_ranks = 0;
   try {
     // The process pool first: its zygote forks before this program starts threads.
     simul::process_pool procs({.workers = static_cast<std::size_t>(workers)});
@@ -331,6 +385,13 @@ int main(int argc, char** argv) {
     add("cpu", "sequential", "one thread", [&](const sizes& s) { return cpu_on(sequential, s); });
     add("cpu", "thread pool", w + " threads", [&](const sizes& s) { return cpu_on(cpu_threads, s); });
     add("cpu", "process pool", w + " processes", [&](const sizes& s) { return cpu_on(procs, s); });
+#if SIMUL_COMPARE_HAS_MPI
+    if (ranks) {
+      mpi_ranks = ranks->size();
+      add("cpu", "MPI pool", std::to_string(ranks->workers()) + " worker ranks",
+          [&](const sizes& s) { return cpu_on(*ranks, s); });
+    }
+#endif
     add("cpu", "event loop", "one loop thread", [](const sizes& s) { return simul::run(cpu_on_loop(s)); });
     add("cpu", "loop + pool", "loop + " + w + " processes",
         [&](const sizes& s) { return simul::run(cpu_on_loop_with(&procs, s)); });
@@ -356,7 +417,7 @@ int main(int argc, char** argv) {
         time_once(m, z);
       }
       if (python) {
-        python_rounds.push_back(run_python(z, workers, io_threads));
+        python_rounds.push_back(run_python(z, workers, io_threads, mpi_ranks));
       }
     }
     for (const auto& m : modes) {

@@ -13,6 +13,9 @@
 #if __has_include(<simul/loop.hpp>)
 #include <simul/loop.hpp>
 #endif
+#if __has_include(<simul/mpipool.hpp>)
+#include <simul/mpipool.hpp>
+#endif
 #if __has_include(<simul/http.hpp>)
 #include <simul/http.hpp>
 #endif

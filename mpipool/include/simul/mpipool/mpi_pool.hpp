@@ -1,0 +1,292 @@
+#pragma once
+
+// simul::mpi_pool: the process pool's interface, with its workers on the
+// ranks of an MPI job (mpi4py.futures' MPICommExecutor, for C++).
+//
+//   int square(int x) { return x * x; }
+//   int main(int argc, char** argv) {
+//     simul::mpi_pool pool(argc, argv, {.pipeline_depth = 16});  // worker ranks serve here, then exit
+//     simul::future<int> f = pool.submit(square, 7);              // rank 0 only from here on
+//     std::vector<int> all = pool.map(square, numbers, {.chunksize = 256});
+//   }
+//   $ mpirun -n 4 ./prog        # rank 0 is the client, ranks 1..3 run the tasks
+//
+// The contract:
+// - Every rank runs the same program. Code before the pool's construction
+//   runs on every rank. On rank 0 the constructor returns and the program
+//   goes on as the client; on every other rank it serves tasks until rank 0
+//   shuts the pool down and then ends the process with status 0 (after
+//   MPI_Finalize, which waits for rank 0 to reach its own at exit). With
+//   `keep_ranks`, the worker ranks wait for rank 0's next pool instead.
+// - The first pool initialises MPI (unless the program did) and checks that
+//   every rank runs the same build of the executable (its build id, or a
+//   hash of it): a mismatch throws `mpi_error` on rank 0, naming the rank and
+//   host. A function travels as its offset from the executable's load address.
+// - Tasks follow process_pool's rules, checked at compile time: a plain
+//   function or captureless lambda in the executable, arguments and results
+//   that are values. They travel in process_pool's wire format. A
+//   `shared_buffer` names memory on one machine and is refused (a compile
+//   error as an argument, `serialization_error` inside another value).
+// - An exception in a task arrives as `mpi_remote_error` (a `remote_error`
+//   with the rank and host it ran on). A task that crashes its process ends
+//   the whole MPI job, as MPI does; with `isolate` it fails with
+//   `mpi_worker_crashed` and the rank goes on serving.
+// - Rank 0 runs one progress thread that sends and receives without
+//   blocking; an idle pool sleeps on every rank.
+//
+// Thread-safety: on rank 0 every member function may be called from any
+// thread at once, except that the destructor must not race with anything.
+// Futures complete on the progress thread, so `then` / `on_ready` callbacks
+// run there: keep them short, and never call `shutdown({.wait = true})` from
+// one (it throws). One pool at a time per process.
+// Lifetime: the destructor cancels queued work and waits for the tasks
+// already sent; every future it leaves is complete.
+
+#include <simul/core/executor.hpp>
+#include <simul/core/future.hpp>
+#include <simul/core/map.hpp>
+#include <simul/mpipool/errors.hpp>
+#include <simul/mpipool/options.hpp>
+#include <simul/procpool/detail/code_address.hpp>
+#include <simul/procpool/options.hpp>
+#include <simul/procpool/process_pool.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <ranges>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+namespace simul {
+
+namespace detail {
+class mpi_client;
+
+template <class T>
+inline constexpr bool mpi_wire_type = !std::is_same_v<std::remove_cvref_t<T>, shared_buffer>;
+
+template <class Fn, class... Args>
+consteval bool check_mpi_task() {
+  static_assert((mpi_wire_type<Args> && ...),
+                "simul::mpi_pool: a shared_buffer names memory on one machine and cannot travel to another rank; "
+                "pass its bytes (a std::vector) instead");
+  return check_task<Fn, Args...>();
+}
+
+/// The header's room at the front of a task's payload (see src/messages.hpp).
+inline constexpr std::size_t k_mpi_header_size = 32;
+
+/// A payload with room for the message header, never using memfds.
+inline out_message mpi_payload() {
+  out_message out;
+  out.shm_threshold = ~std::size_t{0};
+  out.bytes.resize(k_mpi_header_size);
+  return out;
+}
+
+/// Checks that a plain function is in the executable (the only code with an
+/// offset every rank agrees on); throws code_address_error otherwise.
+template <class Fn>
+void check_callable_address(const Fn& fn) {
+  if constexpr (is_plain_function_pointer<Fn>) {
+    (void)code_offset(fn);
+  } else {
+    (void)fn;
+  }
+}
+
+/// Waits for `chunks` in order and concatenates their results; on the first
+/// exception (or at the deadline) cancels the chunks after it and throws.
+template <class Res>
+std::vector<Res> collect_chunks(std::vector<future<std::vector<Res>>>& chunks, std::chrono::nanoseconds timeout,
+                                const char* who) {
+  const auto deadline = timeout == no_timeout ? std::chrono::steady_clock::time_point::max() : deadline_after(timeout);
+  auto cancel_from = [&](std::size_t first) {
+    for (auto i = first; i < chunks.size(); ++i) {
+      chunks[i].cancel();
+    }
+  };
+  std::vector<Res> results;
+  for (std::size_t i = 0; i < chunks.size(); ++i) {
+    if (!chunks[i].wait_until(deadline)) {
+      cancel_from(i);
+      throw timeout_error(std::string(who) + ": " + std::to_string(chunks.size() - i) +
+                          " chunk(s) unfinished at the deadline");
+    }
+    try {
+      auto part = chunks[i].get();
+      if (results.empty()) {
+        results.reserve(part.size() * chunks.size());
+      }
+      for (auto& r : part) {
+        results.push_back(std::move(r));
+      }
+    } catch (...) {
+      cancel_from(i + 1);
+      throw;
+    }
+  }
+  return results;
+}
+} // namespace detail
+
+template <class Fn, class View, bool Ordered>
+class mpi_imap_range;
+
+/// A pool whose workers are the other ranks of an MPI job. Models `simul::executor`.
+///
+/// Thread-safety and Lifetime: see the file comment.
+class mpi_pool {
+ public:
+  /// Initialises MPI if needed (with `argc` / `argv`, which MPI may edit),
+  /// checks the build on every rank, and opens the pool. On a worker rank it
+  /// never returns (see the file comment). Throws `mpi_error` if MPI fails or
+  /// a rank runs another build, `simul::error` if the job has a single rank
+  /// or the options are wrong (a `task_timeout` without `isolate`), and
+  /// `simul::error` if another mpi_pool is open in this process.
+  mpi_pool(int& argc, char**& argv, mpi_pool_options options = {});
+  /// The same without the command line (MPI_Init with no arguments).
+  explicit mpi_pool(mpi_pool_options options = {});
+  ~mpi_pool();
+  mpi_pool(const mpi_pool&) = delete;
+  mpi_pool& operator=(const mpi_pool&) = delete;
+
+  /// This process's rank (0 for the client, as the constructor returns only there).
+  [[nodiscard]] int rank() const noexcept;
+  /// The number of ranks in the job, rank 0 included.
+  [[nodiscard]] int size() const noexcept;
+  /// The number of worker ranks (`size() - 1`).
+  [[nodiscard]] std::size_t workers() const noexcept;
+  /// The host name of rank `r` (0 <= r < size()).
+  [[nodiscard]] const std::string& host(int r) const;
+
+  /// Runs `fn(args...)` on a worker rank and returns a future of the result.
+  /// Throws `broken_executor` after `shutdown()`, `code_address_error` if `fn`
+  /// is a function outside the executable, `serialization_error` if an
+  /// argument cannot travel. Thread-safety: any thread.
+  template <class F, class... Args>
+  requires(!std::is_same_v<std::remove_cvref_t<F>, task_options>) auto submit(F&& fn, Args&&... args) {
+    return submit_with(std::chrono::nanoseconds{0}, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /// `submit` with per-task options (a timeout of its own; needs `isolate`).
+  template <class F, class... Args>
+  auto submit(const task_options& options, F&& fn, Args&&... args) {
+    return submit_with(options.timeout, std::forward<F>(fn), std::forward<Args>(args)...);
+  }
+
+  /// `fn(item)` for every item, in chunks of `chunksize` items per task;
+  /// results in input order. The first exception in input order is rethrown
+  /// after the chunks not yet started are cancelled; past `timeout`,
+  /// `timeout_error` likewise. Thread-safety: any thread.
+  template <class F, std::ranges::input_range R>
+  auto map(F&& fn, R&& items, map_options options = {}) {
+    using Fn = std::decay_t<F>;
+    using Item = std::ranges::range_value_t<R>;
+    static_assert(detail::check_mpi_task<Fn, Item>());
+    using Res = std::invoke_result_t<Fn&, Item&>;
+    static_assert(!std::is_void_v<Res>, "simul::mpi_pool::map: the function must return a value");
+    const auto chunksize = options.chunksize == 0 ? std::size_t{1} : options.chunksize;
+    std::vector<future<std::vector<Res>>> chunks;
+    std::vector<Item> chunk;
+    chunk.reserve(chunksize);
+    for (auto&& item : items) {
+      chunk.push_back(std::forward<decltype(item)>(item));
+      if (chunk.size() == chunksize) {
+        chunks.push_back(submit_chunk(fn, chunk));
+        chunk.clear();
+      }
+    }
+    if (!chunk.empty()) {
+      chunks.push_back(submit_chunk(fn, chunk));
+    }
+    return detail::collect_chunks(chunks, options.timeout, "mpi_pool::map");
+  }
+
+  /// A lazy `map`: a range whose iteration submits chunks ahead (at most
+  /// `max_inflight`; 0: two per worker rank) and yields results in input order.
+  /// Lifetime: an lvalue range must outlive the returned range; an rvalue is moved in.
+  template <class F, std::ranges::input_range R>
+  auto imap(F&& fn, R&& items, imap_options options = {});
+
+  /// Like `imap`, but yields results in the order they complete.
+  template <class F, std::ranges::input_range R>
+  auto imap_unordered(F&& fn, R&& items, imap_options options = {});
+
+  /// Stops accepting work. With `wait`, blocks until queued and running work
+  /// is done and the worker ranks have been released; with `cancel_pending`,
+  /// queued work completes as cancelled first. Idempotent. Throws
+  /// `simul::error` if called with `wait` from a callback on the progress thread.
+  void shutdown(shutdown_options options = {});
+
+  /// True after `shutdown()` (or once the pool broke).
+  [[nodiscard]] bool is_shutdown() const noexcept;
+
+  /// Counters; see `mpi_pool_stats`.
+  [[nodiscard]] mpi_pool_stats stats() const;
+
+  /// The options the pool was built with.
+  [[nodiscard]] const mpi_pool_options& options() const noexcept;
+
+ private:
+  template <class Fn, class View, bool Ordered>
+  friend class mpi_imap_range;
+
+  void open(int* argc, char*** argv, const mpi_pool_options& options);
+
+  template <class F, class... Args>
+  auto submit_with(std::chrono::nanoseconds timeout, F&& fn, Args&&... args) {
+    using Fn = std::decay_t<F>;
+    static_assert(detail::check_mpi_task<Fn, std::decay_t<Args>...>());
+    using R = std::invoke_result_t<Fn&, std::decay_t<Args>&&...>;
+    detail::check_callable_address(static_cast<const Fn&>(fn));
+    detail::task_request request;
+    request.trampoline = detail::code_offset(&detail::run_call<Fn, std::decay_t<Args>...>);
+    request.payload = detail::mpi_payload();
+    detail::encode_callable(request.payload, static_cast<const Fn&>(fn));
+    (detail::encode<std::decay_t<Args>>(request.payload, args), ...);
+    auto slot = std::make_unique<detail::promise_slot<R>>();
+    auto result = slot->get_future();
+    request.slot = std::move(slot);
+    request.timeout = timeout;
+    request.describe = &detail::describe_callable<Fn>;
+    enqueue(std::move(request));
+    return result;
+  }
+
+  template <class F, class Item>
+  auto submit_chunk(const F& fn, const std::vector<Item>& chunk) {
+    using Fn = std::decay_t<F>;
+    using Res = std::invoke_result_t<Fn&, Item&>;
+    detail::check_callable_address(static_cast<const Fn&>(fn));
+    detail::task_request request;
+    request.trampoline = detail::code_offset(&detail::run_chunk<Fn, Item>);
+    request.payload = detail::mpi_payload();
+    detail::encode_callable(request.payload, static_cast<const Fn&>(fn));
+    detail::encode<std::vector<Item>>(request.payload, chunk);
+    auto slot = std::make_unique<detail::promise_slot<std::vector<Res>>>();
+    auto result = slot->get_future();
+    request.slot = std::move(slot);
+    request.describe = &detail::describe_callable<Fn>;
+    enqueue(std::move(request));
+    return result;
+  }
+
+  /// Checks the payload (no descriptors) and queues it; throws
+  /// `broken_executor` after shutdown.
+  void enqueue(detail::task_request&& request);
+
+  mpi_pool_options m_options;
+  int m_rank = 0;
+  int m_size = 1;
+  std::unique_ptr<detail::mpi_client> m_client;
+};
+
+static_assert(executor<mpi_pool>);
+
+} // namespace simul
+
+#include <simul/mpipool/imap.hpp>

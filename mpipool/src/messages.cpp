@@ -1,0 +1,79 @@
+// Helpers of the rank 0 <-> worker protocol (see messages.hpp).
+
+#include "messages.hpp"
+
+#include "runtime.hpp"
+
+#include <cxxabi.h>
+
+#include <exception>
+#include <limits>
+
+namespace simul::detail {
+
+mpi_header read_header(const char* data, std::size_t size) {
+  mpi_header header;
+  if (size < sizeof header) {
+    throw serialization_error("mpi_pool: a message of " + std::to_string(size) + " bytes is shorter than a header");
+  }
+  std::memcpy(&header, data, sizeof header);
+  if (header.magic != k_mpi_magic) {
+    throw serialization_error("mpi_pool: a message with a foreign header (not simul's protocol)");
+  }
+  return header;
+}
+
+std::pair<std::string, std::string> current_exception_text() {
+  std::string type = "unknown exception";
+  if (const std::type_info* info = abi::__cxa_current_exception_type()) {
+    type = demangle(info->name());
+  }
+  std::string message;
+  try {
+    throw;
+  } catch (const std::exception& e) {
+    message = e.what();
+  } catch (...) {
+    message = "(not a std::exception)";
+  }
+  return {type, message};
+}
+
+void check_no_descriptors(const out_message& out, const char* what) {
+  if (!out.fds.empty()) {
+    throw serialization_error(std::string("mpi_pool: ") + what +
+                              " holds a shared_buffer, which names memory on one machine and cannot travel to "
+                              "another rank; send its bytes (a std::vector) instead");
+  }
+}
+
+} // namespace simul::detail
+
+namespace simul::detail {
+
+bool try_receive(MPI_Comm comm, int source, received_message& out) {
+  int flag = 0;
+  MPI_Message message = MPI_MESSAGE_NULL;
+  MPI_Status status;
+  check_mpi(MPI_Improbe(source, k_tag, comm, &flag, &message, &status), "MPI_Improbe");
+  if (flag == 0) {
+    return false;
+  }
+  int count = 0;
+  check_mpi(MPI_Get_count(&status, MPI_BYTE, &count), "MPI_Get_count");
+  out.size = static_cast<std::size_t>(count);
+  out.data = std::make_unique_for_overwrite<char[]>(out.size == 0 ? 1 : out.size);
+  out.source = status.MPI_SOURCE;
+  check_mpi(MPI_Mrecv(out.data.get(), count, MPI_BYTE, &message, MPI_STATUS_IGNORE), "MPI_Mrecv");
+  return true;
+}
+
+void send_blocking(MPI_Comm comm, int dest, const std::string& bytes, const char* what) {
+  if (bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
+    throw serialization_error(std::string("mpi_pool: ") + what + " of " + std::to_string(bytes.size()) +
+                              " bytes is over MPI's 2 GiB message limit");
+  }
+  check_mpi(MPI_Send(bytes.data(), static_cast<int>(bytes.size()), MPI_BYTE, dest, k_tag, comm), what);
+}
+
+} // namespace simul::detail

@@ -1,0 +1,236 @@
+// A worker rank: take tasks from rank 0, run them, answer (see worker.hpp).
+//
+// The rank's main thread is the only one that calls MPI. Without `isolate`
+// it runs each task itself, in order. With `isolate` it hands each task to
+// a local process_pool and goes back to listening; the local pool's I/O
+// thread reports each finished task through a queue this thread drains.
+// Idle, the thread looks for a message less and less often (idle_backoff,
+// yielding for 0.5 ms after its last message, then sleeping up to 4 ms), so a
+// rank waiting for work uses well under 1% CPU.
+
+#include "worker.hpp"
+
+#include "messages.hpp"
+#include "runtime.hpp"
+
+#include <simul/procpool/process_pool.hpp>
+
+#include <condition_variable>
+#include <cstdio>
+#include <cstdlib>
+#include <deque>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+
+namespace simul::detail {
+
+/// Runs in a local worker process of an isolated rank: the whole task
+/// message in, the whole answer (header room included) out.
+std::string run_isolated(std::string message);
+
+std::string run_isolated(std::string message) {
+  const mpi_header header = read_header(message.data(), message.size());
+  in_message in{message.data(), message.size(), sizeof(mpi_header), nullptr, 0};
+  out_message out = mpi_payload();
+  code_from_offset<trampoline_fn>(header.fn)(in, out);
+  check_no_descriptors(out, "a task's result");
+  return std::move(out.bytes);
+}
+
+namespace {
+
+class rank_server {
+ public:
+  explicit rank_server(mpi_runtime& runtime) : m_runtime(runtime) {}
+
+  /// Serves until rank 0 says to end the process.
+  void run() {
+    idle_backoff backoff(std::chrono::microseconds(4000), std::chrono::microseconds(500));
+    received_message message;
+    for (;;) {
+      bool busy = send_finished();
+      if (try_receive(m_runtime.comm(), 0, message)) {
+        busy = true;
+        if (!handle(message)) {
+          return;
+        }
+      }
+      if (busy) {
+        backoff.reset();
+        continue;
+      }
+      const auto pause = backoff.next();
+      std::unique_lock guard(m_lock);
+      if (pause.count() == 0) {
+        guard.unlock();
+        std::this_thread::yield();
+      } else {
+        m_wake.wait_for(guard, pause, [&] { return !m_finished.empty(); });
+      }
+    }
+  }
+
+ private:
+  // False once rank 0 has told this process to end.
+  bool handle(received_message& message) {
+    mpi_header header;
+    try {
+      header = read_header(message.data.get(), message.size);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "simul::mpi_pool: rank %d dropped a message from rank 0: %s\n", m_runtime.rank(), e.what());
+      return true;
+    }
+    switch (header.kind) {
+    case mpi_kind::open:
+      open(message);
+      return true;
+    case mpi_kind::task:
+      if (m_local) {
+        run_in_local_pool(header, message);
+      } else {
+        run_here(header, message);
+      }
+      return true;
+    case mpi_kind::close:
+      close();
+      return header.fn == 0;
+    default:
+      std::fprintf(stderr, "simul::mpi_pool: rank %d dropped a message of unknown kind %u\n", m_runtime.rank(),
+                   static_cast<unsigned>(header.kind));
+      return true;
+    }
+  }
+
+  void open(received_message& message) {
+    in_message in{message.data.get(), message.size, sizeof(mpi_header), nullptr, 0};
+    const auto settings = in.get_pod<session_settings>();
+    if (settings.isolate != 0) {
+      m_local = std::make_unique<process_pool>(process_pool_options{
+          .workers = settings.isolate_workers,
+          .shutdown_grace = std::chrono::nanoseconds(static_cast<std::int64_t>(settings.shutdown_grace_ns))});
+    }
+  }
+
+  void close() {
+    if (m_local) {
+      m_local->shutdown({.wait = true});
+      while (!m_running.empty()) {
+        std::unique_lock guard(m_lock);
+        m_wake.wait_for(guard, std::chrono::milliseconds(10), [&] { return !m_finished.empty(); });
+        guard.unlock();
+        send_finished();
+      }
+      m_local.reset();
+    }
+  }
+
+  void answer(out_message& out, mpi_kind kind, std::uint64_t id) {
+    mpi_header header;
+    header.kind = kind;
+    header.id = id;
+    send_blocking(m_runtime.comm(), 0, finish(out, header), "sending an answer to rank 0");
+  }
+
+  void answer_error(std::uint64_t id, const std::string& type, const std::string& text) {
+    out_message out = mpi_payload();
+    encode(out, type);
+    encode(out, text);
+    answer(out, mpi_kind::error, id);
+  }
+
+  void run_here(const mpi_header& header, received_message& message) {
+    out_message out = mpi_payload();
+    try {
+      in_message in{message.data.get(), message.size, sizeof(mpi_header), nullptr, 0};
+      code_from_offset<trampoline_fn>(header.fn)(in, out);
+      check_no_descriptors(out, "a task's result");
+    } catch (...) {
+      const auto [type, text] = current_exception_text();
+      answer_error(header.id, type, text);
+      return;
+    }
+    answer(out, mpi_kind::result, header.id);
+  }
+
+  void run_in_local_pool(const mpi_header& header, received_message& message) {
+    future<std::string> result;
+    try {
+      result = m_local->submit(task_options{.timeout = std::chrono::nanoseconds(header.timeout_ns)}, &run_isolated,
+                               std::string(message.data.get(), message.size));
+    } catch (...) {
+      const auto [type, text] = current_exception_text();
+      answer_error(header.id, type, text);
+      return;
+    }
+    const std::uint64_t id = header.id;
+    auto& slot = m_running[id];
+    slot = std::move(result);
+    slot.on_ready([this, id] {
+      {
+        std::lock_guard guard(m_lock);
+        m_finished.push_back(id);
+      }
+      m_wake.notify_one();
+    });
+  }
+
+  // Answers the tasks the local pool has finished; true if there were any.
+  bool send_finished() {
+    std::deque<std::uint64_t> finished;
+    {
+      std::lock_guard guard(m_lock);
+      finished.swap(m_finished);
+    }
+    for (const std::uint64_t id : finished) {
+      auto node = m_running.extract(id);
+      try {
+        std::string bytes = node.mapped().get();
+        out_message out;
+        out.bytes = std::move(bytes);
+        answer(out, mpi_kind::result, id);
+      } catch (const timeout_error& e) {
+        out_message out = mpi_payload();
+        encode(out, std::string(e.what()));
+        answer(out, mpi_kind::timed_out, id);
+      } catch (const worker_crashed& e) {
+        out_message out = mpi_payload();
+        out.put_pod(static_cast<std::int32_t>(e.pid()));
+        out.put_pod(static_cast<std::int32_t>(e.signal()));
+        out.put_pod(static_cast<std::int32_t>(e.exit_code()));
+        answer(out, mpi_kind::crashed, id);
+      } catch (const remote_error& e) {
+        answer_error(id, e.type_name(), e.message());
+      } catch (...) {
+        const auto [type, text] = current_exception_text();
+        answer_error(id, type, text);
+      }
+    }
+    return !finished.empty();
+  }
+
+  mpi_runtime& m_runtime;
+  std::unique_ptr<process_pool> m_local;
+  std::unordered_map<std::uint64_t, future<std::string>> m_running;
+  std::mutex m_lock;
+  std::condition_variable m_wake;
+  std::deque<std::uint64_t> m_finished;
+};
+
+} // namespace
+
+void serve(mpi_runtime& runtime) {
+  {
+    rank_server server(runtime);
+    try {
+      server.run();
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "simul::mpi_pool: rank %d stops serving: %s\n", runtime.rank(), e.what());
+      std::exit(1);
+    }
+  }
+  std::exit(0); // the runtime's destructor finalises MPI
+}
+
+} // namespace simul::detail
