@@ -11,9 +11,11 @@
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <chrono>
@@ -358,7 +360,15 @@ class server_state {
     m_name = std::move(name);
     m_port = port;
   }
-  void set_unix_path(std::string path) { m_unix_path = std::move(path); }
+  /// The socket file this server made: removed when it closes, and only if
+  /// the file at the path is still that one (same device and inode).
+  void set_unix_path(std::string path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      m_unix_file = {st.st_dev, st.st_ino};
+      m_unix_path = std::move(path);
+    }
+  }
 
   // Ownership: users are `server` objects; internal references are handler
   // tasks and awaitables; the listener handle counts while open.
@@ -438,8 +448,9 @@ class server_state {
 
   void listeners_gone() noexcept {
     m_listener_alive = false;
-    if (!m_unix_path.empty()) {
-      ::unlink(m_unix_path.c_str());
+    if (struct stat st{}; !m_unix_path.empty() && ::lstat(m_unix_path.c_str(), &st) == 0 &&
+                          std::pair(st.st_dev, st.st_ino) == m_unix_file) {
+      ::unlink(m_unix_path.c_str()); // not another server's socket that replaced ours
     }
     m_closed_waiters.notify_all();
     if (all_done()) {
@@ -458,6 +469,7 @@ class server_state {
   std::size_t m_closing = 0; // listeners whose close callback is still due
   std::string m_name;
   std::string m_unix_path;
+  std::pair<dev_t, ino_t> m_unix_file{};
   int m_port = 0;
   std::size_t m_handshake_failures = 0;
   unsigned m_users = 0;
@@ -893,6 +905,39 @@ task<server> start_server(connection_handler handler, std::vector<std::string> h
 
 // ---- Unix-domain sockets ----
 
+namespace detail {
+namespace {
+
+/// Binds a new Unix socket at `path` and gives it to `pipe`. Not
+/// uv_pipe_bind: libuv unlinks the path it bound when the handle closes,
+/// whatever file is there by then; the server removes only its own.
+int bind_unix(uv_pipe_t* pipe, const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) {
+    return UV_ENAMETOOLONG;
+  }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return uv_translate_sys_error(errno);
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const int rc = uv_translate_sys_error(errno);
+    ::close(fd);
+    return rc;
+  }
+  if (const int rc = uv_pipe_open(pipe, fd); rc < 0) {
+    ::close(fd);
+    ::unlink(path.c_str());
+    return rc;
+  }
+  return 0;
+}
+
+} // namespace
+} // namespace detail
+
 task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path, connection_options options) {
   auto& loop = detail::running_loop_checked("open_unix_connection");
   detail::ignore_sigpipe_once();
@@ -925,7 +970,7 @@ task<server> start_unix_server(connection_handler handler, std::string path, ser
   }
   server srv(new server_state(loop, stream_state::kind::pipe, std::move(handler), options));
   auto& s = srv.state();
-  int rc = uv_pipe_bind(reinterpret_cast<uv_pipe_t*>(s.add_listener()), path.c_str());
+  int rc = detail::bind_unix(reinterpret_cast<uv_pipe_t*>(s.add_listener()), path);
   if (rc == 0) {
     s.set_unix_path(path);
     rc = s.listen_last(options.backlog);
