@@ -9,12 +9,17 @@
 
 #include <gtest/gtest.h>
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <string>
+#include <vector>
 
 using namespace std::chrono_literals;
 using simul::stream_reader;
@@ -56,6 +61,25 @@ task<std::string> read_split_separator(std::chrono::milliseconds gap) {
   srv.close();
   co_await srv.wait_closed();
   co_return got;
+}
+
+/// A blocking TCP connect to 127.0.0.1:port; the kernel completes it from
+/// the listen queue without the server accepting.
+int raw_connect(int port) {
+  const int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  EXPECT_EQ(::connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr), 0);
+  return fd;
+}
+
+/// The lowest descriptor number free now: the next one accept() would get.
+int lowest_free_fd() {
+  const int fd = ::dup(0);
+  ::close(fd);
+  return fd;
 }
 
 } // namespace
@@ -153,7 +177,15 @@ TEST(LoopHostile, DrainAfterAbortReportsTheDroppedData) {
 
 TEST(LoopHostile, AbortWithNothingQueuedLeavesDrainQuiet) {
   simul::run([]() -> task<void> {
-    auto srv = co_await simul::start_server(echo_lines, "127.0.0.1", 0);
+    auto srv = co_await simul::start_server(
+        [](stream_reader reader, stream_writer) -> task<void> {
+          try {
+            (void)co_await reader.read();
+          } catch (const simul::connection_error&) {
+            // the client's reset
+          }
+        },
+        "127.0.0.1", 0);
     auto [reader, writer] = co_await simul::open_connection("127.0.0.1", srv.port());
     writer.abort();
     co_await writer.drain(); // nothing was lost
@@ -225,6 +257,41 @@ TEST(LoopHostile, AResetRightAfterTheTlsHandshakeIsAnErrorNotAnEmptyRead) {
       ADD_FAILURE() << "a reset read as the end of the stream (" << got.size() << " bytes)";
     } catch (const simul::connection_error& e) {
       EXPECT_EQ(e.code(), ECONNRESET) << e.what();
+    }
+    srv.close();
+    co_await srv.wait_closed();
+  }());
+}
+
+TEST(LoopHostile, RunningOutOfDescriptorsPausesAcceptingReportsOnceAndLosesNoClient) {
+  simul::run([]() -> task<void> {
+    std::vector<std::string> reports;
+    simul::get_running_loop().set_exception_handler(
+        [&reports](simul::event_loop&, const simul::exception_context& c) { reports.push_back(c.message); });
+    auto srv = co_await simul::start_server(echo_lines, "127.0.0.1", 0);
+    std::vector<int> clients;
+    for (int i = 0; i < 3; ++i) {
+      clients.push_back(raw_connect(srv.port()));
+    }
+    // No descriptor left for accept() while the clients wait in the queue.
+    rlimit old{};
+    ::getrlimit(RLIMIT_NOFILE, &old);
+    rlimit low = old;
+    low.rlim_cur = static_cast<rlim_t>(lowest_free_fd());
+    ::setrlimit(RLIMIT_NOFILE, &low);
+    co_await simul::sleep(200ms);
+    ::setrlimit(RLIMIT_NOFILE, &old);
+    EXPECT_GE(srv.accept_failures(), 1u);
+    EXPECT_EQ(srv.active_connections(), 0u);
+    // After the pause every client is served: none was dropped.
+    for (int fd : clients) {
+      auto [reader, writer] = co_await simul::open_connection(simul::socket_fd{fd});
+      co_await simul::test::send_and_expect(reader, writer, "served after the pause\n");
+      writer.close();
+    }
+    EXPECT_EQ(reports.size(), 1u); // once for the episode
+    if (!reports.empty()) {
+      EXPECT_NE(reports.front().find("EMFILE"), std::string::npos) << reports.front();
     }
     srv.close();
     co_await srv.wait_closed();
