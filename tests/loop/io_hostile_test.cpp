@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -296,4 +297,38 @@ TEST(LoopHostile, RunningOutOfDescriptorsPausesAcceptingReportsOnceAndLosesNoCli
     srv.close();
     co_await srv.wait_closed();
   }());
+}
+
+namespace {
+/// A field of /proc/self/status, in KiB.
+std::size_t status_kib(const std::string& field) {
+  std::ifstream in("/proc/self/status");
+  std::string line;
+  while (std::getline(in, line)) {
+    if (line.rfind(field + ":", 0) == 0) {
+      return std::stoul(line.substr(field.size() + 1));
+    }
+  }
+  return 0;
+}
+} // namespace
+
+TEST(LoopFiles, WriteFileHoldsTheDataOnceNotTwice) {
+  const auto path = "/tmp/simul-test-" + std::to_string(::getpid()) + "-big.bin";
+  simul::run([](std::string path) -> task<void> {
+    constexpr std::size_t size = 32u << 20;
+    std::string data(size, 'd');
+    // Reset the peak resident size to the current one, then write.
+    std::ofstream("/proc/self/clear_refs") << "5";
+    const auto before = status_kib("VmRSS");
+    co_await simul::write_file(path, std::move(data));
+    const auto peak = status_kib("VmHWM");
+    EXPECT_LT(peak, before + (8u << 10)) << "write_file's peak grew by " << (peak - before) / 1024 << " MiB";
+    EXPECT_EQ((co_await simul::stat_file(path)).size, size);
+    auto f = co_await simul::open_file(path, "r");
+    f.seek(size - 5);
+    EXPECT_EQ(co_await f.read(10), "ddddd");
+    co_await f.close();
+    co_await simul::remove_file(path);
+  }(path));
 }
