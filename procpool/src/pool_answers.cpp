@@ -33,15 +33,34 @@ std::pair<std::string, std::string> read_error_report(in_message& in) {
 }
 } // namespace
 
+namespace {
+/// True if `header` can start a worker's answer.
+bool valid_answer(const frame_header& header) noexcept {
+  const auto kind = static_cast<frame_kind>(header.kind);
+  return header.magic == k_frame_magic && header.size <= k_max_frame &&
+         (kind == frame_kind::result || kind == frame_kind::error || kind == frame_kind::init_error);
+}
+} // namespace
+
 void process_pool_core::read_worker(worker& w, bool drain) {
   while (w.watched) {
     std::size_t want = sizeof(frame_header);
     frame_header header;
     if (w.have >= sizeof(header)) {
       std::memcpy(&header, w.buffer.data(), sizeof(header));
+      if (!valid_answer(header)) {
+        corrupt(w, "it sent a corrupt message");
+        return;
+      }
       want += static_cast<std::size_t>(header.size);
     }
-    const auto capacity = std::max(want, w.have + k_read_chunk);
+    // The buffer grows with the bytes that came, at most doubling per read,
+    // never to a length a header only announced: a forged header costs the
+    // parent nothing until its bytes arrive.
+    auto capacity = w.have + k_read_chunk;
+    if (want > capacity) {
+      capacity = std::min(want, std::max(capacity, 2 * w.buffer.size()));
+    }
     if (w.buffer.size() < capacity) {
       w.buffer.resize(capacity);
     }
@@ -63,9 +82,7 @@ void process_pool_core::read_worker(worker& w, bool drain) {
     std::size_t used = 0;
     while (w.have - used >= sizeof(header)) {
       std::memcpy(&header, w.buffer.data() + used, sizeof(header));
-      const auto kind = static_cast<frame_kind>(header.kind);
-      if (header.magic != k_frame_magic || header.size > k_max_frame ||
-          (kind != frame_kind::result && kind != frame_kind::error && kind != frame_kind::init_error)) {
+      if (!valid_answer(header)) {
         corrupt(w, "it sent a corrupt message");
         return;
       }

@@ -30,6 +30,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdio>
 #include <cstring>
 
 namespace simul::detail {
@@ -63,6 +64,12 @@ process_pool_core::process_pool_core(const process_pool_options& options) : m_op
   config.worker_spin_ns = static_cast<long>(std::chrono::nanoseconds(m_options.worker_spin).count());
   // The zygote is forked here, before this pool starts any thread, so every
   // later fork happens in a process that has exactly one thread.
+  // Output still buffered in stdio would be copied into the zygote and
+  // written again by every worker that flushes or exits (as multiprocessing,
+  // only the standard streams: flushing every stream would wait on a lock
+  // another thread holds while it reads).
+  std::fflush(stdout);
+  std::fflush(stderr);
   payload_cache_before_fork();
   shared_blocks_before_fork();
   const pid_t pid = ::fork();
@@ -259,6 +266,7 @@ void process_pool_core::run() {
       }
     }
     check_deadlines();
+    release_orphans();
     dispatch();
 
     bool stopping = false;
@@ -428,6 +436,43 @@ void process_pool_core::zygote_lost() {
   }
   int status = 0;
   ::waitpid(m_zygote_pid, &status, WNOHANG);
+  // The workers' tasks are failed by release_orphans(), from the I/O loop:
+  // a caller here may be iterating over the workers.
+}
+
+void process_pool_core::release_orphans() {
+  if (m_control_open || m_workers.empty()) {
+    return;
+  }
+  bool destroying = false;
+  {
+    std::lock_guard lock(m_mutex);
+    destroying = m_destroying;
+  }
+  const std::string message = "process_pool: the zygote process died; its workers died with it";
+  // No exit report will come for the workers (the zygote reported them, and
+  // PR_SET_PDEATHSIG kills them with it): what they answered before dying is
+  // delivered, every other task they held fails now.
+  for (auto& [id, w] : m_workers) {
+    if (w.watched) {
+      try {
+        read_worker(w, true);
+      } catch (const std::exception&) {
+        // its last message could not be received: its task fails below
+      }
+    }
+    close_channel(w);
+    for (auto& task : w.inflight) {
+      const auto text = message + " while " + task_text(task) + " waited or ran";
+      task.request.slot->fail(std::make_exception_ptr(
+          destroying ? broken_executor("process_pool: the pool was destroyed while " + task_text(task) + " ran")
+                     : broken_executor(text)));
+    }
+    w.inflight.clear();
+    unregister_pool_fd(w.fd.get());
+  }
+  m_workers.clear();
+  refresh_pids();
 }
 
 void process_pool_core::break_pool(std::exception_ptr cause, const std::string& message) {

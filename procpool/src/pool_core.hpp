@@ -107,6 +107,8 @@ class process_pool_core {
   void corrupt(worker& w, const std::string& reason);
   void worker_exited(std::uint64_t id, pid_t pid, int status);
   void zygote_lost();
+  /// After the zygote died: fails the tasks its workers held, forgets them.
+  void release_orphans();
   void arm(running& task);
   void requeue_behind_front(worker& w, bool cancel, bool broken);
   void dispatch();

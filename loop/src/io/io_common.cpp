@@ -164,7 +164,13 @@ std::string address_text(const sockaddr_storage& addr, socklen_t len) {
   }
   const std::size_t n = len - offset;
   if (un->sun_path[0] == '\0') {
-    return n > 1 ? "@" + std::string(un->sun_path + 1, n - 1) : std::string();
+    std::string name;
+    if (n > 1) {
+      name.reserve(n);
+      name.push_back('@');
+      name.append(un->sun_path + 1, n - 1);
+    }
+    return name;
   }
   return {un->sun_path, ::strnlen(un->sun_path, n)};
 }
@@ -245,13 +251,20 @@ class gai_awaiter final : public request_awaiter<gai_awaiter, gai_op, true> {
   std::vector<resolved_address> await_resume() {
     check_cancel();
     if (m_status < 0) {
-      throw_io_error(m_status, "getaddrinfo", m_service.empty() ? m_host : join_host_port(m_host, port_or_zero()));
+      throw_io_error(m_status, "getaddrinfo", where());
     }
     return std::move(m_result);
   }
 
  private:
-  int port_or_zero() const noexcept { return std::atoi(m_service.c_str()); }
+  /// "host:service" as given (a service name stays a name), IPv6 bracketed.
+  std::string where() const {
+    if (m_service.empty()) {
+      return m_host;
+    }
+    const bool v6 = m_host.find(':') != std::string::npos;
+    return (v6 ? "[" + m_host + "]" : m_host) + ":" + m_service;
+  }
 
   static void on_done(uv_getaddrinfo_t* req, int status, addrinfo* res) {
     finish(static_cast<gai_op*>(req->data), status, [res](gai_awaiter& self) {

@@ -11,9 +11,11 @@
 #include <netdb.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 
 #include <algorithm>
 #include <chrono>
@@ -22,6 +24,12 @@
 #include <optional>
 
 namespace simul::detail {
+
+namespace {
+/// How long a server stops accepting after running out of descriptors
+/// (asyncio's ACCEPT_RETRY_DELAY).
+constexpr std::chrono::milliseconds k_accept_retry{1000};
+} // namespace
 
 // ---- connecting ----
 
@@ -293,7 +301,29 @@ class server_state {
   [[nodiscard]] event_loop& loop() const noexcept { return *m_loop; }
 
   /// Listens on the newest listener (libuv reports most bind errors here).
-  int listen_last(int backlog) { return uv_listen(m_listeners.back(), backlog, &on_connection); }
+  /// The server accepts by itself (not uv_listen): libuv closes connections
+  /// it cannot accept for lack of descriptors, in silence.
+  int listen_last(int backlog) {
+    auto* h = m_listeners.back();
+    if (h->delayed_error != 0) {
+      return h->delayed_error; // uv_tcp_bind leaves EADDRINUSE for listen to report
+    }
+    uv_os_fd_t fd{};
+    if (const int rc = uv_fileno(reinterpret_cast<uv_handle_t*>(h), &fd); rc < 0) {
+      return rc;
+    }
+    if (::listen(fd, backlog) != 0) {
+      return uv_translate_sys_error(errno);
+    }
+    auto poll = std::make_unique<uv_poll_t>();
+    if (const int rc = uv_poll_init_socket(uv_loop(*m_loop), poll.get(), fd); rc < 0) {
+      return rc;
+    }
+    poll->data = this;
+    uv_poll_start(poll.get(), UV_READABLE, &on_readable);
+    m_polls.push_back(poll.release());
+    return 0;
+  }
   void set_serving() noexcept { m_serving = true; }
 
   void close() noexcept {
@@ -306,7 +336,14 @@ class server_state {
       listeners_gone();
       return;
     }
-    m_closing = m_listeners.size();
+    // The watchers first: a descriptor is never closed while polled.
+    m_closing = m_polls.size() + (m_retry != nullptr ? 1 : 0) + m_listeners.size();
+    for (auto* p : m_polls) {
+      uv_close(reinterpret_cast<uv_handle_t*>(p), &on_listener_close);
+    }
+    if (m_retry != nullptr) {
+      uv_close(reinterpret_cast<uv_handle_t*>(m_retry), &on_listener_close);
+    }
     for (auto* h : m_listeners) {
       uv_close(reinterpret_cast<uv_handle_t*>(h), &on_listener_close);
     }
@@ -358,7 +395,15 @@ class server_state {
     m_name = std::move(name);
     m_port = port;
   }
-  void set_unix_path(std::string path) { m_unix_path = std::move(path); }
+  /// The socket file this server made: removed when it closes, and only if
+  /// the file at the path is still that one (same device and inode).
+  void set_unix_path(std::string path) {
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) == 0) {
+      m_unix_file = {st.st_dev, st.st_ino};
+      m_unix_path = std::move(path);
+    }
+  }
 
   // Ownership: users are `server` objects; internal references are handler
   // tasks and awaitables; the listener handle counts while open.
@@ -390,6 +435,7 @@ class server_state {
   const connection_handler& handler() const noexcept { return m_handler; }
   const server_options& options() const noexcept { return m_options; }
   void count_handshake_failure() noexcept { ++m_handshake_failures; }
+  [[nodiscard]] std::size_t accept_failures() const noexcept { return m_accept_failures; }
   [[nodiscard]] std::size_t handshake_failures() const noexcept { return m_handshake_failures; }
 
  private:
@@ -419,6 +465,12 @@ class server_state {
   }
 
   void free_listeners() noexcept {
+    for (auto* p : m_polls) {
+      delete p;
+    }
+    m_polls.clear();
+    delete m_retry;
+    m_retry = nullptr;
     for (auto* h : m_listeners) {
       delete_listener(m_kind, h);
     }
@@ -438,8 +490,9 @@ class server_state {
 
   void listeners_gone() noexcept {
     m_listener_alive = false;
-    if (!m_unix_path.empty()) {
-      ::unlink(m_unix_path.c_str());
+    if (struct stat st{}; !m_unix_path.empty() && ::lstat(m_unix_path.c_str(), &st) == 0 &&
+                          std::pair(st.st_dev, st.st_ino) == m_unix_file) {
+      ::unlink(m_unix_path.c_str()); // not another server's socket that replaced ours
     }
     m_closed_waiters.notify_all();
     if (all_done()) {
@@ -447,7 +500,14 @@ class server_state {
     }
   }
 
-  static void on_connection(uv_stream_t* listener, int status) noexcept;
+  static void on_readable(uv_poll_t* poll, int status, int events) noexcept;
+  static void on_retry(uv_timer_t* timer) noexcept;
+  /// Out of descriptors or memory: reports it (once until an accept
+  /// succeeds again), counts it, and stops accepting for a moment; the
+  /// clients wait in the listen queue meanwhile, as asyncio's do.
+  void pause_accepting(int code) noexcept;
+  /// Serves a connection accepted on descriptor `fd` (which it owns now).
+  void serve(int fd) noexcept;
 
   event_loop* m_loop;
   stream_state::kind m_kind;
@@ -455,9 +515,14 @@ class server_state {
   server_options m_options;
   std::optional<ssl_context> m_ssl;
   std::vector<uv_stream_t*> m_listeners;
-  std::size_t m_closing = 0; // listeners whose close callback is still due
+  std::vector<uv_poll_t*> m_polls;   // one per listener: accepting
+  uv_timer_t* m_retry = nullptr;     // resumes accepting after a pause
+  std::size_t m_accept_failures = 0; // accepts that failed for lack of descriptors or memory
+  bool m_accept_trouble = false;     // reported, and no accept succeeded since
+  std::size_t m_closing = 0;         // listeners whose close callback is still due
   std::string m_name;
   std::string m_unix_path;
+  std::pair<dev_t, ino_t> m_unix_file{};
   int m_port = 0;
   std::size_t m_handshake_failures = 0;
   unsigned m_users = 0;
@@ -532,20 +597,88 @@ task<void> serve_client(handler_guard guard, stream_ref ref) {
 
 } // namespace
 
-void server_state::on_connection(uv_stream_t* listener, int status) noexcept {
-  auto* self = static_cast<server_state*>(listener->data);
+void server_state::on_readable(uv_poll_t* poll, int status, int) noexcept {
+  auto* self = static_cast<server_state*>(poll->data);
   if (status < 0) {
     report(*self->m_loop, "accept failed on " + self->m_name, make_io_error(status, "accept on", self->m_name));
     return;
   }
-  try {
-    stream_ref ref(new stream_state(*self->m_loop, self->m_kind, self->m_options.limit));
-    auto& conn = *ref.get();
-    if (const int rc = uv_accept(listener, conn.stream()); rc < 0) {
-      report(*self->m_loop, "accept failed on " + self->m_name, make_io_error(rc, "accept on", self->m_name));
+  uv_os_fd_t listener{};
+  uv_fileno(reinterpret_cast<uv_handle_t*>(poll), &listener);
+  // A bounded batch: the poll is level-triggered, the rest comes next turn.
+  for (int i = 0; i < 128 && !self->m_close_started; ++i) {
+    const int fd = ::accept4(listener, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+      self->m_accept_trouble = false;
+      self->serve(fd);
+      continue;
+    }
+    const int code = errno;
+    if (code == EAGAIN || code == EWOULDBLOCK) {
       return;
     }
-    if (self->m_kind == stream_state::kind::tcp) {
+    if (code == EINTR || code == ECONNABORTED || code == EPROTO) {
+      continue; // that client gave up; the next one may not have
+    }
+    if (code == EMFILE || code == ENFILE || code == ENOBUFS || code == ENOMEM) {
+      self->pause_accepting(code);
+      return;
+    }
+    report(*self->m_loop, "accept failed on " + self->m_name,
+           make_io_error(uv_translate_sys_error(code), "accept on", self->m_name));
+    return;
+  }
+}
+
+void server_state::pause_accepting(int code) noexcept {
+  ++m_accept_failures;
+  if (!m_accept_trouble) {
+    m_accept_trouble = true;
+    report(*m_loop,
+           "accepting on " + m_name + " failed (" + uv_err_name(uv_translate_sys_error(code)) + "); it pauses for " +
+               std::to_string(k_accept_retry.count()) +
+               " ms, the clients wait in the listen queue (reported once until an accept succeeds)",
+           make_io_error(uv_translate_sys_error(code), "accept on", m_name));
+  }
+  for (auto* p : m_polls) {
+    uv_poll_stop(p);
+  }
+  if (m_retry == nullptr) {
+    m_retry = new (std::nothrow) uv_timer_t();
+    if (m_retry == nullptr) {
+      on_retry(nullptr); // no memory even for the timer: try again at once
+      return;
+    }
+    uv_timer_init(uv_loop(*m_loop), m_retry);
+    m_retry->data = this;
+  }
+  uv_timer_start(m_retry, &on_retry, static_cast<std::uint64_t>(k_accept_retry.count()), 0);
+}
+
+void server_state::on_retry(uv_timer_t* timer) noexcept {
+  auto* self = static_cast<server_state*>(timer->data);
+  if (self->m_close_started) {
+    return;
+  }
+  for (auto* p : self->m_polls) {
+    uv_poll_start(p, UV_READABLE, &on_readable);
+  }
+}
+
+void server_state::serve(int fd) noexcept {
+  bool owned = false; // by a stream handle, which closes it
+  try {
+    stream_ref ref(new stream_state(*m_loop, m_kind, m_options.limit));
+    auto& conn = *ref.get();
+    const int rc = m_kind == stream_state::kind::tcp ? uv_tcp_open(reinterpret_cast<uv_tcp_t*>(conn.stream()), fd)
+                                                     : uv_pipe_open(reinterpret_cast<uv_pipe_t*>(conn.stream()), fd);
+    if (rc < 0) {
+      ::close(fd);
+      report(*m_loop, "accept failed on " + m_name, make_io_error(rc, "accept on", m_name));
+      return;
+    }
+    owned = true;
+    if (m_kind == stream_state::kind::tcp) {
       auto* tcp = reinterpret_cast<uv_tcp_t*>(conn.stream());
       uv_tcp_nodelay(tcp, 1);
       sockaddr_storage addr{};
@@ -554,19 +687,22 @@ void server_state::on_connection(uv_stream_t* listener, int status) noexcept {
         conn.set_peer(format_address(reinterpret_cast<sockaddr*>(&addr)));
       }
     } else {
-      conn.set_peer(self->m_name);
+      conn.set_peer(m_name);
     }
-    if (self->m_ssl) {
+    if (m_ssl) {
       // Before reading starts: the client's first bytes are its hello.
-      conn.start_tls(std::make_unique<tls_session>(*self->m_ssl, std::string(), conn.peer()));
+      conn.start_tls(std::make_unique<tls_session>(*m_ssl, std::string(), conn.peer()));
     }
     conn.on_connected();
     // If making or scheduling the task fails, the guard frees the slot.
-    auto slot = self->add_handler_slot();
-    auto client = serve_client(handler_guard(self, slot), ref);
-    *slot = self->m_loop->create_task(std::move(client));
+    auto slot = add_handler_slot();
+    auto client = serve_client(handler_guard(this, slot), ref);
+    *slot = m_loop->create_task(std::move(client));
   } catch (...) {
-    report(*self->m_loop, "could not start a connection handler on " + self->m_name, std::current_exception());
+    if (!owned) {
+      ::close(fd);
+    }
+    report(*m_loop, "could not start a connection handler on " + m_name, std::current_exception());
   }
 }
 
@@ -645,6 +781,7 @@ void server::close() { state().close(); }
 void server::close_clients() { state().close_clients(); }
 std::size_t server::active_connections() const { return state().active(); }
 std::size_t server::handshake_failures() const { return state().handshake_failures(); }
+std::size_t server::accept_failures() const { return state().accept_failures(); }
 detail::server_wait_awaiter server::wait_closed() const { return {&state(), true}; }
 task<void> server::serve_forever() const { return detail::serve_forever_impl(*this, &state()); }
 
@@ -893,6 +1030,39 @@ task<server> start_server(connection_handler handler, std::vector<std::string> h
 
 // ---- Unix-domain sockets ----
 
+namespace detail {
+namespace {
+
+/// Binds a new Unix socket at `path` and gives it to `pipe`. Not
+/// uv_pipe_bind: libuv unlinks the path it bound when the handle closes,
+/// whatever file is there by then; the server removes only its own.
+int bind_unix(uv_pipe_t* pipe, const std::string& path) {
+  sockaddr_un addr{};
+  if (path.size() >= sizeof addr.sun_path) {
+    return UV_ENAMETOOLONG;
+  }
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) {
+    return uv_translate_sys_error(errno);
+  }
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    const int rc = uv_translate_sys_error(errno);
+    ::close(fd);
+    return rc;
+  }
+  if (const int rc = uv_pipe_open(pipe, fd); rc < 0) {
+    ::close(fd);
+    ::unlink(path.c_str());
+    return rc;
+  }
+  return 0;
+}
+
+} // namespace
+} // namespace detail
+
 task<std::pair<stream_reader, stream_writer>> open_unix_connection(std::string path, connection_options options) {
   auto& loop = detail::running_loop_checked("open_unix_connection");
   detail::ignore_sigpipe_once();
@@ -925,7 +1095,7 @@ task<server> start_unix_server(connection_handler handler, std::string path, ser
   }
   server srv(new server_state(loop, stream_state::kind::pipe, std::move(handler), options));
   auto& s = srv.state();
-  int rc = uv_pipe_bind(reinterpret_cast<uv_pipe_t*>(s.add_listener()), path.c_str());
+  int rc = detail::bind_unix(reinterpret_cast<uv_pipe_t*>(s.add_listener()), path);
   if (rc == 0) {
     s.set_unix_path(path);
     rc = s.listen_last(options.backlog);

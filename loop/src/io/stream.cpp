@@ -99,6 +99,12 @@ void stream_state::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) n
       self->stop_reading();
     }
   } else if (nread == UV_EOF) {
+    if (const int pending = self->pending_socket_error(); pending != 0) {
+      // libuv reports a hang-up that came with a partial read as EOF; a
+      // reset right behind the data is the connection failing, not its end.
+      on_read(s, pending, buf);
+      return;
+    }
     self->m_eof = true;
     self->stop_reading();
     self->notify_reader();
@@ -111,6 +117,19 @@ void stream_state::on_read(uv_stream_t* s, ssize_t nread, const uv_buf_t* buf) n
     self->notify_reader();
     self->m_handshake_waiters.notify_all();
   }
+}
+
+int stream_state::pending_socket_error() const noexcept {
+  uv_os_fd_t fd{};
+  if (uv_fileno(reinterpret_cast<uv_handle_t*>(m_handle), &fd) != 0) {
+    return 0;
+  }
+  int err = 0;
+  socklen_t size = sizeof err;
+  if (::getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &size) != 0) {
+    return 0; // not a socket (a pipe): no error pending
+  }
+  return err != 0 ? uv_translate_sys_error(err) : 0;
 }
 
 // ---- TLS ----
@@ -279,6 +298,11 @@ void stream_state::throw_read_error() const {
 
 void stream_state::throw_write_error() const {
   rethrow_tls_failure();
+  if (m_dropped > 0) {
+    throw connection_error(ECONNABORTED,
+                           "write to " + m_peer + ": abort() dropped " + std::to_string(m_dropped) + " queued bytes",
+                           m_peer);
+  }
   throw_io_error(m_write_error, "write to", m_peer);
 }
 
@@ -422,6 +446,11 @@ void stream_state::abort() {
   if (m_close_started || !m_handle_alive) {
     return;
   }
+  if (m_queued > 0 && m_write_error == 0) {
+    // The queue is dropped: drain() must not report it written.
+    m_dropped = m_queued;
+    set_failed(UV_ECONNABORTED);
+  }
   m_close_started = true;
   stop_reading();
   if (m_kind == kind::tcp && uv_tcp_close_reset(reinterpret_cast<uv_tcp_t*>(m_handle), &on_close) == 0) {
@@ -470,10 +499,17 @@ bool stream_read_awaiter::satisfied() noexcept {
     }
     // The separator can start at most sep-1 bytes before the end.
     m_search_from = b >= m_sep.size() ? b - m_sep.size() + 1 : 0;
-    return b > s.limit() || s.eof();
+    return overrun(b) || s.eof();
   }
   }
   return true;
+}
+
+bool stream_read_awaiter::overrun(std::size_t buffered) const noexcept {
+  // As asyncio: past the limit only once a separator that starts within it
+  // can no longer be completed, so a separator split across two reads at the
+  // limit reads the same as one that arrived whole.
+  return buffered + 1 > m_stream.get()->limit() + m_sep.size();
 }
 
 bool stream_read_awaiter::await_ready() { return satisfied(); }
@@ -536,7 +572,7 @@ std::string stream_read_awaiter::await_resume() {
       }
       return s.take(at + m_sep.size());
     }
-    if (b > s.limit()) {
+    if (overrun(b)) {
       throw limit_overrun_error("readuntil: the separator is not found, and the chunk exceeds the limit (" +
                                     std::to_string(s.limit()) + " bytes)",
                                 b);

@@ -110,6 +110,8 @@ class stream_state {
   void rethrow_tls_failure() const;
   void flush_tls() noexcept;
   void set_failed(int code) noexcept;
+  /// The socket's pending error (SO_ERROR) as a libuv code, 0 if none.
+  [[nodiscard]] int pending_socket_error() const noexcept;
   void maybe_close_handle() noexcept;
   void notify_reader() noexcept;
   void free_handle_memory() noexcept;
@@ -135,6 +137,7 @@ class stream_state {
   unsigned m_pending_writes = 0;
   int m_write_error = 0;
   bool m_eof_requested = false;
+  std::size_t m_dropped = 0; // bytes abort() threw away
   io_wait_list m_drain_waiters;
 
   std::unique_ptr<tls_session> m_tls;

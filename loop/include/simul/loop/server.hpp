@@ -186,6 +186,11 @@ class server {
   /// How many clients were dropped because their TLS handshake failed or
   /// timed out (a TLS server; always 0 otherwise).
   [[nodiscard]] std::size_t handshake_failures() const;
+  /// How many times accepting failed for lack of descriptors or memory
+  /// (EMFILE, ENFILE, ENOBUFS, ENOMEM). Each pauses accepting for a second;
+  /// the clients wait in the listen queue meanwhile. The loop's exception
+  /// handler hears of it once per episode (until an accept succeeds again).
+  [[nodiscard]] std::size_t accept_failures() const;
   /// Suspends until the listener is closed and every handler task is done.
   [[nodiscard]] detail::server_wait_awaiter wait_closed() const;
   /// Suspends until the server is closed; cancelling it closes the server.

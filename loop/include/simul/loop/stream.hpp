@@ -108,6 +108,9 @@ class stream_read_awaiter final : public io_waiter {
   [[nodiscard]] bool satisfied() noexcept;
 
  private:
+  /// True if `buffered` bytes without the separator are too many to wait on.
+  [[nodiscard]] bool overrun(std::size_t buffered) const noexcept;
+
   stream_ref m_stream;
   kind m_kind;
   std::size_t m_n;
