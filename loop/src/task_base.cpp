@@ -46,6 +46,21 @@ void waiter::wake() noexcept {
   schedule(t->m_loop->impl(), ready_item{&task_base::step_thunk, t});
 }
 
+void waiter::wake_later() noexcept {
+  auto* t = m_task;
+  if (t->m_waiter == this) {
+    t->m_waiter = nullptr;
+  }
+  schedule(t->m_loop->impl(), ready_item{&task_base::reschedule_thunk, t});
+}
+
+void task_base::reschedule_thunk(void* self) noexcept {
+  auto* t = static_cast<task_base*>(self);
+  if (!t->done()) {
+    schedule(t->m_loop->impl(), ready_item{&task_base::step_thunk, t});
+  }
+}
+
 void waiter::check_cancel() {
   auto* t = m_task;
   if (m_aborted || t->m_must_cancel) {
@@ -158,6 +173,12 @@ void task_base::step() noexcept {
 void task_base::on_root_final() noexcept {
   auto error = take_result_and_destroy_frame();
   auto final_status = status::finished;
+  if (!error && m_must_cancel) {
+    // Cancelled while running (by itself, say) and returned without another
+    // suspension: the request still wins, as in asyncio, and the value goes.
+    error = std::make_exception_ptr(
+        cancelled_error(cancel_message().empty() ? std::string("task was cancelled") : cancel_message()));
+  }
   if (error) {
     final_status = status::failed;
     try {

@@ -30,6 +30,7 @@
 
 #include <array>
 #include <exception>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -159,7 +160,10 @@ void gather_check(multi_wait& w, std::vector<task_base*>& children) {
   }
   if (w.cancel_forwarded()) {
     retrieve_later(children);
-    throw cancelled_error("gather was cancelled");
+    // The message given to the awaiting task's cancel() comes out (asyncio).
+    const auto* self = current_task_or_null();
+    const std::string message = self != nullptr ? self->cancel_message() : std::string();
+    throw cancelled_error(message.empty() ? std::string("gather was cancelled") : message);
   }
 }
 

@@ -14,6 +14,7 @@
 // lives in the awaiting frame; destroying the frame while it sleeps (a loop
 // closing) disarms the timer.
 
+#include <simul/core/detail/futex.hpp>
 #include <simul/loop/detail/task_base.hpp>
 
 #include <chrono>
@@ -59,7 +60,7 @@ class yield_awaiter {
 /// Thread-safety: loop thread, inside a task.
 template <class Rep, class Period>
 [[nodiscard]] detail::sleep_awaiter sleep(std::chrono::duration<Rep, Period> delay) {
-  return detail::sleep_awaiter(std::chrono::ceil<std::chrono::steady_clock::duration>(delay));
+  return detail::sleep_awaiter(detail::saturating_duration(delay));
 }
 
 /// Lets the other ready callbacks and tasks run once (asyncio.sleep(0)).

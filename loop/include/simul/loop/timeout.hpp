@@ -18,6 +18,8 @@
 // Thread-safety: loop thread only. Lifetime: the scope must outlive the
 // `co_await` of the body; it is not movable (bodies may refer to it).
 
+#include <simul/core/detail/futex.hpp>
+#include <simul/core/wait.hpp>
 #include <simul/loop/event_loop.hpp>
 #include <simul/loop/task.hpp>
 #include <simul/loop/task_handle.hpp>
@@ -88,9 +90,14 @@ class timeout_scope {
   state m_state = state::created;
 };
 
-/// A deadline scope `delay` from now (asyncio.timeout).
+/// A deadline scope `delay` from now (asyncio.timeout); `no_timeout` gives
+/// a scope with no deadline (asyncio.timeout(None)). A deadline past the
+/// clock's range saturates.
 [[nodiscard]] inline timeout_scope timeout(std::chrono::nanoseconds delay) {
-  return timeout_scope(std::chrono::steady_clock::now() + delay);
+  if (delay == no_timeout) {
+    return timeout_scope(std::nullopt);
+  }
+  return timeout_scope(detail::deadline_after(delay));
 }
 
 /// A deadline scope at `when` on the loop's clock, or none (asyncio.timeout_at).
