@@ -354,7 +354,6 @@ TEST(AsyncioConformance, LockIsUnlockedWhileHandedToTheNextWaiter) {
   simul::run(main());
 }
 
-#if SIMUL_CONFORMANCE_ANY_AWAITABLE
 // test_tasks.py: test_wait_for_* / test_timeouts.py take any awaitable: a
 // queue's get(), a lock's acquire() and a sleep, not only tasks.
 TEST(AsyncioConformance, CombinatorsTakeAnyAwaitable) {
@@ -376,7 +375,26 @@ TEST(AsyncioConformance, CombinatorsTakeAnyAwaitable) {
     EXPECT_THROW(co_await simul::wait_for(l.acquire(), 2ms), simul::timeout_error);
     l.release();
     EXPECT_FALSE(l.locked());
+    // A future: moved into the combinator's task, cancelled at the deadline.
+    simul::promise<int> p;
+    auto fut = p.get_future();
+    EXPECT_THROW(co_await simul::wait_for(std::move(fut), 2ms), simul::timeout_error);
+    EXPECT_FALSE(fut.valid()); // moved in
+    EXPECT_TRUE(p.cancelled());
+    simul::promise<int> p2;
+    auto fut2 = p2.get_future();
+    p2.set_value(9);
+    EXPECT_EQ(co_await simul::wait_for(std::move(fut2), 1s), 9);
+    // An event's wait, through gather and a named timeout scope.
+    simul::event ev;
+    auto setter = [&]() -> simul::task<void> {
+      co_await simul::sleep(1ms);
+      ev.set();
+    };
+    auto [a, b] = co_await simul::gather(ev.wait(), setter());
+    (void)a;
+    (void)b;
+    EXPECT_TRUE(ev.is_set());
   };
   simul::run(main());
 }
-#endif

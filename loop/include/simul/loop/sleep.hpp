@@ -27,6 +27,8 @@ namespace detail {
 class sleep_awaiter final : public waiter {
  public:
   explicit sleep_awaiter(std::chrono::steady_clock::duration d) noexcept : m_duration(d) {}
+  /// Moves a sleep that was not awaited yet (into a combinator's task).
+  sleep_awaiter(sleep_awaiter&& o) noexcept : waiter(o), m_duration(o.m_duration) {}
   sleep_awaiter(const sleep_awaiter&) = delete;
   sleep_awaiter& operator=(const sleep_awaiter&) = delete;
   ~sleep_awaiter() { disarm(); }

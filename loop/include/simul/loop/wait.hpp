@@ -238,7 +238,10 @@ task<wait_result<task_handle<T>>> wait(std::vector<task_handle<T>>& tasks,
 }
 
 /// `aw`'s result, or `timeout_error` once `timeout` passed (asyncio.wait_for).
-/// `aw` is a `task<T>` (scheduled now) or a `task_handle<T>`.
+/// `aw` is a `task<T>` (scheduled now), a `task_handle<T>` or any other
+/// awaitable (a lock's `acquire()`, a queue's `get()`, a stream read, a
+/// `simul::future`...), which runs in a task of its own: an rvalue is moved
+/// into it, an lvalue must outlive it. `no_timeout` waits without a deadline.
 template <class A>
 auto wait_for(A&& aw, std::chrono::nanoseconds timeout) {
   auto h = detail::to_handle(std::forward<A>(aw));
@@ -246,6 +249,7 @@ auto wait_for(A&& aw, std::chrono::nanoseconds timeout) {
 }
 
 /// Waits for `aw` without passing a cancellation of the waiting task on (asyncio.shield).
+/// `aw` is a task, a task handle or any awaitable (see wait_for).
 template <class A>
 auto shield(A&& aw) {
   auto h = detail::to_handle(std::forward<A>(aw));
