@@ -20,6 +20,24 @@ struct user_link : done_link {
 
 task_base* current_task_or_null() noexcept { return t_current; }
 
+// ---- a future's on_ready callback that threw ----
+
+namespace {
+// On a loop's thread, the loop's exception handler hears of it, as asyncio
+// logs an exception from a done callback; elsewhere, stderr.
+void report_to_running_loop(std::exception_ptr error) noexcept {
+  if (auto* loop = running_loop_or_null()) {
+    report(*loop, "a future's on_ready callback threw", std::move(error));
+    return;
+  }
+  print_callback_error(error);
+}
+[[maybe_unused]] const bool g_sink_installed = [] {
+  g_callback_error_sink.store(&report_to_running_loop, std::memory_order_release);
+  return true;
+}();
+} // namespace
+
 // ---- waiter ----
 
 bool waiter::suspend_on(std::coroutine_handle<> h) {

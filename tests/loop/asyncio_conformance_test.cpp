@@ -398,3 +398,33 @@ TEST(AsyncioConformance, CombinatorsTakeAnyAwaitable) {
   };
   simul::run(main());
 }
+
+// test_futures.py: test_future_callback_raises (asyncio logs an exception
+// from a done callback through the loop's exception handler and goes on).
+TEST(AsyncioConformance, FutureCallbackThatThrowsGoesToTheLoopsExceptionHandler) {
+  simul::event_loop loop;
+  std::vector<std::string> reported;
+  loop.set_exception_handler([&](simul::event_loop&, const simul::exception_context& c) {
+    std::string what;
+    try {
+      std::rethrow_exception(c.exception);
+    } catch (const std::exception& e) {
+      what = e.what();
+    }
+    reported.push_back(c.message + ": " + what);
+  });
+  auto main = [&]() -> simul::task<int> {
+    simul::promise<int> p;
+    auto f = p.get_future();
+    int ran = 0;
+    f.on_ready([] { throw std::runtime_error("callback failed"); });
+    f.on_ready([&] { ++ran; });
+    p.set_value(8); // on the loop's thread: the callbacks run here
+    EXPECT_EQ(ran, 1);
+    co_return co_await f;
+  };
+  EXPECT_EQ(loop.run_until_complete(main()), 8);
+  loop.close();
+  ASSERT_EQ(reported.size(), 1U);
+  EXPECT_NE(reported[0].find("callback failed"), std::string::npos) << reported[0];
+}
