@@ -82,7 +82,14 @@ void multi_wait::on_child_done(done_link* link, task_base* child) noexcept {
   self->note_done(*child);
   if (!self->m_woken && self->satisfied()) {
     self->m_woken = true;
-    self->wake();
+    if (self->m_mode == mode::first_completed || self->m_mode == mode::first_exception ||
+        self->m_mode == mode::all_completed) {
+      // wait() resumes one iteration after the child finished, as asyncio's
+      // does: a task finishing in that iteration is reported done too.
+      self->wake_later();
+    } else {
+      self->wake();
+    }
   }
 }
 

@@ -16,7 +16,7 @@ bool sleep_awaiter::await_suspend(std::coroutine_handle<> h) {
     wake();
     return true;
   }
-  m_entry.deadline = std::chrono::steady_clock::now() + m_duration;
+  m_entry.deadline = deadline_after(m_duration); // saturates
   m_entry.owner = this;
   m_entry.fire = &sleep_awaiter::fire;
   loop_add_timer(m_task->loop(), m_entry);

@@ -69,7 +69,9 @@ task<std::size_t> barrier::wait() {
     }
     throw;
   }
-  if (m_broken_generation == generation || (m_broken && m_generation == generation)) {
+  // Broken now, even if this task's round completed and it was only waiting
+  // for its turn to run (asyncio's draining state raises too).
+  if (m_broken || m_broken_generation == generation) {
     throw broken_barrier_error();
   }
   co_return index;
@@ -78,6 +80,7 @@ task<std::size_t> barrier::wait() {
 void barrier::abort() noexcept {
   m_broken = true;
   m_broken_generation = m_generation;
+  m_count = 0; // everyone waiting now leaves with broken_barrier_error
   m_waiters.signal_all();
 }
 

@@ -20,6 +20,24 @@ struct user_link : done_link {
 
 task_base* current_task_or_null() noexcept { return t_current; }
 
+// ---- a future's on_ready callback that threw ----
+
+namespace {
+// On a loop's thread, the loop's exception handler hears of it, as asyncio
+// logs an exception from a done callback; elsewhere, stderr.
+void report_to_running_loop(std::exception_ptr error) noexcept {
+  if (auto* loop = running_loop_or_null()) {
+    report(*loop, "a future's on_ready callback threw", std::move(error));
+    return;
+  }
+  print_callback_error(error);
+}
+[[maybe_unused]] const bool g_sink_installed = [] {
+  g_callback_error_sink.store(&report_to_running_loop, std::memory_order_release);
+  return true;
+}();
+} // namespace
+
 // ---- waiter ----
 
 bool waiter::suspend_on(std::coroutine_handle<> h) {
@@ -44,6 +62,21 @@ void waiter::wake() noexcept {
     t->m_waiter = nullptr;
   }
   schedule(t->m_loop->impl(), ready_item{&task_base::step_thunk, t});
+}
+
+void waiter::wake_later() noexcept {
+  auto* t = m_task;
+  if (t->m_waiter == this) {
+    t->m_waiter = nullptr;
+  }
+  schedule(t->m_loop->impl(), ready_item{&task_base::reschedule_thunk, t});
+}
+
+void task_base::reschedule_thunk(void* self) noexcept {
+  auto* t = static_cast<task_base*>(self);
+  if (!t->done()) {
+    schedule(t->m_loop->impl(), ready_item{&task_base::step_thunk, t});
+  }
 }
 
 void waiter::check_cancel() {
@@ -158,6 +191,12 @@ void task_base::step() noexcept {
 void task_base::on_root_final() noexcept {
   auto error = take_result_and_destroy_frame();
   auto final_status = status::finished;
+  if (!error && m_must_cancel) {
+    // Cancelled while running (by itself, say) and returned without another
+    // suspension: the request still wins, as in asyncio, and the value goes.
+    error = std::make_exception_ptr(
+        cancelled_error(cancel_message().empty() ? std::string("task was cancelled") : cancel_message()));
+  }
   if (error) {
     final_status = status::failed;
     try {

@@ -167,7 +167,8 @@ void task_group::finish_join() {
   if (outside) {
     // Delivered now: it must not also wait for the next await.
     m_parent.base().take_must_cancel();
-    throw cancelled_error("the task owning the task_group was cancelled");
+    const auto& message = m_parent.base().cancel_message();
+    throw cancelled_error(message.empty() ? std::string("the task owning the task_group was cancelled") : message);
   }
 }
 

@@ -116,6 +116,17 @@ class [[nodiscard]] future {
     }
   }
 
+  /// As `get()`, waiting at most `timeout` (concurrent.futures'
+  /// `result(timeout)`): throws `timeout_error` if the result is not ready by
+  /// then, and the result stays to be taken later. `no_timeout` waits for ever.
+  template <class Rep, class Period>
+  T get(std::chrono::duration<Rep, Period> timeout) {
+    if (!wait_for(timeout)) {
+      throw timeout_error("future::get: the result was not ready before the timeout");
+    }
+    return get();
+  }
+
   /// Waits, then returns the exception the work ended with (null on success;
   /// a `cancelled_error` if it was cancelled). Does not take the value.
   [[nodiscard]] std::exception_ptr exception() const {
@@ -124,18 +135,41 @@ class [[nodiscard]] future {
     return s.error();
   }
 
-  /// Cancels the work. True if it will never run (it had not started) or the
-  /// producer accepted the request; false if it already finished or cannot be
-  /// interrupted. Safe from any thread.
+  /// As `exception()`, waiting at most `timeout`: throws `timeout_error` if
+  /// the result is not ready by then (concurrent.futures' `exception(timeout)`).
+  template <class Rep, class Period>
+  [[nodiscard]] std::exception_ptr exception(std::chrono::duration<Rep, Period> timeout) const {
+    if (!wait_for(timeout)) {
+      throw timeout_error("future::exception: the result was not ready before the timeout");
+    }
+    return state().error();
+  }
+
+  /// True while the work runs: the producer started it
+  /// (`set_running_or_notify_cancel()`) and has not given its result yet
+  /// (concurrent.futures' `running()`). Safe from any thread.
+  [[nodiscard]] bool running() const { return state().running(); }
+
+  /// Cancels the work. True if it will never run (it had not started, or was
+  /// cancelled already) or the producer accepted the request; false if it
+  /// already finished or cannot be interrupted. Safe from any thread.
   bool cancel() { return state().request_cancel(); }
 
   /// Runs `callback()` once the future is ready, on the completing thread (or
-  /// now, if it is ready already). The callback must not throw. The future
-  /// stays valid; this is the raw hook the other modules build on.
+  /// now, if it is ready already). The future stays valid; this is the raw
+  /// hook the other modules build on. A callback that throws does not stop
+  /// the program: its exception goes to the running event loop's exception
+  /// handler (on a loop's thread) or to stderr, and the other callbacks run.
   template <class F>
   requires std::invocable < std::decay_t<F>
   & > void on_ready(F&& callback) {
-    state().add_callback([fn = std::decay_t<F>(std::forward<F>(callback))](detail::state_base&) mutable { fn(); });
+    state().add_callback([fn = std::decay_t<F>(std::forward<F>(callback))](detail::state_base&) mutable {
+      try {
+        fn();
+      } catch (...) {
+        detail::report_callback_error(std::current_exception());
+      }
+    });
   }
 
   /// Chains work on the result. `f` takes either the value (`f(T)`, or `f()`

@@ -68,6 +68,11 @@ class future_awaiter final : public future_wait_base {
     return true;
   }
   bool on_cancel() noexcept override {
+    if (m_future->ready()) {
+      // The result is in and its wake-up on its way: the cancellation waits
+      // for the next await (and uncancel() can still take it back).
+      return false;
+    }
     *m_cell = nullptr;
     try {
       m_future->cancel();

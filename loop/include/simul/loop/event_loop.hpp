@@ -178,7 +178,7 @@ class event_loop {
   requires std::invocable < std::decay_t<F>
   & > handle call_later(std::chrono::duration<Rep, Period> delay, F&& f,
                         detail::source_location where = detail::source_location::current()) {
-    return call_at(clock::now() + std::chrono::duration_cast<clock::duration>(delay), std::forward<F>(f), where);
+    return call_at(detail::deadline_after(delay), std::forward<F>(f), where); // saturates
   }
 
   /// Runs `f()` at `when` on the loop's clock.

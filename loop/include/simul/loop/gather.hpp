@@ -3,7 +3,8 @@
 // simul::gather: run awaitables concurrently and collect their results in order.
 //
 // `co_await gather(a(), b(), c())` schedules each `task<T>` as a task at once
-// (a `task_handle<T>` is used as it is), waits for all of them, and gives a
+// (a `task_handle<T>` is used as it is; any other awaitable, such as
+// `q.get()` or `ev.wait()`, runs in a task of its own), waits for all of them, and gives a
 // `std::tuple` of their results in argument order (`std::monostate` for a
 // `task<void>`); `gather(std::vector<task<T>>)` gives a `std::vector<T>`.
 // The rules are asyncio.gather's:
@@ -24,12 +25,14 @@
 // Thread-safety: loop thread only; `gather` needs a running loop.
 // Lifetime: the children belong to the loop; the gather only observes them.
 
+#include <simul/loop/detail/awaitable.hpp>
 #include <simul/loop/detail/multi_wait.hpp>
 #include <simul/loop/task.hpp>
 #include <simul/loop/task_handle.hpp>
 
 #include <array>
 #include <exception>
+#include <string>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -82,7 +85,9 @@ template <class T>
 using result_or_monostate = std::conditional_t<std::is_void_v<T>, std::monostate, T>;
 
 template <class A>
-struct handle_of;
+struct handle_of {
+  using value = await_result_t<A>; // any other awaitable: wrapped in a task
+};
 template <class T>
 struct handle_of<task<T>> {
   using value = T;
@@ -93,6 +98,17 @@ struct handle_of<task_handle<T>> {
 };
 template <class A>
 using awaited_value_t = typename handle_of<std::remove_cvref_t<A>>::value;
+
+template <class A>
+inline constexpr bool is_task_or_handle = false;
+template <class T>
+inline constexpr bool is_task_or_handle<task<T>> = true;
+template <class T>
+inline constexpr bool is_task_or_handle<task_handle<T>> = true;
+
+/// What gather, wait_for and shield take: a task, a task handle or any awaitable.
+template <class A>
+concept gatherable = is_task_or_handle<std::remove_cvref_t<A>> || awaitable_object<A>;
 
 // A parameter pack leaves no room for a defaulted call site: the children of
 // the variadic gather carry their coroutine function's own place instead.
@@ -108,6 +124,12 @@ task_handle<T> to_handle(task<T>&& t) {
 template <class T>
 task_handle<T> to_handle(const task_handle<T>& h) {
   return h;
+}
+/// Any other awaitable runs in a task of its own (moved in if an rvalue).
+template <class A>
+requires(!is_task_or_handle<std::remove_cvref_t<A>> &&
+         awaitable_object<A>) task_handle<await_result_t<A>> to_handle(A&& aw) {
+  return create_task(as_task(std::forward<A>(aw)));
 }
 
 template <class T>
@@ -159,7 +181,10 @@ void gather_check(multi_wait& w, std::vector<task_base*>& children) {
   }
   if (w.cancel_forwarded()) {
     retrieve_later(children);
-    throw cancelled_error("gather was cancelled");
+    // The message given to the awaiting task's cancel() comes out (asyncio).
+    const auto* self = current_task_or_null();
+    const std::string message = self != nullptr ? self->cancel_message() : std::string();
+    throw cancelled_error(message.empty() ? std::string("gather was cancelled") : message);
   }
 }
 
@@ -236,10 +261,11 @@ std::vector<task_handle<T>> schedule_all(std::vector<task<T>> tasks, const sourc
 } // namespace detail
 
 /// Runs the awaitables concurrently; a tuple of their results in order.
-/// Each argument is a `task<T>` (scheduled now) or a `task_handle<T>`.
+/// Each argument is a `task<T>` (scheduled now), a `task_handle<T>` or any
+/// other awaitable, run in a task of its own (an rvalue is moved into it).
 /// Throws `simul::error` if no loop is running.
 template <class... A>
-requires(sizeof...(A) > 0) auto gather(A&&... aws) {
+requires(sizeof...(A) > 0 && (detail::gatherable<A> && ...)) auto gather(A&&... aws) {
   // Braces: the tasks are created left to right, in argument order.
   std::tuple<task_handle<detail::awaited_value_t<A>>...> hs{detail::to_handle(std::forward<A>(aws))...};
   return std::apply([](auto&... h) { return detail::gather_tuple<false>(h...); }, hs);
@@ -247,7 +273,7 @@ requires(sizeof...(A) > 0) auto gather(A&&... aws) {
 
 /// gather with return_exceptions: a tuple of `outcome<T>`, never throwing for a child.
 template <class... A>
-requires(sizeof...(A) > 0) auto gather(return_exceptions_t, A&&... aws) {
+requires(sizeof...(A) > 0 && (detail::gatherable<A> && ...)) auto gather(return_exceptions_t, A&&... aws) {
   std::tuple<task_handle<detail::awaited_value_t<A>>...> hs{detail::to_handle(std::forward<A>(aws))...};
   return std::apply([](auto&... h) { return detail::gather_tuple<true>(h...); }, hs);
 }

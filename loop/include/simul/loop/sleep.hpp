@@ -14,6 +14,7 @@
 // lives in the awaiting frame; destroying the frame while it sleeps (a loop
 // closing) disarms the timer.
 
+#include <simul/core/detail/futex.hpp>
 #include <simul/loop/detail/task_base.hpp>
 
 #include <chrono>
@@ -26,6 +27,8 @@ namespace detail {
 class sleep_awaiter final : public waiter {
  public:
   explicit sleep_awaiter(std::chrono::steady_clock::duration d) noexcept : m_duration(d) {}
+  /// Moves a sleep that was not awaited yet (into a combinator's task).
+  sleep_awaiter(sleep_awaiter&& o) noexcept : waiter(o), m_duration(o.m_duration) {}
   sleep_awaiter(const sleep_awaiter&) = delete;
   sleep_awaiter& operator=(const sleep_awaiter&) = delete;
   ~sleep_awaiter() { disarm(); }
@@ -59,7 +62,7 @@ class yield_awaiter {
 /// Thread-safety: loop thread, inside a task.
 template <class Rep, class Period>
 [[nodiscard]] detail::sleep_awaiter sleep(std::chrono::duration<Rep, Period> delay) {
-  return detail::sleep_awaiter(std::chrono::ceil<std::chrono::steady_clock::duration>(delay));
+  return detail::sleep_awaiter(detail::saturating_duration(delay));
 }
 
 /// Lets the other ready callbacks and tasks run once (asyncio.sleep(0)).

@@ -56,7 +56,12 @@ class lock {
     bool await_ready() noexcept { return m_lock->try_acquire(); }
     bool await_suspend(std::coroutine_handle<> h) { return m_wait.await_suspend(h); }
     // Ownership came with the signal; a cancellation after it hands it on.
-    void await_resume() { m_wait.await_resume(); }
+    void await_resume() {
+      m_wait.await_resume();
+      if (m_wait.signalled()) {
+        m_lock->m_handing = false; // this task holds it now
+      }
+    }
 
    private:
     lock* m_lock;
@@ -81,17 +86,21 @@ class lock {
   /// Releases the lock, handing it to the first waiter.
   /// Throws `simul::error` if it is not locked.
   void release() {
-    if (!m_locked) {
+    if (!m_locked || m_handing) {
       throw error("lock::release: the lock is not acquired");
     }
     hand_on();
   }
-  [[nodiscard]] bool locked() const noexcept { return m_locked; }
+  /// True while a task holds the lock. False once it released it, even if
+  /// it is promised to a waiter that has not run yet (asyncio.Lock.locked);
+  /// a new `acquire()` still queues behind that waiter.
+  [[nodiscard]] bool locked() const noexcept { return m_locked && !m_handing; }
 
  private:
   void hand_on() noexcept {
-    // Ownership moves with the signal: the lock stays taken.
-    if (!m_waiters.signal_first()) {
+    // Ownership moves with the signal: nobody can take the lock in between.
+    m_handing = m_waiters.signal_first();
+    if (!m_handing) {
       m_locked = false;
     }
   }
@@ -99,6 +108,7 @@ class lock {
 
   detail::wait_list m_waiters;
   bool m_locked = false;
+  bool m_handing = false; // released, promised to a signalled waiter
 };
 
 /// A flag tasks can wait for (asyncio.Event).
@@ -202,7 +212,12 @@ class semaphore {
     explicit acquire_awaiter(semaphore& s) noexcept : m_sem(&s), m_wait(s.m_waiters, &semaphore::lost, &s) {}
     bool await_ready() noexcept { return m_sem->try_acquire(); }
     bool await_suspend(std::coroutine_handle<> h) { return m_wait.await_suspend(h); }
-    void await_resume() { m_wait.await_resume(); }
+    void await_resume() {
+      m_wait.await_resume();
+      if (m_wait.signalled()) {
+        m_sem->arrived();
+      }
+    }
 
    private:
     semaphore* m_sem;
@@ -212,8 +227,10 @@ class semaphore {
   /// Waits for a free slot and takes it.
   [[nodiscard]] acquire_awaiter acquire() { return acquire_awaiter(*this); }
   /// Takes a slot if one is free and nobody waits.
+  /// Waiters woken with a slot that have not run yet count as waiting: a
+  /// task that releases and re-acquires at once queues behind them.
   bool try_acquire() noexcept {
-    if (m_value > 0 && m_waiters.empty()) {
+    if (!locked()) {
       --m_value;
       return true;
     }
@@ -222,21 +239,37 @@ class semaphore {
   /// Gives a slot back, to the first waiter if there is one.
   virtual void release() { hand_on(); }
   /// True if `acquire()` would have to wait.
-  [[nodiscard]] bool locked() const noexcept { return m_value == 0 || !m_waiters.empty(); }
+  [[nodiscard]] bool locked() const noexcept { return m_value == 0 || !m_waiters.empty() || m_in_flight > 0; }
   /// The number of free slots.
   [[nodiscard]] long value() const noexcept { return m_value; }
 
  protected:
   void hand_on() noexcept {
-    if (!m_waiters.signal_first()) {
+    if (m_waiters.signal_first()) {
+      ++m_in_flight;
+    } else {
       ++m_value;
     }
   }
 
  private:
-  static void lost(void* self) noexcept { static_cast<semaphore*>(self)->hand_on(); }
+  // A woken waiter took its slot: slots freed meanwhile go to the next
+  // waiters, in order (asyncio's acquire does the same on its way out).
+  void arrived() noexcept {
+    --m_in_flight;
+    while (m_value > 0 && m_waiters.signal_first()) {
+      --m_value;
+      ++m_in_flight;
+    }
+  }
+  static void lost(void* self) noexcept {
+    auto* s = static_cast<semaphore*>(self);
+    --s->m_in_flight;
+    s->hand_on();
+  }
 
   long m_value;
+  long m_in_flight = 0; // signalled waiters that have not resumed yet
   detail::wait_list m_waiters;
 };
 
@@ -281,7 +314,9 @@ class barrier {
   /// index (0 .. parties-1). Throws `broken_barrier_error` if the barrier
   /// breaks; a cancelled waiter leaves the count.
   task<std::size_t> wait();
-  /// Breaks the barrier: current and future waiters get `broken_barrier_error`.
+  /// Breaks the barrier: current and future waiters get `broken_barrier_error`,
+  /// and so do tasks a completed round released that have not run yet.
+  /// `n_waiting()` is 0 afterwards.
   void abort() noexcept;
   /// Back to the empty state; tasks waiting now get `broken_barrier_error`.
   void reset() noexcept;

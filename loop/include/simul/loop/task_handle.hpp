@@ -79,7 +79,16 @@ class task_wait_base : public waiter {
       throw error("a task cannot await itself");
     }
     if (!suspend_on(h)) {
-      return false;
+      // A cancellation is pending (the task cancelled itself, say): asyncio
+      // passes it to the awaited task and waits for that one to finish.
+      auto* self = current_task_or_null();
+      if (!m_target->cancel(self->cancel_message())) {
+        return false;
+      }
+      self->take_must_cancel();
+      if (!suspend_on(h)) {
+        return false;
+      }
     }
     m_link.fn = &on_done;
     m_link.owner = this;

@@ -18,6 +18,9 @@
 // Thread-safety: loop thread only. Lifetime: the scope must outlive the
 // `co_await` of the body; it is not movable (bodies may refer to it).
 
+#include <simul/core/detail/futex.hpp>
+#include <simul/core/wait.hpp>
+#include <simul/loop/detail/awaitable.hpp>
 #include <simul/loop/event_loop.hpp>
 #include <simul/loop/task.hpp>
 #include <simul/loop/task_handle.hpp>
@@ -48,6 +51,13 @@ class timeout_scope {
   void reschedule(std::optional<time_point> when);
   /// True once the deadline passed while the body ran.
   [[nodiscard]] bool expired() const noexcept { return m_state == state::expiring || m_state == state::expired; }
+
+  /// Runs any other awaitable inside the scope (a lock's `acquire()`, a
+  /// queue's `get()`, a stream read, a future...), as asyncio's timeout
+  /// takes any await. An rvalue is moved into the scope's task.
+  template <class A>
+  requires(!detail::is_lazy_task<std::remove_cvref_t<A>> && detail::awaitable_object<A>) task<detail::await_result_t<A>>
+  operator()(A&& aw) { return (*this)(detail::as_task(std::forward<A>(aw))); }
 
   /// Runs `body` inside the scope (a `task<T>`, awaited inline); its result
   /// or `timeout_error`. Each scope runs one body.
@@ -88,9 +98,14 @@ class timeout_scope {
   state m_state = state::created;
 };
 
-/// A deadline scope `delay` from now (asyncio.timeout).
+/// A deadline scope `delay` from now (asyncio.timeout); `no_timeout` gives
+/// a scope with no deadline (asyncio.timeout(None)). A deadline past the
+/// clock's range saturates.
 [[nodiscard]] inline timeout_scope timeout(std::chrono::nanoseconds delay) {
-  return timeout_scope(std::chrono::steady_clock::now() + delay);
+  if (delay == no_timeout) {
+    return timeout_scope(std::nullopt);
+  }
+  return timeout_scope(detail::deadline_after(delay));
 }
 
 /// A deadline scope at `when` on the loop's clock, or none (asyncio.timeout_at).

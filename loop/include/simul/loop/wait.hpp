@@ -43,7 +43,7 @@ inline std::optional<std::chrono::steady_clock::time_point> deadline_from(std::c
   if (timeout == no_timeout) {
     return std::nullopt;
   }
-  return std::chrono::steady_clock::now() + timeout;
+  return deadline_after(timeout); // saturates: a huge timeout is no deadline in practice
 }
 
 template <class T>
@@ -68,7 +68,7 @@ task<wait_result<task_handle<T>>> wait_impl(std::vector<task_handle<T>>* tasks, 
 }
 
 template <class T>
-task<T> wait_for_impl(task_handle<T> h, std::chrono::steady_clock::time_point deadline) {
+task<T> wait_for_impl(task_handle<T> h, std::optional<std::chrono::steady_clock::time_point> deadline) {
   {
     multi_wait w({&h.base()}, multi_wait::mode::wait_for, deadline);
     co_await w;
@@ -238,14 +238,18 @@ task<wait_result<task_handle<T>>> wait(std::vector<task_handle<T>>& tasks,
 }
 
 /// `aw`'s result, or `timeout_error` once `timeout` passed (asyncio.wait_for).
-/// `aw` is a `task<T>` (scheduled now) or a `task_handle<T>`.
+/// `aw` is a `task<T>` (scheduled now), a `task_handle<T>` or any other
+/// awaitable (a lock's `acquire()`, a queue's `get()`, a stream read, a
+/// `simul::future`...), which runs in a task of its own: an rvalue is moved
+/// into it, an lvalue must outlive it. `no_timeout` waits without a deadline.
 template <class A>
 auto wait_for(A&& aw, std::chrono::nanoseconds timeout) {
   auto h = detail::to_handle(std::forward<A>(aw));
-  return detail::wait_for_impl(std::move(h), std::chrono::steady_clock::now() + timeout);
+  return detail::wait_for_impl(std::move(h), detail::deadline_from(timeout));
 }
 
 /// Waits for `aw` without passing a cancellation of the waiting task on (asyncio.shield).
+/// `aw` is a task, a task handle or any awaitable (see wait_for).
 template <class A>
 auto shield(A&& aw) {
   auto h = detail::to_handle(std::forward<A>(aw));

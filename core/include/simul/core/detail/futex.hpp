@@ -49,6 +49,21 @@ inline void futex_wake_all(const std::atomic<std::uint32_t>& word) noexcept {
   ::syscall(SYS_futex, address, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
 }
 
+/// Converts a duration to the steady clock's, rounding up and saturating at
+/// the representable range instead of overflowing.
+template <class Rep, class Period>
+std::chrono::steady_clock::duration saturating_duration(std::chrono::duration<Rep, Period> d) noexcept {
+  using target = std::chrono::steady_clock::duration;
+  const auto as_double = std::chrono::duration_cast<std::chrono::duration<double>>(d);
+  if (as_double >= std::chrono::duration_cast<std::chrono::duration<double>>(target::max())) {
+    return target::max();
+  }
+  if (as_double <= std::chrono::duration_cast<std::chrono::duration<double>>(target::min())) {
+    return target::min();
+  }
+  return std::chrono::ceil<target>(d);
+}
+
 /// Converts a timeout into a deadline, saturating instead of overflowing.
 template <class Rep, class Period>
 std::chrono::steady_clock::time_point deadline_after(std::chrono::duration<Rep, Period> timeout) noexcept {

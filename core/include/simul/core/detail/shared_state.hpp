@@ -17,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <cstdio>
 #include <exception>
 #include <optional>
 #include <type_traits>
@@ -74,6 +75,31 @@ inline void cpu_relax() noexcept {
 #endif
 }
 
+/// Where an exception thrown by a future's `on_ready` callback goes: a
+/// function the event loop installs (it reports to the running loop's
+/// exception handler); without one, a line on stderr. Never terminates.
+using callback_error_sink = void (*)(std::exception_ptr error) noexcept;
+inline std::atomic<callback_error_sink> g_callback_error_sink{nullptr};
+
+/// The fallback: one line on stderr.
+inline void print_callback_error(const std::exception_ptr& error) noexcept {
+  try {
+    std::rethrow_exception(error);
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "simul: a future's on_ready callback threw: %s\n", e.what());
+  } catch (...) {
+    std::fprintf(stderr, "simul: a future's on_ready callback threw a non-standard exception\n");
+  }
+}
+
+inline void report_callback_error(std::exception_ptr error) noexcept {
+  if (auto* sink = g_callback_error_sink.load(std::memory_order_acquire)) {
+    sink(std::move(error));
+    return;
+  }
+  print_callback_error(error);
+}
+
 class state_base {
  public:
   // The low two bits of the word are the status; the others are flags.
@@ -111,6 +137,12 @@ class state_base {
   /// Only meaningful once ready.
   [[nodiscard]] const std::exception_ptr& error() const noexcept { return m_error; }
 
+  /// The producer started the work and has not given its result yet.
+  [[nodiscard]] bool running() const noexcept {
+    const auto status = m_word.load(std::memory_order_acquire) & k_status_mask;
+    return status == k_running || status == k_completing;
+  }
+
   /// Ready with an exception that is not a cancellation (FIRST_EXCEPTION's test).
   [[nodiscard]] bool failed() const noexcept { return ready() && !cancelled() && m_error != nullptr; }
 
@@ -141,6 +173,9 @@ class state_base {
   /// Cancels the work: a pending task completes as cancelled; a running one is
   /// asked through the producer's hook. True if the cancellation took or was accepted.
   bool request_cancel() {
+    if (cancelled()) {
+      return true; // concurrent.futures: cancelling a cancelled future is true again
+    }
     if (claim_from(k_pending)) {
       m_error = std::make_exception_ptr(cancelled_error("future was cancelled"));
       publish(true);

@@ -107,6 +107,10 @@ class waiter {
   bool suspend_on(std::coroutine_handle<> h);
   /// The operation completed: unregisters and schedules the task's next step.
   void wake() noexcept;
+  /// As `wake()`, one loop iteration later: the task's step is queued behind
+  /// everything that becomes ready in the next iteration (asyncio's wake-up
+  /// through a future's done callback, as `wait` resumes).
+  void wake_later() noexcept;
   /// `m_aborted = true; wake();`
   void abort_and_wake() noexcept {
     m_aborted = true;
@@ -185,6 +189,8 @@ class task_base {
 
   // Loop plumbing.
   static void step_thunk(void* self) noexcept { static_cast<task_base*>(self)->step(); }
+  /// Queues the task's step (waiter::wake_later's first hop).
+  static void reschedule_thunk(void* self) noexcept;
   // The loop's list of pending tasks; once the task is done, the same links
   // hold it in the loop's list of tasks with an unretrieved error.
   task_base* m_all_prev = nullptr;

@@ -46,6 +46,9 @@ class list_waiter final : public waiter {
   /// `lost(ctx)` runs when the task is cancelled after being signalled.
   list_waiter(wait_list& list, void (*lost)(void*) noexcept = nullptr, void* ctx = nullptr) noexcept
       : m_list(&list), m_lost(lost), m_ctx(ctx) {}
+  /// Moves an awaiter that was not awaited yet (a combinator moving it into
+  /// a task of its own); one on a list is never moved.
+  list_waiter(list_waiter&& o) noexcept : waiter(o), m_list(o.m_list), m_lost(o.m_lost), m_ctx(o.m_ctx) {}
   list_waiter(const list_waiter&) = delete;
   list_waiter& operator=(const list_waiter&) = delete;
   ~list_waiter() {
