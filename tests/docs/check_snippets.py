@@ -8,6 +8,7 @@ and every non-blank line of it (leading and trailing spaces aside) must be a
 line of that file, or "..." marking an omission.
 
     python3 check_snippets.py README.md <source root>
+    python3 check_snippets.py docs/guide.md <source root>
 """
 
 import pathlib
