@@ -7,6 +7,7 @@
 #include <simul/http.hpp>
 #include <simul/loop.hpp>
 
+#include <curl/curl.h> // the test asks libcurl whether it has HTTP/2
 #include <gtest/gtest.h>
 
 #include <netinet/in.h>
@@ -282,6 +283,9 @@ TEST(HttpClient, HttpsWithTheTestAuthority) {
 }
 
 TEST(HttpClient, Http2OverTlsMultiplexesOneConnection) {
+  if ((curl_version_info(CURLVERSION_NOW)->features & CURL_VERSION_HTTP2) == 0) {
+    GTEST_SKIP() << "this libcurl has no HTTP/2 (built without nghttp2)";
+  }
   std::string why_not;
   const auto* h2 = simul::test::nginx(why_not);
   if (h2 == nullptr) {
