@@ -96,7 +96,7 @@ void mpi_client::run() noexcept {
   // While tasks are out, answers are looked for at most every quarter of the
   // usual gap between two answers (20 µs .. 2 ms): tiny tasks get their
   // answers at once, 5 ms tasks cost the thread a few wake-ups each.
-  idle_backoff backoff(std::chrono::microseconds(2000), std::chrono::microseconds(200));
+  idle_backoff backoff(std::chrono::microseconds(1000), std::chrono::microseconds(1000));
   std::deque<task_request> ready;
   try {
     for (;;) {
@@ -125,8 +125,8 @@ void mpi_client::run() noexcept {
         // tens of milliseconds), answers included.
         continue;
       }
-      backoff.set_max_sleep(std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(m_answer_gap / 4),
-                                       std::chrono::microseconds(20), std::chrono::microseconds(2000)));
+      backoff.set_max_sleep(std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(m_answer_gap / 8),
+                                       std::chrono::microseconds(20), std::chrono::microseconds(1000)));
       std::unique_lock guard(m_lock);
       if (m_in_flight.empty() && ready.empty()) {
         // Nothing out there to wait for: sleep until a submit or shutdown.

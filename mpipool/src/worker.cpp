@@ -5,7 +5,8 @@
 // a local process_pool and goes back to listening; the local pool's I/O
 // thread reports each finished task through a queue this thread drains.
 // Idle, the thread looks for a message less and less often (idle_backoff,
-// yielding for 0.5 ms after its last message, then sleeping up to 4 ms), so a
+// yielding for 2 ms after its last message, then sleeping up to 1 ms, and up
+// to 10 ms once idle for 50 ms), so a
 // rank waiting for work uses well under 1% CPU.
 
 #include "worker.hpp"
@@ -47,7 +48,7 @@ class rank_server {
 
   /// Serves until rank 0 says to end the process.
   void run() {
-    idle_backoff backoff(std::chrono::microseconds(4000), std::chrono::microseconds(500));
+    idle_backoff backoff(std::chrono::microseconds(1000), std::chrono::microseconds(2000));
     received_message message;
     for (;;) {
       bool busy = send_finished();
