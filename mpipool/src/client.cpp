@@ -13,8 +13,8 @@
 namespace simul::detail {
 
 mpi_client::mpi_client(mpi_runtime& runtime, const mpi_pool_options& options)
-    : m_runtime(runtime), m_options(options), m_workers(static_cast<std::size_t>(runtime.size() - 1)),
-      m_load(static_cast<std::size_t>(runtime.size()), 0) {
+    : m_runtime(runtime), m_options(options), m_received(std::make_unique<received_message>()),
+      m_workers(static_cast<std::size_t>(runtime.size() - 1)), m_load(static_cast<std::size_t>(runtime.size()), 0) {
   m_options.pipeline_depth = std::max<std::size_t>(1, m_options.pipeline_depth);
   out_message open = mpi_payload();
   session_settings settings;
@@ -96,7 +96,7 @@ void mpi_client::run() noexcept {
   // While tasks are out, answers are looked for at most every quarter of the
   // usual gap between two answers (20 µs .. 2 ms): tiny tasks get their
   // answers at once, 5 ms tasks cost the thread a few wake-ups each.
-  idle_backoff backoff(std::chrono::microseconds(2000), std::chrono::microseconds(200));
+  idle_backoff backoff(std::chrono::microseconds(1000), std::chrono::microseconds(1000));
   std::deque<task_request> ready;
   try {
     for (;;) {
@@ -125,8 +125,8 @@ void mpi_client::run() noexcept {
         // tens of milliseconds), answers included.
         continue;
       }
-      backoff.set_max_sleep(std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(m_answer_gap / 4),
-                                       std::chrono::microseconds(20), std::chrono::microseconds(2000)));
+      backoff.set_max_sleep(std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(m_answer_gap / 8),
+                                       std::chrono::microseconds(20), std::chrono::microseconds(1000)));
       std::unique_lock guard(m_lock);
       if (m_in_flight.empty() && ready.empty()) {
         // Nothing out there to wait for: sleep until a submit or shutdown.
@@ -210,16 +210,15 @@ bool mpi_client::send_ready(std::deque<task_request>& ready) {
 
 bool mpi_client::take_answers() {
   bool any = false;
-  received_message message;
-  while (!m_in_flight.empty() && try_receive(m_runtime.comm(), MPI_ANY_SOURCE, message)) {
-    answer(message);
+  while (!m_in_flight.empty() && try_receive(m_runtime.comm(), MPI_ANY_SOURCE, *m_received)) {
+    answer(*m_received);
     any = true;
   }
   return any;
 }
 
 void mpi_client::answer(received_message& message) {
-  const mpi_header header = read_header(message.data.get(), message.size);
+  const mpi_header header = read_header(message.data(), message.size);
   const auto it = m_in_flight.find(header.id);
   if (it == m_in_flight.end() || it->second.rank != message.source) {
     throw mpi_error("mpi_pool: rank " + std::to_string(message.source) + " answered task " + std::to_string(header.id) +
@@ -242,7 +241,7 @@ void mpi_client::answer(received_message& message) {
     m_sending.erase(pos);
   }
   task.request.payload = out_message{};
-  in_message in{message.data.get(), message.size, sizeof(mpi_header), nullptr, 0};
+  in_message in{message.data(), message.size, sizeof(mpi_header), nullptr, 0};
   const std::string& host = m_runtime.host(task.rank);
   auto& slot = *task.request.slot;
   try {

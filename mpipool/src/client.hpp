@@ -22,6 +22,7 @@
 #include <cstdint>
 #include <deque>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -63,6 +64,7 @@ class mpi_client {
 
   mpi_runtime& m_runtime;
   mpi_pool_options m_options;
+  std::unique_ptr<received_message> m_received; ///< the answers' buffer, kept between answers
   std::size_t m_workers;
 
   mutable std::mutex m_lock;

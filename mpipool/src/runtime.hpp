@@ -23,7 +23,8 @@ namespace simul::detail {
 void check_mpi(int rc, const char* what);
 
 /// Waits without busy polling: spins (yielding the CPU) for `spin` after the
-/// last activity, then sleeps for a time that doubles up to `max_sleep`.
+/// last activity, then sleeps for a time that doubles up to `max_sleep`, and
+/// up to 10 ms once nothing has happened for 50 ms.
 class idle_backoff {
  public:
   explicit idle_backoff(std::chrono::microseconds max_sleep = std::chrono::microseconds(2000),

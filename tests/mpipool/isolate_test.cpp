@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <set>
@@ -141,6 +142,7 @@ TEST(MpiPoolIdle, AnIdlePoolDoesNotSpinOnAnyRank) {
   std::size_t i = 0;
   for (int pid : pids) {
     const double used = cpu_seconds(pid) - before[i++];
+    std::printf("idle: pid %d used %.3f s of CPU in 1.5 s\n", pid, used);
     // A busy-polling rank would use ~1.5 s here; a generous bound, not a benchmark.
     EXPECT_LT(used, 0.15) << "pid " << pid << " used " << used << " s of CPU while idle";
   }
