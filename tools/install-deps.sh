@@ -16,6 +16,7 @@ packages=(
   libbenchmark-dev                  # the benchmarks
   libboost1.81-dev libtbb-dev       # peers measured by the benchmarks (Asio, oneTBB)
   python3 python3-uvloop            # peers measured by the benchmarks (asyncio, concurrent.futures)
+  clang-14 libclang-rt-14-dev       # the fuzz preset: libFuzzer with ASan and UBSan (docs/fuzzing.md)
 )
 
 missing=()
