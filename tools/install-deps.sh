@@ -21,6 +21,7 @@ packages=(
   libcurl4-openssl-dev              # simul::http (libcurl; skipped when missing)
   nginx-light                       # simul::http: the HTTP/2 test server and the static-file benchmark server
   python3-aiohttp                   # simul::http's test server and benchmark peer
+  clang-14 libclang-rt-14-dev       # the fuzz preset: libFuzzer with ASan and UBSan (docs/fuzzing.md)
 )
 
 missing=()
