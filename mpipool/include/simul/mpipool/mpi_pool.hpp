@@ -133,9 +133,6 @@ std::vector<Res> collect_chunks(std::vector<future<std::vector<Res>>>& chunks, s
 }
 } // namespace detail
 
-template <class Fn, class View, bool Ordered>
-class mpi_imap_range;
-
 /// A pool whose workers are the other ranks of an MPI job. Models `simul::executor`.
 ///
 /// Thread-safety and Lifetime: see the file comment.
@@ -232,8 +229,8 @@ class mpi_pool {
   [[nodiscard]] const mpi_pool_options& options() const noexcept;
 
  private:
-  template <class Fn, class View, bool Ordered>
-  friend class mpi_imap_range;
+  template <class Pool, class Fn, class View, bool Ordered>
+  friend class imap_range;
 
   void open(int* argc, char*** argv, const mpi_pool_options& options);
 

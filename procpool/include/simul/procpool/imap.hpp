@@ -29,17 +29,20 @@
 
 namespace simul {
 
-/// The range `imap` / `imap_unordered` return (an input range).
-template <class Fn, class View, bool Ordered>
+/// The range `imap` / `imap_unordered` return (an input range), for any pool
+/// whose private `submit_chunk(fn, items)` sends one chunk as one task: the
+/// process pool's and the MPI pool's.
+template <class Pool, class Fn, class View, bool Ordered>
 class imap_range {
  public:
   using item_type = std::ranges::range_value_t<View>;
   using value_type = std::invoke_result_t<Fn&, item_type&>;
 
-  imap_range(process_pool& pool, Fn fn, View view, imap_options options)
+  /// `workers`: the pool's workers; `max_inflight` 0 means two chunks each.
+  imap_range(Pool& pool, Fn fn, View view, imap_options options, std::size_t workers)
       : m_pool(&pool), m_fn(fn), m_view(std::move(view)),
         m_chunksize(options.chunksize == 0 ? std::size_t{1} : options.chunksize),
-        m_max_inflight(options.max_inflight == 0 ? 2 * pool.worker_count() : options.max_inflight) {}
+        m_max_inflight(options.max_inflight == 0 ? 2 * workers : options.max_inflight) {}
   imap_range(imap_range&&) noexcept = default;
   imap_range& operator=(imap_range&&) noexcept = default;
   imap_range(const imap_range&) = delete;
@@ -128,7 +131,7 @@ class imap_range {
     m_ready.pop_front();
   }
 
-  process_pool* m_pool;
+  Pool* m_pool;
   Fn m_fn;
   View m_view;
   std::optional<std::ranges::iterator_t<View>> m_it;
@@ -145,7 +148,8 @@ auto process_pool::imap(F&& fn, R&& items, imap_options options) {
   using Fn = std::decay_t<F>;
   using View = std::views::all_t<R>;
   static_assert(detail::check_task<Fn, std::ranges::range_value_t<R>>());
-  return imap_range<Fn, View, true>(*this, Fn(fn), std::views::all(std::forward<R>(items)), options);
+  return imap_range<process_pool, Fn, View, true>(*this, Fn(fn), std::views::all(std::forward<R>(items)), options,
+                                                  worker_count());
 }
 
 template <class F, std::ranges::input_range R>
@@ -153,7 +157,8 @@ auto process_pool::imap_unordered(F&& fn, R&& items, imap_options options) {
   using Fn = std::decay_t<F>;
   using View = std::views::all_t<R>;
   static_assert(detail::check_task<Fn, std::ranges::range_value_t<R>>());
-  return imap_range<Fn, View, false>(*this, Fn(fn), std::views::all(std::forward<R>(items)), options);
+  return imap_range<process_pool, Fn, View, false>(*this, Fn(fn), std::views::all(std::forward<R>(items)), options,
+                                                   worker_count());
 }
 
 } // namespace simul

@@ -100,7 +100,7 @@ consteval bool check_task() {
 }
 } // namespace detail
 
-template <class Fn, class View, bool Ordered>
+template <class Pool, class Fn, class View, bool Ordered>
 class imap_range;
 
 /// A pool of forked worker processes. Models `simul::executor`.
@@ -219,7 +219,7 @@ class process_pool {
   [[nodiscard]] const process_pool_options& options() const noexcept;
 
  private:
-  template <class Fn, class View, bool Ordered>
+  template <class Pool, class Fn, class View, bool Ordered>
   friend class imap_range;
 
   template <class F, class... Args>
