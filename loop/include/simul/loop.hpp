@@ -15,12 +15,14 @@
 // - <simul/loop/queue.hpp>        queue, priority_queue, lifo_queue
 // - <simul/loop/async_generator.hpp> async_generator, async_for
 // - <simul/loop/bridge.hpp>       co_await simul::future, run_coroutine_threadsafe
+// - <simul/loop/context_var.hpp>  context_var (task-local values, asyncio's contextvars)
 //
 // libuv is linked privately: none of these headers includes <uv.h>.
 
 #include <simul/core.hpp>
 #include <simul/loop/async_generator.hpp>
 #include <simul/loop/bridge.hpp>
+#include <simul/loop/context_var.hpp>
 #include <simul/loop/event_loop.hpp>
 #include <simul/loop/gather.hpp>
 #include <simul/loop/io.hpp>
