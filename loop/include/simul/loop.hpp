@@ -16,12 +16,14 @@
 // - <simul/loop/async_generator.hpp> async_generator, async_for
 // - <simul/loop/fd_watch.hpp>    add_reader/add_writer's rules, wait_readable, wait_writable
 // - <simul/loop/bridge.hpp>       co_await simul::future, run_coroutine_threadsafe
+// - <simul/loop/context_var.hpp>  context_var (task-local values, asyncio's contextvars)
 //
 // libuv is linked privately: none of these headers includes <uv.h>.
 
 #include <simul/core.hpp>
 #include <simul/loop/async_generator.hpp>
 #include <simul/loop/bridge.hpp>
+#include <simul/loop/context_var.hpp>
 #include <simul/loop/event_loop.hpp>
 #include <simul/loop/fd_watch.hpp>
 #include <simul/loop/gather.hpp>

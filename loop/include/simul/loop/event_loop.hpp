@@ -30,6 +30,7 @@
 #include <simul/core/error.hpp>
 #include <simul/core/executor.hpp>
 #include <simul/core/future.hpp>
+#include <simul/loop/detail/context.hpp>
 #include <simul/loop/detail/task_base.hpp>
 
 #include <chrono>
@@ -218,7 +219,8 @@ class event_loop {
   /// may `co_await` (it resumes on this loop's thread).
   template <class E, class F, class... Args>
   auto run_in_executor(E& ex, F&& f, Args&&... args) {
-    return ex.submit(std::forward<F>(f), std::forward<Args>(args)...);
+    return ex.submit(detail::with_current_context(std::forward<F>(f)),
+                     std::forward<Args>(args)...); // context_var values go along
   }
 
   // Descriptors of other libraries on the loop (asyncio's add_reader), in

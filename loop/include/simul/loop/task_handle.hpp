@@ -318,6 +318,9 @@ task_handle<T> event_loop::create_task(task<T> t, std::string name, detail::sour
   }
   auto* state = detail::task_state<T>::adopt(*this, frame);
   state->set_where(where);
+  if (auto ctx = detail::current_context()) {
+    state->context_slot() = std::move(ctx); // a copy of its creator's context (asyncio)
+  }
   task_handle<T> out(state);
   if (!name.empty()) {
     out.set_name(std::move(name));

@@ -20,7 +20,8 @@
 //
 // Thread-safety: `to_thread` may be called from any thread; the returned
 // future is awaited like any other (see bridge.hpp). Lifetime: arguments are
-// copied (or moved) into the call, as with `thread_pool::submit`.
+// copied (or moved) into the call, as with `thread_pool::submit`. `f` runs in
+// a copy of the caller's context (context_var values), as asyncio's does.
 
 #include <simul/loop/bridge.hpp>
 #include <simul/threadpool/thread_pool.hpp>
@@ -44,7 +45,8 @@ inline thread_pool& default_thread_pool() {
 /// Runs `f(args...)` on the default thread pool; `co_await` the result.
 template <class F, class... Args>
 [[nodiscard]] auto to_thread(F&& f, Args&&... args) {
-  return default_thread_pool().submit(std::forward<F>(f), std::forward<Args>(args)...);
+  // In a copy of the caller's context_var values, as asyncio's to_thread.
+  return default_thread_pool().submit(detail::with_current_context(std::forward<F>(f)), std::forward<Args>(args)...);
 }
 
 } // namespace simul

@@ -20,6 +20,7 @@
 
 #include <simul/core/detail/unique_function.hpp>
 #include <simul/core/error.hpp>
+#include <simul/loop/detail/context.hpp>
 #include <simul/loop/detail/frame_pool.hpp>
 #include <simul/loop/detail/source_location.hpp>
 
@@ -171,6 +172,10 @@ class task_base {
     return m_extras ? m_extras->cancel_message : none;
   }
 
+  /// The task's context_var values (null: none). See context_var.hpp.
+  [[nodiscard]] const context_ptr* context_if_any() const noexcept { return m_extras ? &m_extras->context : nullptr; }
+  context_ptr& context_slot() { return extras().context; }
+
   /// The error the task failed with (a `cancelled_error` if cancelled), or null.
   [[nodiscard]] std::exception_ptr error() const noexcept { return m_error; }
   void mark_retrieved() noexcept;
@@ -250,6 +255,7 @@ class task_base {
   struct rare {
     std::string name;
     std::string cancel_message;
+    context_ptr context; // context_var values (null: none)
   };
   rare& extras() {
     if (!m_extras) {
