@@ -12,10 +12,12 @@
 #include <simul/loop/detail/frame_pool.hpp>
 #include <simul/loop/task_handle.hpp>
 
+#include <algorithm>
 #include <cinttypes>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <typeinfo>
 
 namespace simul {
@@ -531,7 +533,11 @@ int event_loop::backend_timeout() const {
     if (left <= clock::duration::zero()) {
       return 0;
     }
-    return static_cast<int>(std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    // A far deadline (a saturated `no_timeout`) must not wrap into a
+    // negative poll timeout, which means "wait forever" to poll and epoll
+    // but reads as an error to other hosts.
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    return static_cast<int>(std::min<decltype(ms)>(ms, std::numeric_limits<int>::max()));
   }
   return uv_backend_timeout(&m_impl->uv);
 }

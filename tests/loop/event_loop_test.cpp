@@ -185,6 +185,16 @@ TEST(EventLoop, DebugModeReportsSlowCallbacks) {
   loop.close();
 }
 
+// A timer two centuries away (what a saturated deadline looks like) must not
+// wrap the host's poll timeout into a negative number.
+TEST(EventLoop, BackendTimeoutOfAFarTimerStaysPositive) {
+  simul::event_loop loop;
+  auto far = loop.call_later(std::chrono::hours(24 * 365 * 200), [] {});
+  EXPECT_GT(loop.backend_timeout(), 0);
+  far.cancel();
+  loop.close();
+}
+
 TEST(EventLoop, EmbeddedInAHostLoopWithBackendFd) {
   simul::event_loop loop;
   int fired = 0;
