@@ -265,6 +265,12 @@ TEST(LoopHostile, AResetRightAfterTheTlsHandshakeIsAnErrorNotAnEmptyRead) {
 }
 
 TEST(LoopHostile, RunningOutOfDescriptorsPausesAcceptingReportsOnceAndLosesNoClient) {
+#if defined(__SANITIZE_ADDRESS__)
+  // The asan preset's UBSan checks an unfamiliar object's type through a
+  // pipe; with no descriptor left it cannot make one and reports every such
+  // object as bad. The dev and tsan presets run this test.
+  GTEST_SKIP() << "UBSan's vptr check needs free descriptors, which this test takes away";
+#endif
   simul::run([]() -> task<void> {
     std::vector<std::string> reports;
     simul::get_running_loop().set_exception_handler(
