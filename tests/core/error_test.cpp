@@ -59,3 +59,24 @@ TEST(Errors, FutureErrorMessagesSayWhatWentWrong) {
   EXPECT_STREQ(simul::cancelled_error().what(), "operation was cancelled");
   EXPECT_STREQ(simul::timeout_error("late").what(), "late");
 }
+
+TEST(Describe, NamesTheDemangledTypeAndTheMessage) {
+  const auto error = std::make_exception_ptr(std::invalid_argument("bad width"));
+  const auto text = simul::describe_exception(error);
+  EXPECT_EQ(text.type, "std::invalid_argument");
+  EXPECT_EQ(text.message, "bad width");
+  EXPECT_EQ(simul::describe(error), "std::invalid_argument: bad width");
+}
+
+TEST(Describe, TellsALibraryErrorByItsQualifiedName) {
+  EXPECT_EQ(simul::describe(std::make_exception_ptr(simul::serialization_error("cut short"))),
+            "simul::serialization_error: cut short");
+}
+
+TEST(Describe, CopesWithNonStdExceptionsAndNull) {
+  const auto text = simul::describe_exception(std::make_exception_ptr(42));
+  EXPECT_EQ(text.type, "int");
+  EXPECT_EQ(text.message, "(not a std::exception)");
+  EXPECT_EQ(simul::describe(nullptr), "");
+  EXPECT_TRUE(simul::describe_exception(nullptr).type.empty());
+}

@@ -12,8 +12,13 @@
 // Thread-safety: the types are plain values; a thrown error may be copied and
 // rethrown on any thread.
 
+#include <cxxabi.h>
+
+#include <cstdlib>
 #include <cstring>
 #include <exception>
+#include <memory>
+#include <typeinfo>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -121,6 +126,13 @@ class remote_error : public error {
   std::string m_trace;
 };
 
+/// A value could not be turned into bytes, or bytes back into a value (a
+/// process pool's or an MPI pool's arguments and results).
+class serialization_error : public error {
+ public:
+  using error::error;
+};
+
 /// What went wrong in a misuse of a promise or a future.
 enum class future_errc {
   no_state,                  ///< the future or promise is empty (moved from, default made)
@@ -157,5 +169,50 @@ class future_error : public error {
 
   future_errc m_code;
 };
+
+/// An exception told as text: its demangled type name and its `what()`.
+struct exception_text {
+  std::string type;    ///< e.g. "std::invalid_argument"; "unknown exception" if the type is unknown
+  std::string message; ///< `what()`, or "(not a std::exception)"
+};
+
+/// Tells the exception in `error` as text, without letting it escape; a null
+/// pointer gives two empty strings. The one description every simul module
+/// uses (exception handlers, remote errors, logs).
+/// Thread-safety: any thread.
+[[nodiscard]] inline exception_text describe_exception(const std::exception_ptr& error) {
+  if (!error) {
+    return {};
+  }
+  exception_text text{"unknown exception", {}};
+  try {
+    std::rethrow_exception(error);
+  } catch (...) {
+    if (const std::type_info* type = abi::__cxa_current_exception_type()) {
+      int status = 0;
+      std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(type->name(), nullptr, nullptr, &status),
+                                                  std::free);
+      text.type = status == 0 && name ? name.get() : type->name();
+    }
+    try {
+      throw;
+    } catch (const std::exception& e) {
+      text.message = e.what();
+    } catch (...) {
+      text.message = "(not a std::exception)";
+    }
+  }
+  return text;
+}
+
+/// "<type>: <message>" for the exception in `error`; empty for a null pointer.
+/// Thread-safety: any thread.
+[[nodiscard]] inline std::string describe(const std::exception_ptr& error) {
+  if (!error) {
+    return {};
+  }
+  auto text = describe_exception(error);
+  return text.type + ": " + text.message;
+}
 
 } // namespace simul

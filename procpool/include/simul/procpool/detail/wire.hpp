@@ -20,12 +20,6 @@
 
 namespace simul {
 
-/// A value could not be turned into bytes, or bytes back into a value.
-class serialization_error : public error {
- public:
-  using error::error;
-};
-
 namespace detail {
 
 /// Owns a file descriptor; closes it on destruction.
