@@ -21,6 +21,10 @@ function(simul_add_module name)
   if(ARG_SOURCES)
     add_library(${target} ${ARG_SOURCES})
     set(scope PUBLIC)
+    # A shared build names the ABI: 0.x releases may break it at every minor
+    # version, so the SONAME carries major.minor (libsimul_loop.so.0.1).
+    set_target_properties(${target} PROPERTIES VERSION ${PROJECT_VERSION}
+                                               SOVERSION ${PROJECT_VERSION_MAJOR}.${PROJECT_VERSION_MINOR})
     target_include_directories(${target} PRIVATE ${CMAKE_CURRENT_SOURCE_DIR}/src)
     target_link_libraries(${target} PRIVATE $<BUILD_INTERFACE:simul_warnings>)
     set_property(GLOBAL APPEND PROPERTY SIMUL_COMPILED_MODULES ${name})
