@@ -64,7 +64,7 @@ void t1_simul(benchmark::State& state) {
   simul::bench::wake_all_cpus();
   for (auto _ : state) {
     std::atomic<long> count{0};
-    simul::thread_pool pool({.threads = k_workers});
+    simul::thread_pool pool({.workers = k_workers});
     for (long i = 0; i < k_tiny; ++i) {
       pool.post([&count] { count.fetch_add(1, std::memory_order_relaxed); });
     }
@@ -116,7 +116,7 @@ void t1_tbb(benchmark::State& state) {
 void t2_simul(benchmark::State& state) {
   simul::bench::wake_all_cpus();
   for (auto _ : state) {
-    simul::thread_pool pool({.threads = k_workers});
+    simul::thread_pool pool({.workers = k_workers});
     std::vector<simul::future<long>> futures;
     futures.reserve(k_tiny);
     for (long i = 0; i < k_tiny; ++i) {
@@ -224,7 +224,7 @@ void t3_sequential(benchmark::State& state) {
 void t3_simul(benchmark::State& state) {
   simul::bench::wake_all_cpus();
   const auto n = iterations_for_5ms();
-  simul::thread_pool pool({.threads = k_workers});
+  simul::thread_pool pool({.workers = k_workers});
   for (auto _ : state) {
     std::vector<simul::future<std::uint64_t>> futures;
     for (int t = 0; t < k_cpu_tasks; ++t) {
@@ -329,7 +329,7 @@ void scaling_run(benchmark::State& state, Post post, Wait wait_all) {
 }
 
 struct simul_pool : simul::thread_pool {
-  explicit simul_pool(std::size_t workers) : simul::thread_pool({.threads = workers}) {}
+  explicit simul_pool(std::size_t workers) : simul::thread_pool({.workers = workers}) {}
 };
 
 void scaling(benchmark::State& state) {

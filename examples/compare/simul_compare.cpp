@@ -372,8 +372,8 @@ int main(int argc, char** argv) {
   try {
     // The process pool first: its zygote forks before this program starts threads.
     simul::process_pool procs({.workers = static_cast<std::size_t>(workers)});
-    simul::thread_pool cpu_threads({.threads = static_cast<std::size_t>(workers), .name = "compare-cpu"});
-    simul::thread_pool io_pool({.threads = static_cast<std::size_t>(io_threads), .name = "compare-io"});
+    simul::thread_pool cpu_threads({.workers = static_cast<std::size_t>(workers), .name = "compare-cpu"});
+    simul::thread_pool io_pool({.workers = static_cast<std::size_t>(io_threads), .name = "compare-io"});
     simul::inline_executor sequential;
     const auto w = std::to_string(workers);
     const auto t = std::to_string(io_threads);

@@ -118,8 +118,8 @@ int main() {
   const auto cores = static_cast<std::size_t>(std::max(1U, std::thread::hardware_concurrency()));
   // The process pool first, so its zygote forks before any thread exists.
   simul::process_pool procs({.workers = cores});
-  simul::thread_pool cpu_threads({.threads = cores, .name = "cpu"});
-  simul::thread_pool io_threads({.threads = 16, .name = "io"});
+  simul::thread_pool cpu_threads({.workers = cores, .name = "cpu"});
+  simul::thread_pool io_threads({.workers = 16, .name = "io"});
   simul::inline_executor sequential;
   bool agree = true;
 

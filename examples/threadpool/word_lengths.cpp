@@ -47,7 +47,7 @@ int main() {
       "a b c d e f g h",
   };
 
-  simul::thread_pool pool({.threads = 2, .name = "words"});
+  simul::thread_pool pool({.workers = 2, .name = "words"});
 
   // 1. submit + as_completed, like concurrent.futures.
   std::vector<simul::future<int>> futures;

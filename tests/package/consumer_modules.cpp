@@ -23,7 +23,7 @@ simul::task<int> combine(simul::process_pool& procs) {
 
 int main() {
   simul::process_pool procs({.workers = 1});
-  simul::thread_pool threads({.threads = 2});
+  simul::thread_pool threads({.workers = 2});
   const auto squares = threads.map(square, std::vector<int>{1, 2, 3});
   const int combined = simul::run(combine(procs));
   std::cout << "consumer_modules: " << combined << " " << squares[2] << "\n";

@@ -48,7 +48,7 @@ TEST(ThreadPoolAllocation, SmallCallablesAreStoredInline) {
 
 #ifdef SIMUL_COUNT_ALLOCATIONS
 TEST(ThreadPoolAllocation, PostAllocatesNothingAndSubmitOnlyTheSharedState) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   std::atomic<long> count{0};
   for (int i = 0; i < 5'000; ++i) {
     pool.post([&count] { count.fetch_add(1); });

@@ -31,7 +31,7 @@ struct gate {
 } // namespace
 
 TEST(ThreadPoolCancel, CancellingAQueuedTaskMeansItNeverRuns) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   gate g;
   auto blocker = pool.submit([&g] { g.pass(); });
   g.wait_entered();
@@ -57,7 +57,7 @@ TEST(ThreadPoolCancel, CancellingAQueuedTaskMeansItNeverRuns) {
 }
 
 TEST(ThreadPoolCancel, CancellingAContinuationCancelsTheQueuedTaskItChainsFrom) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   gate g;
   auto blocker = pool.submit([&g] { g.pass(); });
   g.wait_entered();
@@ -76,7 +76,7 @@ TEST(ThreadPoolCancel, CancellingAContinuationCancelsTheQueuedTaskItChainsFrom) 
 }
 
 TEST(ThreadPoolCancel, CancellingARunningTaskReturnsFalseAndItFinishes) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   gate g;
   auto running = pool.submit([&g] {
     g.pass();
@@ -89,7 +89,7 @@ TEST(ThreadPoolCancel, CancellingARunningTaskReturnsFalseAndItFinishes) {
 }
 
 TEST(ThreadPoolCancel, CancellingAFinishedTaskReturnsFalse) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   auto f = pool.submit([] { return 3; });
   f.wait();
   EXPECT_FALSE(f.cancel());
@@ -97,7 +97,7 @@ TEST(ThreadPoolCancel, CancellingAFinishedTaskReturnsFalse) {
 }
 
 TEST(ThreadPoolShutdown, SubmitAndPostAfterShutdownThrowBrokenExecutor) {
-  simul::thread_pool pool({.threads = 2, .name = "closed"});
+  simul::thread_pool pool({.workers = 2, .name = "closed"});
   EXPECT_FALSE(pool.is_shutdown());
   pool.shutdown();
   EXPECT_TRUE(pool.is_shutdown());
@@ -115,7 +115,7 @@ TEST(ThreadPoolShutdown, SubmitAndPostAfterShutdownThrowBrokenExecutor) {
 }
 
 TEST(ThreadPoolShutdown, ShutdownWaitsForQueuedWorkByDefault) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   std::atomic<int> done{0};
   std::vector<simul::future<void>> futures;
   for (int i = 0; i < 200; ++i) {
@@ -133,7 +133,7 @@ TEST(ThreadPoolShutdown, ShutdownWaitsForQueuedWorkByDefault) {
 }
 
 TEST(ThreadPoolShutdown, CancelPendingCancelsEverythingQueued) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   gate g;
   auto blocker = pool.submit([&g] {
     g.pass();
@@ -163,7 +163,7 @@ TEST(ThreadPoolShutdown, CancelPendingCancelsEverythingQueued) {
 }
 
 TEST(ThreadPoolShutdown, ShutdownWithoutWaitReturnsWhileWorkRuns) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   gate g;
   auto f = pool.submit([&g] {
     g.pass();
@@ -177,7 +177,7 @@ TEST(ThreadPoolShutdown, ShutdownWithoutWaitReturnsWhileWorkRuns) {
 }
 
 TEST(ThreadPoolShutdown, TasksCannotWaitForTheirOwnPool) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   auto idle = pool.submit([&pool] { pool.wait_idle(); });
   EXPECT_THROW(idle.get(), simul::error);
   auto stop = pool.submit([&pool] { pool.shutdown({.wait = true}); });
@@ -190,7 +190,7 @@ TEST(ThreadPoolShutdown, TasksCannotWaitForTheirOwnPool) {
 }
 
 TEST(ThreadPoolShutdown, NestedSubmitAfterShutdownFailsTheOuterTask) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   gate g;
   auto outer = pool.submit([&] {
     g.pass();
@@ -205,7 +205,7 @@ TEST(ThreadPoolShutdown, NestedSubmitAfterShutdownFailsTheOuterTask) {
 TEST(ThreadPoolShutdown, DestructorWaitsForEverything) {
   std::atomic<int> done{0};
   {
-    simul::thread_pool pool({.threads = 2});
+    simul::thread_pool pool({.workers = 2});
     for (int i = 0; i < 100; ++i) {
       pool.post([&done] {
         std::this_thread::sleep_for(20us);
@@ -218,7 +218,7 @@ TEST(ThreadPoolShutdown, DestructorWaitsForEverything) {
 
 TEST(ThreadPoolShutdown, DestroyingAPoolThatNeverRanWorkIsQuick) {
   for (int i = 0; i < 20; ++i) {
-    simul::thread_pool pool({.threads = 4});
+    simul::thread_pool pool({.workers = 4});
   }
   SUCCEED();
 }

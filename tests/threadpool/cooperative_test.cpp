@@ -23,7 +23,7 @@ long fib(simul::thread_pool& pool, int n) {
 } // namespace
 
 TEST(ThreadPoolCooperative, RecursiveFibOnAOneThreadPoolCompletes) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   auto f = pool.submit([&pool] { return fib(pool, 25); });
   EXPECT_EQ(f.get(), 75025);
   pool.wait_idle();
@@ -34,7 +34,7 @@ TEST(ThreadPoolCooperative, RecursiveFibOnAOneThreadPoolCompletes) {
 }
 
 TEST(ThreadPoolCooperative, RecursiveFibOnTwoThreadsSteals) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   auto f = pool.submit([&pool] { return fib(pool, 20); });
   EXPECT_EQ(f.get(), 6765);
   pool.wait_idle();
@@ -42,7 +42,7 @@ TEST(ThreadPoolCooperative, RecursiveFibOnTwoThreadsSteals) {
 }
 
 TEST(ThreadPoolCooperative, WaitForInsideATaskRunsOtherWork) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   auto outer = pool.submit([&pool] {
     auto inner = pool.submit([] { return 9; });
     // On the only worker, the inner task can run only while we wait.
@@ -53,7 +53,7 @@ TEST(ThreadPoolCooperative, WaitForInsideATaskRunsOtherWork) {
 }
 
 TEST(ThreadPoolCooperative, WaitingOnAnotherThreadsFutureTimesOut) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   simul::promise<int> never;
   auto f = never.get_future();
   auto outer = pool.submit([&f] { return f.wait_for(20ms); });
@@ -63,7 +63,7 @@ TEST(ThreadPoolCooperative, WaitingOnAnotherThreadsFutureTimesOut) {
 }
 
 TEST(ThreadPoolCooperative, NestedSubmitsSeveralLevelsDeep) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   std::function<int(int)> depth = [&](int level) -> int {
     if (level == 0) {
       return 1;
@@ -82,7 +82,7 @@ TEST(ThreadPoolCooperative, NestedSubmitsSeveralLevelsDeep) {
 }
 
 TEST(ThreadPoolStealing, AnIdleWorkerStealsFromABusyOnesDeque) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   std::atomic<int> done{0};
   // The outer task pushes its children to its own deque and then blocks
   // without waiting cooperatively: only the other worker can run them, by

@@ -16,7 +16,7 @@
 using namespace std::chrono_literals;
 
 TEST(ThreadPoolStress, AMillionPostedTasks) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   std::atomic<long> count{0};
   constexpr long n = 1'000'000;
   for (long i = 0; i < n; ++i) {
@@ -30,7 +30,7 @@ TEST(ThreadPoolStress, AMillionPostedTasks) {
 }
 
 TEST(ThreadPoolStress, ManySubmittedFuturesAllArrive) {
-  simul::thread_pool pool({.threads = 3});
+  simul::thread_pool pool({.workers = 3});
   std::vector<simul::future<int>> futures;
   constexpr int n = 100'000;
   futures.reserve(n);
@@ -45,7 +45,7 @@ TEST(ThreadPoolStress, ManySubmittedFuturesAllArrive) {
 }
 
 TEST(ThreadPoolStress, FourThreadsSubmittingAtOnce) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   std::atomic<long> count{0};
   constexpr int per_thread = 50'000;
   std::vector<std::thread> submitters;
@@ -74,7 +74,7 @@ TEST(ThreadPoolStress, FourThreadsSubmittingAtOnce) {
 
 TEST(ThreadPoolStress, MoreSubmittingThreadsThanLanes) {
   // The pool has at most 16 injection lanes; 24 threads share them.
-  simul::thread_pool pool({.threads = 3});
+  simul::thread_pool pool({.workers = 3});
   std::atomic<long> count{0};
   constexpr int threads = 24;
   constexpr int per_thread = 4'000;
@@ -100,7 +100,7 @@ TEST(ThreadPoolStress, MoreSubmittingThreadsThanLanes) {
 }
 
 TEST(ThreadPoolStress, NestedSubmitsFromManyTasksWithStealing) {
-  simul::thread_pool pool({.threads = 3});
+  simul::thread_pool pool({.workers = 3});
   std::atomic<long> leaves{0};
   std::function<void(int)> spread = [&](int level) {
     if (level == 0) {
@@ -124,7 +124,7 @@ TEST(ThreadPoolStress, NestedSubmitsFromManyTasksWithStealing) {
 }
 
 TEST(ThreadPoolStress, CancelStorm) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   std::atomic<long> ran{0};
   long cancelled = 0;
   constexpr int rounds = 20;
@@ -169,7 +169,7 @@ TEST(ThreadPoolStress, ShutdownWhileOthersSubmit) {
     std::atomic<long> ran{0};
     std::atomic<long> refused{0};
     {
-      simul::thread_pool pool({.threads = 2});
+      simul::thread_pool pool({.workers = 2});
       std::vector<std::thread> submitters;
       std::atomic<bool> go{false};
       for (int t = 0; t < 3; ++t) {
@@ -207,7 +207,7 @@ TEST(ThreadPoolStress, ShutdownWhileOthersSubmit) {
 
 TEST(ThreadPoolStress, ShutdownCancelWhileNestedWorkRuns) {
   for (int round = 0; round < 10; ++round) {
-    simul::thread_pool pool({.threads = 2});
+    simul::thread_pool pool({.workers = 2});
     std::function<long(int)> tree = [&](int level) -> long {
       if (level == 0) {
         return 1;
@@ -231,7 +231,7 @@ TEST(ThreadPoolStress, ShutdownCancelWhileNestedWorkRuns) {
 }
 
 TEST(ThreadPoolStress, WaitIdleRacingWithSubmitters) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   std::atomic<long> ran{0};
   for (int round = 0; round < 200; ++round) {
     const int n = 1 + round % 50;
@@ -250,7 +250,7 @@ TEST(ThreadPoolStress, WaitIdleRacingWithSubmitters) {
 
 TEST(ThreadPoolStress, ManyShortLivedPools) {
   for (int round = 0; round < 100; ++round) {
-    simul::thread_pool pool({.threads = 1 + static_cast<std::size_t>(round % 4)});
+    simul::thread_pool pool({.workers = 1 + static_cast<std::size_t>(round % 4)});
     auto f = pool.submit([round] { return round; });
     if (round % 2 == 0) {
       EXPECT_EQ(f.get(), round);

@@ -26,8 +26,8 @@ TEST(ThreadPool, ModelsTheExecutorConcept) {
 }
 
 TEST(ThreadPool, SubmitReturnsTheResultThroughAFuture) {
-  simul::thread_pool pool({.threads = 2, .name = "basic"});
-  EXPECT_EQ(pool.size(), 2U);
+  simul::thread_pool pool({.workers = 2, .name = "basic"});
+  EXPECT_EQ(pool.workers(), 2U);
   EXPECT_EQ(pool.name(), "basic");
   auto f = pool.submit([](int a, int b) { return a * b; }, 6, 7);
   EXPECT_EQ(f.get(), 42);
@@ -37,11 +37,11 @@ TEST(ThreadPool, SubmitReturnsTheResultThroughAFuture) {
 
 TEST(ThreadPool, DefaultsToTheHardwareConcurrency) {
   simul::thread_pool pool;
-  EXPECT_EQ(pool.size(), std::max(1U, std::thread::hardware_concurrency()));
+  EXPECT_EQ(pool.workers(), std::max(1U, std::thread::hardware_concurrency()));
 }
 
 TEST(ThreadPool, RunsTasksOnWorkerThreadsNotTheCaller) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   auto f = pool.submit([&pool] { return std::make_pair(std::this_thread::get_id(), pool.on_worker_thread()); });
   auto [id, on_worker] = f.get();
   EXPECT_NE(id, std::this_thread::get_id());
@@ -50,7 +50,7 @@ TEST(ThreadPool, RunsTasksOnWorkerThreadsNotTheCaller) {
 }
 
 TEST(ThreadPool, CopiesArgumentsAndTakesMoveOnlyOnes) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   std::string text = "abc";
   auto f = pool.submit(
       [](std::string s) {
@@ -65,7 +65,7 @@ TEST(ThreadPool, CopiesArgumentsAndTakesMoveOnlyOnes) {
 }
 
 TEST(ThreadPool, HoldsLargeCallablesToo) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   std::array<long, 32> big{};
   big[31] = 9;
   auto f = pool.submit([big] { return big[31]; });
@@ -77,7 +77,7 @@ TEST(ThreadPool, HoldsLargeCallablesToo) {
 }
 
 TEST(ThreadPool, ExceptionsArriveThroughTheFuture) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   auto f = pool.submit([]() -> int { throw std::invalid_argument("bad input"); });
   EXPECT_THROW(f.get(), std::invalid_argument);
   pool.wait_idle();
@@ -87,7 +87,7 @@ TEST(ThreadPool, ExceptionsArriveThroughTheFuture) {
 }
 
 TEST(ThreadPool, PostRunsEveryTaskBeforeWaitIdleReturns) {
-  simul::thread_pool pool({.threads = 3});
+  simul::thread_pool pool({.workers = 3});
   std::atomic<int> count{0};
   for (int i = 0; i < 10'000; ++i) {
     pool.post([&count] { count.fetch_add(1, std::memory_order_relaxed); });
@@ -105,7 +105,7 @@ TEST(ThreadPool, EachThreadsSubmissionsStartInOrder) {
   // One worker, several submitting threads (more of them than the pool has
   // lanes on a small machine, so some share one): tasks from one thread start
   // in the order that thread submitted them.
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   constexpr int threads = 5;
   constexpr int per_thread = 4'000;
   std::vector<std::vector<int>> started(threads); // written by the one worker only
@@ -133,7 +133,7 @@ TEST(ThreadPool, ABacklogStartsInOrderWhenTakenInBatches) {
   // The one worker is held while 1,000 tasks queue up behind it, so it takes
   // them from the lane in batches (several tasks per take) and must still
   // start them in submission order.
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   std::atomic<bool> release{false};
   pool.post([&release] {
     while (!release.load()) {
@@ -160,7 +160,7 @@ TEST(ThreadPool, ABacklogStartsInOrderWhenTakenInBatches) {
 }
 
 TEST(ThreadPool, StatsCountWorkQueuedByEverySubmittingThread) {
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   std::atomic<bool> release{false};
   auto blocker = pool.submit([&release] {
     while (!release.load()) {
@@ -200,7 +200,7 @@ TEST(ThreadPool, StatsCountEveryTaskWhileBatchesMove) {
   // miss only the task in the submitter's hands (counted as submitted, not
   // yet published) and the one in the worker's (taken and not yet counted
   // running, or no longer running and not yet counted finished).
-  simul::thread_pool pool({.threads = 1});
+  simul::thread_pool pool({.workers = 1});
   constexpr int total = 100'000;
   std::atomic<bool> submitted_all{false};
   std::thread submitter([&pool, &submitted_all] {
@@ -225,7 +225,7 @@ TEST(ThreadPool, StatsCountEveryTaskWhileBatchesMove) {
 }
 
 TEST(ThreadPool, WaitIdleOnAnIdlePoolReturnsAtOnce) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   pool.wait_idle();
   pool.wait_idle();
   SUCCEED();
@@ -235,7 +235,7 @@ TEST(ThreadPool, PostExceptionsGoToTheHandlerWithTheirMessage) {
   std::mutex lock;
   std::vector<std::string> seen;
   simul::thread_pool pool(
-      {.threads = 2, .name = "handled", .initializer = {}, .exception_handler = [&](std::exception_ptr e) {
+      {.workers = 2, .name = "handled", .initializer = {}, .exception_handler = [&](std::exception_ptr e) {
          try {
            std::rethrow_exception(e);
          } catch (const std::exception& ex) {
@@ -263,7 +263,7 @@ TEST(ThreadPool, PostExceptionsGoToTheHandlerWithTheirMessage) {
 TEST(ThreadPool, DefaultHandlerPrintsThePoolNameAndMessage) {
   testing::internal::CaptureStderr();
   {
-    simul::thread_pool pool({.threads = 1, .name = "printer"});
+    simul::thread_pool pool({.workers = 1, .name = "printer"});
     pool.post([] { throw std::runtime_error("lost?"); });
     pool.wait_idle();
     EXPECT_EQ(pool.stats().failed, 1U);
@@ -276,7 +276,7 @@ TEST(ThreadPool, DefaultHandlerPrintsThePoolNameAndMessage) {
 TEST(ThreadPool, AThrowingHandlerIsReportedNotFatal) {
   testing::internal::CaptureStderr();
   {
-    simul::thread_pool pool({.threads = 1, .name = "angry"});
+    simul::thread_pool pool({.workers = 1, .name = "angry"});
     pool.set_exception_handler([](std::exception_ptr) { throw std::logic_error("handler broke"); });
     pool.post([] { throw std::runtime_error("task broke"); });
     pool.wait_idle();
@@ -291,7 +291,7 @@ TEST(ThreadPool, AThrowingHandlerIsReportedNotFatal) {
 TEST(ThreadPool, InitializerRunsOnEveryWorkerBeforeTasks) {
   std::mutex lock;
   std::set<std::thread::id> initialised;
-  simul::thread_pool pool({.threads = 3, .name = "init", .initializer = [&] {
+  simul::thread_pool pool({.workers = 3, .name = "init", .initializer = [&] {
                              std::lock_guard guard(lock);
                              initialised.insert(std::this_thread::get_id());
                            }});
@@ -312,7 +312,7 @@ TEST(ThreadPool, InitializerRunsOnEveryWorkerBeforeTasks) {
 TEST(ThreadPool, ThrowingInitializerBreaksThePoolWithTheCause) {
   testing::internal::CaptureStderr();
   simul::thread_pool pool(
-      {.threads = 2, .name = "doomed", .initializer = [] { throw std::runtime_error("no database"); }});
+      {.workers = 2, .name = "doomed", .initializer = [] { throw std::runtime_error("no database"); }});
   // Work queued before the break fails with broken_executor; submit after it throws.
   std::vector<simul::future<int>> queued;
   bool submit_threw = false;
@@ -356,7 +356,7 @@ TEST(ThreadPool, ThrowingInitializerBreaksThePoolWithTheCause) {
 }
 
 TEST(ThreadPool, WorksWithWaitAndAsCompleted) {
-  simul::thread_pool pool({.threads = 2});
+  simul::thread_pool pool({.workers = 2});
   std::atomic<bool> release{false};
   std::vector<simul::future<int>> futures;
   futures.push_back(pool.submit([&release] {
@@ -380,8 +380,8 @@ TEST(ThreadPool, WorksWithWaitAndAsCompleted) {
 }
 
 TEST(ThreadPool, SubmitsFromOtherPoolsTasks) {
-  simul::thread_pool a({.threads = 1, .name = "a"});
-  simul::thread_pool b({.threads = 1, .name = "b"});
+  simul::thread_pool a({.workers = 1, .name = "a"});
+  simul::thread_pool b({.workers = 1, .name = "b"});
   auto f = a.submit([&b] { return b.submit([] { return 5; }).get() + 1; });
   EXPECT_EQ(f.get(), 6);
 }
@@ -412,7 +412,7 @@ std::int64_t cpu_ns_of_threads_named(const std::string& prefix) {
 }
 
 TEST(ThreadPool, IdlePoolUsesAlmostNoCpu) {
-  simul::thread_pool pool({.threads = 4, .name = "idle-probe"});
+  simul::thread_pool pool({.workers = 4, .name = "idle-probe"});
   // Let the workers finish starting and fall asleep.
   pool.submit([] {}).get();
   pool.wait_idle();
@@ -442,7 +442,7 @@ TEST(ThreadPool, IdlePoolUsesAlmostNoCpu) {
 // up after a generous deadline and report it).
 TEST(ThreadPool, ABurstOfBlockingTasksWakesEveryWorker) {
   constexpr int threads = 8;
-  simul::thread_pool pool({.threads = threads, .name = "burst"});
+  simul::thread_pool pool({.workers = threads, .name = "burst"});
   for (int round = 0; round < 300; ++round) {
     std::atomic<int> arrived{0};
     std::vector<simul::future<bool>> tasks;

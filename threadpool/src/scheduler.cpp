@@ -1,4 +1,4 @@
-#include "pool_core.hpp"
+#include "scheduler.hpp"
 
 #include <simul/core/detail/futex.hpp>
 #include <simul/core/detail/shared_state.hpp>
@@ -10,9 +10,7 @@
 #include <cstdlib>
 #include <typeinfo>
 
-#include <linux/futex.h>
 #include <pthread.h>
-#include <sys/syscall.h>
 #include <unistd.h>
 
 namespace simul::detail {
@@ -44,20 +42,6 @@ constexpr std::uint32_t k_max_spinners = 1;
 constexpr std::size_t k_min_lanes = 2;
 constexpr std::size_t k_max_lanes = 16;
 
-void futex_wake(const std::atomic<std::uint32_t>& word, int count) noexcept {
-  ::syscall(SYS_futex, reinterpret_cast<const std::uint32_t*>(&word), FUTEX_WAKE_PRIVATE, count, nullptr, nullptr, 0);
-}
-
-std::string describe(const std::exception_ptr& error) {
-  try {
-    std::rethrow_exception(error);
-  } catch (const std::exception& e) {
-    return e.what();
-  } catch (...) {
-    return "an exception that is not a std::exception";
-  }
-}
-
 } // namespace
 
 bool worker_state::run_one() {
@@ -69,10 +53,10 @@ bool worker_state::run_one() {
   return true;
 }
 
-pool_core::pool_core(thread_pool_options options)
+scheduler::scheduler(thread_pool_options options)
     : m_name(std::move(options.name)), m_initializer(std::move(options.initializer)),
       m_handler(std::move(options.exception_handler)) {
-  auto threads = options.threads;
+  auto threads = options.workers != 0 ? options.workers : options.threads; // `threads`: the old name
   if (threads == 0) {
     threads = std::max(1U, std::thread::hardware_concurrency());
   }
@@ -88,9 +72,9 @@ pool_core::pool_core(thread_pool_options options)
   }
 }
 
-pool_core::~pool_core() = default;
+scheduler::~scheduler() = default;
 
-void pool_core::start() {
+void scheduler::start() {
   try {
     for (auto& worker : m_workers) {
       auto* self = worker.get();
@@ -105,9 +89,9 @@ void pool_core::start() {
   }
 }
 
-bool pool_core::on_worker_thread() const noexcept { return t_worker != nullptr && &t_worker->pool == this; }
+bool scheduler::on_worker_thread() const noexcept { return t_worker != nullptr && &t_worker->pool == this; }
 
-void pool_core::worker_main(worker_state& self) {
+void scheduler::worker_main(worker_state& self) {
   t_worker = &self;
   scoped_cooperative_waiter helper(&self);
   if (m_initializer) {
@@ -132,7 +116,7 @@ void pool_core::worker_main(worker_state& self) {
       run_task(self, task);
       continue;
     }
-    // Register, then look under every lock once more (see pool_core.hpp).
+    // Register, then look under every lock once more (see scheduler.hpp).
     m_sleepers.fetch_add(1, std::memory_order_seq_cst);
     const auto epoch = m_epoch.load(std::memory_order_seq_cst);
     // Read after the epoch: a shutdown closes the lanes before it bumps the
@@ -141,7 +125,7 @@ void pool_core::worker_main(worker_state& self) {
     // be pushed that the look would miss.
     const bool closed = m_lanes_closed.load(std::memory_order_seq_cst);
     // Take the pending notification, if any, before the last look: from here
-    // on, a producer that finds none pending wakes someone (see pool_core.hpp).
+    // on, a producer that finds none pending wakes someone (see scheduler.hpp).
     m_notified.exchange(false, std::memory_order_seq_cst);
     if (find_task(self, task, true)) {
       m_sleepers.fetch_sub(1, std::memory_order_seq_cst);
@@ -168,9 +152,9 @@ void pool_core::worker_main(worker_state& self) {
   notify_idle_waiters();
 }
 
-bool pool_core::spin_for_task(worker_state& self, pool_task& out) {
+bool scheduler::spin_for_task(worker_state& self, pool_task& out) {
   // Counted before the first look and uncounted after the last one, so that a
-  // producer who saw the count knows this worker looks again (pool_core.hpp).
+  // producer who saw the count knows this worker looks again (scheduler.hpp).
   if (m_spinning.fetch_add(1, std::memory_order_seq_cst) >= k_max_spinners) {
     m_spinning.fetch_sub(1, std::memory_order_seq_cst);
     return false;
@@ -190,7 +174,7 @@ bool pool_core::spin_for_task(worker_state& self, pool_task& out) {
   return found;
 }
 
-bool pool_core::find_task(worker_state& self, pool_task& out, bool thorough) {
+bool scheduler::find_task(worker_state& self, pool_task& out, bool thorough) {
   if (thorough || self.approx_size.load(std::memory_order_relaxed) > 0) {
     std::lock_guard guard(self.lock);
     if (!self.deque.empty()) {
@@ -202,14 +186,14 @@ bool pool_core::find_task(worker_state& self, pool_task& out, bool thorough) {
   return take_from_injection(self, out, thorough) || steal(self, out, thorough);
 }
 
-injection_lane& pool_core::lane_of_this_thread() noexcept {
+injection_lane& scheduler::lane_of_this_thread() noexcept {
   if (t_lane_ticket == SIZE_MAX) {
     t_lane_ticket = g_next_lane_ticket.fetch_add(1, std::memory_order_relaxed);
   }
   return *m_lanes[t_lane_ticket % m_lanes.size()];
 }
 
-void pool_core::close_lanes() noexcept {
+void scheduler::close_lanes() noexcept {
   for (auto& lane : m_lanes) {
     // A push that takes this lock after us sees m_stopping; one that took it
     // before has its task in the lane, where workers and draining find it.
@@ -218,7 +202,7 @@ void pool_core::close_lanes() noexcept {
   m_lanes_closed.store(true, std::memory_order_seq_cst);
 }
 
-bool pool_core::take_from_injection(worker_state& self, pool_task& out, bool thorough) {
+bool scheduler::take_from_injection(worker_state& self, pool_task& out, bool thorough) {
   // Round robin, from a different lane for each worker at first: no lane
   // waits behind a busier one, and workers spread over the submitting threads.
   const auto lanes = m_lanes.size();
@@ -236,7 +220,7 @@ bool pool_core::take_from_injection(worker_state& self, pool_task& out, bool tho
   return false;
 }
 
-bool pool_core::take_from_lane(worker_state& self, injection_lane& lane, pool_task& out) {
+bool scheduler::take_from_lane(worker_state& self, injection_lane& lane, pool_task& out) {
   // Raw storage: only the slots a take fills are constructed, and a take is
   // often of one task.
   alignas(pool_task) unsigned char storage[(k_max_batch - 1) * sizeof(pool_task)];
@@ -281,7 +265,7 @@ bool pool_core::take_from_lane(worker_state& self, injection_lane& lane, pool_ta
   return true;
 }
 
-bool pool_core::steal(worker_state& self, pool_task& out, bool thorough) {
+bool scheduler::steal(worker_state& self, pool_task& out, bool thorough) {
   const auto count = m_workers.size();
   if (count < 2) {
     return false;
@@ -313,7 +297,7 @@ bool pool_core::steal(worker_state& self, pool_task& out, bool thorough) {
   return false;
 }
 
-void pool_core::run_task(worker_state& self, pool_task& task) {
+void scheduler::run_task(worker_state& self, pool_task& task) {
   // Only this thread writes its counters: plain stores, no locked instructions.
   self.running.store(self.running.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
   task_outcome outcome;
@@ -342,9 +326,9 @@ void pool_core::run_task(worker_state& self, pool_task& task) {
   self.finished.bump();
 }
 
-void pool_core::enqueue(pool_task&& task) {
+void scheduler::enqueue(pool_task&& task) {
   // Under the queue's lock, so that a shutdown's close_lanes (for a lane) or
-  // the worker's own last look (for its deque) orders the push (pool_core.hpp).
+  // the worker's own last look (for its deque) orders the push (scheduler.hpp).
   auto push = [&task, this](spin_lock& lock, task_ring& ring, std::atomic<std::size_t>& size,
                             owned_counter& submitted) {
     std::lock_guard guard(lock);
@@ -369,7 +353,7 @@ void pool_core::enqueue(pool_task&& task) {
   notify_one();
 }
 
-void pool_core::throw_not_accepting() {
+void scheduler::throw_not_accepting() {
   std::lock_guard guard(m_broken_lock);
   if (m_broken) {
     throw *m_broken;
@@ -377,7 +361,7 @@ void pool_core::throw_not_accepting() {
   throw broken_executor("thread_pool '" + m_name + "': submit after shutdown");
 }
 
-void pool_core::notify_one() noexcept {
+void scheduler::notify_one() noexcept {
   if (m_spinning.load(std::memory_order_seq_cst) > 0) {
     return; // a spinning worker looks again before it sleeps or runs anything else
   }
@@ -392,7 +376,7 @@ void pool_core::notify_one() noexcept {
 // batch leaves work in its deque that only stealing can spread. So whoever
 // takes a task while others sleep and work is still queued passes a wake-up
 // on. With nobody asleep this is one load.
-void pool_core::pass_on_wake_up() noexcept {
+void scheduler::pass_on_wake_up() noexcept {
   if (m_sleepers.load(std::memory_order_seq_cst) == 0) {
     return;
   }
@@ -410,14 +394,14 @@ void pool_core::pass_on_wake_up() noexcept {
   }
 }
 
-void pool_core::notify_all() noexcept {
+void scheduler::notify_all() noexcept {
   m_epoch.fetch_add(1, std::memory_order_seq_cst);
   futex_wake(m_epoch, INT_MAX);
 }
 
-void pool_core::notify_idle_waiters() noexcept {
+void scheduler::notify_idle_waiters() noexcept {
   // A read-modify-write rather than a load: it orders this worker's last
-  // "finished" store against a waiter's registration (see pool_core.hpp), in
+  // "finished" store against a waiter's registration (see scheduler.hpp), in
   // a way ThreadSanitizer understands, unlike a fence.
   if (m_idle_waiters.fetch_add(0, std::memory_order_acq_rel) > 0) {
     m_idle_epoch.fetch_add(1, std::memory_order_seq_cst);
@@ -425,8 +409,8 @@ void pool_core::notify_idle_waiters() noexcept {
   }
 }
 
-bool pool_core::idle() const noexcept {
-  // "finished" first, then "submitted": see pool_core.hpp.
+bool scheduler::idle() const noexcept {
+  // "finished" first, then "submitted": see scheduler.hpp.
   std::uint64_t finished = m_outside_finished.load(std::memory_order_acquire);
   for (const auto& worker : m_workers) {
     finished += worker->finished.get();
@@ -441,7 +425,7 @@ bool pool_core::idle() const noexcept {
   return finished == submitted;
 }
 
-void pool_core::wait_idle() {
+void scheduler::wait_idle() {
   if (on_worker_thread()) {
     throw simul::error("thread_pool '" + m_name +
                        "': wait_idle called from one of the pool's own tasks would wait for itself");
@@ -458,7 +442,7 @@ void pool_core::wait_idle() {
   }
 }
 
-void pool_core::shutdown(shutdown_options options) {
+void scheduler::shutdown(shutdown_options options) {
   if (options.wait && on_worker_thread()) {
     throw simul::error("thread_pool '" + m_name +
                        "': shutdown(wait = true) called from one of the pool's own tasks would wait for itself");
@@ -477,7 +461,7 @@ void pool_core::shutdown(shutdown_options options) {
   }
 }
 
-void pool_core::join_all() {
+void scheduler::join_all() {
   std::lock_guard guard(m_join_lock);
   for (auto& worker : m_workers) {
     if (worker->thread.joinable() && worker->thread.get_id() != std::this_thread::get_id()) {
@@ -486,7 +470,7 @@ void pool_core::join_all() {
   }
 }
 
-void pool_core::drain_all(task_action action, const std::exception_ptr* reason) {
+void scheduler::drain_all(task_action action, const std::exception_ptr* reason) {
   auto drop = [&](pool_task task) {
     try {
       (void)task(action, reason);
@@ -519,7 +503,7 @@ void pool_core::drain_all(task_action action, const std::exception_ptr* reason) 
   }
 }
 
-void pool_core::break_pool(std::exception_ptr cause) {
+void scheduler::break_pool(std::exception_ptr cause) {
   std::exception_ptr reason;
   {
     std::lock_guard guard(m_broken_lock);
@@ -538,7 +522,7 @@ void pool_core::break_pool(std::exception_ptr cause) {
   notify_all();
 }
 
-void pool_core::report(std::exception_ptr error) noexcept {
+void scheduler::report(std::exception_ptr error) noexcept {
   std::function<void(std::exception_ptr)> handler;
   {
     std::lock_guard guard(m_handler_lock);
@@ -557,14 +541,15 @@ void pool_core::report(std::exception_ptr error) noexcept {
                describe(error).c_str());
 }
 
-void pool_core::set_exception_handler(std::function<void(std::exception_ptr)> handler) {
+void scheduler::set_exception_handler(std::function<void(std::exception_ptr)> handler) {
   std::lock_guard guard(m_handler_lock);
   m_handler = std::move(handler);
 }
 
-thread_pool_stats pool_core::stats() const {
+thread_pool_stats scheduler::stats() const {
   thread_pool_stats out;
-  out.threads = m_workers.size();
+  out.workers = m_workers.size();
+  out.threads = out.workers; // the old name, kept for one release
   out.cancelled = m_outside_cancelled.load(std::memory_order_relaxed);
   // Read in the order a task moves (counted as submitted, in a lane, in
   // transit, in a deque, running, finished), so that a task moving on while

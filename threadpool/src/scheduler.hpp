@@ -88,7 +88,7 @@
 
 namespace simul::detail {
 
-class pool_core;
+class scheduler;
 
 /// A counter written by one thread and read by any.
 struct owned_counter {
@@ -98,12 +98,12 @@ struct owned_counter {
 };
 
 struct alignas(64) worker_state final : cooperative_waiter {
-  worker_state(pool_core& owner, std::size_t position) : pool(owner), index(position) {}
+  worker_state(scheduler& owner, std::size_t position) : pool(owner), index(position) {}
 
   /// Runs one queued task of the pool while a task on this thread waits.
   bool run_one() override;
 
-  pool_core& pool;
+  scheduler& pool;
   std::size_t index;
   std::thread thread;
 
@@ -134,12 +134,12 @@ struct alignas(64) injection_lane {
   owned_counter submitted; // written under `lock`
 };
 
-class pool_core {
+class scheduler {
  public:
-  explicit pool_core(thread_pool_options options);
-  ~pool_core();
-  pool_core(const pool_core&) = delete;
-  pool_core& operator=(const pool_core&) = delete;
+  explicit scheduler(thread_pool_options options);
+  ~scheduler();
+  scheduler(const scheduler&) = delete;
+  scheduler& operator=(const scheduler&) = delete;
 
   void start();
   void enqueue(pool_task&& task);
@@ -149,7 +149,7 @@ class pool_core {
   [[nodiscard]] bool is_shutdown() const noexcept { return m_stopping.load(std::memory_order_acquire); }
   void set_exception_handler(std::function<void(std::exception_ptr)> handler);
   [[nodiscard]] thread_pool_stats stats() const;
-  [[nodiscard]] std::size_t size() const noexcept { return m_workers.size(); }
+  [[nodiscard]] std::size_t workers() const noexcept { return m_workers.size(); }
   [[nodiscard]] const std::string& name() const noexcept { return m_name; }
   [[nodiscard]] bool on_worker_thread() const noexcept;
 

@@ -11,7 +11,7 @@
 // owner that lost its CPU in the middle gets it back instead of being spun
 // against. Meets Lockable, for std::lock_guard and std::unique_lock.
 
-#include <simul/core/detail/shared_state.hpp>
+#include <simul/core/detail/spin.hpp>
 
 #include <atomic>
 

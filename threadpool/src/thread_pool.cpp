@@ -1,4 +1,4 @@
-#include "pool_core.hpp"
+#include "scheduler.hpp"
 
 #include <simul/threadpool/thread_pool.hpp>
 
@@ -8,7 +8,7 @@
 namespace simul {
 
 thread_pool::thread_pool(thread_pool_options options)
-    : m_core(std::make_unique<detail::pool_core>(std::move(options))) {
+    : m_core(std::make_unique<detail::scheduler>(std::move(options))) {
   m_core->start();
 }
 
@@ -35,7 +35,7 @@ void thread_pool::set_exception_handler(std::function<void(std::exception_ptr)> 
 
 thread_pool_stats thread_pool::stats() const { return m_core->stats(); }
 
-std::size_t thread_pool::size() const noexcept { return m_core->size(); }
+std::size_t thread_pool::workers() const noexcept { return m_core->workers(); }
 
 const std::string& thread_pool::name() const noexcept { return m_core->name(); }
 

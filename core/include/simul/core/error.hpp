@@ -18,9 +18,9 @@
 #include <cstring>
 #include <exception>
 #include <memory>
-#include <typeinfo>
 #include <stdexcept>
 #include <string>
+#include <typeinfo>
 #include <utility>
 
 namespace simul {

@@ -161,8 +161,7 @@ class [[nodiscard]] future {
   /// the program: its exception goes to the running event loop's exception
   /// handler (on a loop's thread) or to stderr, and the other callbacks run.
   template <class F>
-  requires std::invocable < std::decay_t<F>
-  & > void on_ready(F&& callback) {
+  requires(std::invocable<std::decay_t<F>&>) void on_ready(F&& callback) {
     state().add_callback([fn = std::decay_t<F>(std::forward<F>(callback))](detail::state_base&) mutable {
       try {
         fn();
@@ -299,8 +298,9 @@ class promise {
   /// the future is cancelled after `set_running_or_notify_cancel()`, and returns
   /// whether the request was accepted. At most one hook per promise.
   template <class F>
-  requires std::is_invocable_r_v < bool, std::decay_t<F>
-  & > void set_cancel_hook(F&& hook) { state().set_cancel_hook(std::forward<F>(hook)); }
+  requires(std::is_invocable_r_v<bool, std::decay_t<F>&>) void set_cancel_hook(F&& hook) {
+    state().set_cancel_hook(std::forward<F>(hook));
+  }
 
   /// True if this promise refers to a shared state.
   [[nodiscard]] bool valid() const noexcept { return static_cast<bool>(m_state); }

@@ -7,9 +7,10 @@
 //
 // An executor with a `map` of its own (the process pool ships chunks to its
 // workers in one message) is asked to do it; any other executor gets one
-// `submit` per chunk of `chunksize` items. The first exception, in input
-// order, is rethrown after the work not yet started has been cancelled; past
-// `timeout` the same happens with `timeout_error`.
+// `submit` per chunk of `chunksize` items, all at once unless `max_inflight`
+// bounds them (the engine is `simul::imap_range`, core/imap.hpp). The first
+// exception, in input order, is rethrown after the work not yet started has
+// been cancelled; past `timeout` the same happens with `timeout_error`.
 //
 // `simul::map(ex, f, r1, r2, ...)` zips several ranges (up to the shortest)
 // and calls `f(a, b, ...)`, as `Executor.map(f, r1, r2)`; options then come
@@ -21,6 +22,7 @@
 #include <simul/core/error.hpp>
 #include <simul/core/executor.hpp>
 #include <simul/core/future.hpp>
+#include <simul/core/imap.hpp>
 #include <simul/core/wait.hpp>
 
 #include <algorithm>
@@ -35,12 +37,6 @@
 
 namespace simul {
 
-/// How `map` splits and bounds its work.
-struct map_options {
-  std::size_t chunksize = 1;                     ///< items per submitted task (0 is taken as 1)
-  std::chrono::nanoseconds timeout = no_timeout; ///< for the whole call
-};
-
 namespace detail {
 template <class E, class F, class R>
 concept has_own_map = requires(E& ex, F& f, R& range, map_options options) {
@@ -50,65 +46,19 @@ concept has_own_map = requires(E& ex, F& f, R& range, map_options options) {
 
 /// Runs `f(item)` for every item on `ex` and returns the results in input order.
 template <class E, class F, std::ranges::input_range R>
-requires std::invocable < std::decay_t<F>
-&, std::ranges::range_reference_t < R >> auto map(E& ex, F&& f, R&& items, map_options options = {}) {
+requires(std::invocable<std::decay_t<F>&, std::ranges::range_reference_t<R>>) auto map(E& ex, F&& f, R&& items,
+                                                                                       map_options options = {}) {
   if constexpr (detail::has_own_map<E, F, R>) {
     return ex.map(f, items, options);
   } else {
-    using item_t = std::ranges::range_value_t<R>;
-    using result_t = std::invoke_result_t<std::decay_t<F>&, item_t&>;
+    using fn_t = std::decay_t<F>;
+    using view_t = std::views::all_t<R>;
+    using result_t = std::invoke_result_t<fn_t&, std::ranges::range_value_t<R>&>;
     static_assert(!std::is_void_v<result_t>, "simul::map: the function must return a value");
-    const auto chunksize = std::max<std::size_t>(options.chunksize, 1);
-    const auto deadline = options.timeout == no_timeout ? std::chrono::steady_clock::time_point::max()
-                                                        : detail::deadline_after(options.timeout);
-
-    std::vector<future<std::vector<result_t>>> chunks;
-    std::vector<item_t> chunk;
-    auto submit_chunk = [&] {
-      chunks.push_back(ex.submit(
-          [fn = std::decay_t<F>(f)](std::vector<item_t> part) mutable {
-            std::vector<result_t> out;
-            out.reserve(part.size());
-            for (auto& item : part) {
-              out.push_back(std::invoke(fn, item));
-            }
-            return out;
-          },
-          std::move(chunk)));
-      chunk = {};
-    };
-    for (auto&& item : items) {
-      chunk.push_back(std::forward<decltype(item)>(item));
-      if (chunk.size() == chunksize) {
-        submit_chunk();
-      }
-    }
-    if (!chunk.empty()) {
-      submit_chunk();
-    }
-
-    auto cancel_from = [&](std::size_t first) {
-      for (auto i = first; i < chunks.size(); ++i) {
-        chunks[i].cancel();
-      }
-    };
-    std::vector<result_t> results;
-    for (std::size_t i = 0; i < chunks.size(); ++i) {
-      if (!chunks[i].wait_until(deadline)) {
-        cancel_from(i);
-        throw timeout_error("simul::map: " + std::to_string(chunks.size() - i) +
-                            " chunk(s) unfinished at the deadline");
-      }
-      try {
-        for (auto& r : chunks[i].get()) {
-          results.push_back(std::move(r));
-        }
-      } catch (...) {
-        cancel_from(i + 1);
-        throw;
-      }
-    }
-    return results;
+    return imap_range<detail::chunk_submitter<E, fn_t>, view_t>(detail::chunk_submitter<E, fn_t>{&ex, fn_t(f)},
+                                                                std::views::all(std::forward<R>(items)), options,
+                                                                detail::eager_inflight(options), "simul::map")
+        .to_vector();
   }
 }
 
@@ -138,9 +88,9 @@ auto zip_items(R&&... ranges) {
 /// in input order. The items are copied into tuples first; the rest is the
 /// one-range `map` (same errors, chunks and timeout).
 template <class E, class F, std::ranges::input_range R1, std::ranges::input_range R2, std::ranges::input_range... Rs>
-requires std::invocable < std::decay_t<F>
-&, std::ranges::range_value_t<R1>&, std::ranges::range_value_t<R2>&,
-    std::ranges::range_value_t<Rs>&... > auto map(E& ex, F&& f, map_options options, R1&& r1, R2&& r2, Rs&&... rs) {
+requires(std::invocable<std::decay_t<F>&, std::ranges::range_value_t<R1>&, std::ranges::range_value_t<R2>&,
+                        std::ranges::range_value_t<Rs>&...>) auto map(E& ex, F&& f, map_options options, R1&& r1,
+                                                                      R2&& r2, Rs&&... rs) {
   auto zipped = detail::zip_items(std::forward<R1>(r1), std::forward<R2>(r2), std::forward<Rs>(rs)...);
   return simul::map(
       ex, [fn = std::decay_t<F>(std::forward<F>(f))](auto& items) mutable { return std::apply(fn, items); }, zipped,
@@ -149,9 +99,8 @@ requires std::invocable < std::decay_t<F>
 
 /// The same with the default options: `simul::map(ex, f, r1, r2, ...)`.
 template <class E, class F, std::ranges::input_range R1, std::ranges::input_range R2, std::ranges::input_range... Rs>
-requires std::invocable < std::decay_t<F>
-&, std::ranges::range_value_t<R1>&, std::ranges::range_value_t<R2>&,
-    std::ranges::range_value_t<Rs>&... > auto map(E& ex, F&& f, R1&& r1, R2&& r2, Rs&&... rs) {
+requires(std::invocable<std::decay_t<F>&, std::ranges::range_value_t<R1>&, std::ranges::range_value_t<R2>&,
+                        std::ranges::range_value_t<Rs>&...>) auto map(E& ex, F&& f, R1&& r1, R2&& r2, Rs&&... rs) {
   return simul::map(ex, std::forward<F>(f), map_options{}, std::forward<R1>(r1), std::forward<R2>(r2),
                     std::forward<Rs>(rs)...);
 }

@@ -1,6 +1,6 @@
 #pragma once
 
-// mpi_pool::imap and imap_unordered: lazy maps with bounded work in flight,
+// mpi_pool::map, imap and imap_unordered: chunked maps, lazy ones with bounded work in flight,
 // as process_pool's.
 //
 //   for (int r : pool.imap(square, numbers, {.chunksize = 64, .max_inflight = 8})) use(r);
@@ -26,23 +26,33 @@
 
 namespace simul {
 
-// The range is the process pool's own (<simul/procpool/imap.hpp>): one engine
-// for both pools, sending each chunk through the pool's `submit_chunk`.
+// The engine is core's `imap_range` with the process pool's submitter
+// (<simul/procpool/imap.hpp>): each chunk goes to a worker rank as one
+// message, through the pool's `submit_chunk`.
+
+template <class F, std::ranges::input_range R>
+auto mpi_pool::map(F&& fn, R&& items, map_options options) {
+  using Fn = std::decay_t<F>;
+  static_assert(detail::check_mpi_task<Fn, std::ranges::range_value_t<R>>());
+  static_assert(!std::is_void_v<std::invoke_result_t<Fn&, std::ranges::range_value_t<R>&>>,
+                "simul::mpi_pool::map: the function must return a value");
+  return detail::make_message_imap<true>(*this, std::forward<F>(fn), std::forward<R>(items), options,
+                                         detail::eager_inflight(options), "mpi_pool::map")
+      .to_vector();
+}
 
 template <class F, std::ranges::input_range R>
 auto mpi_pool::imap(F&& fn, R&& items, imap_options options) {
-  using Fn = std::decay_t<F>;
-  static_assert(detail::check_mpi_task<Fn, std::ranges::range_value_t<R>>());
-  return imap_range<mpi_pool, Fn, std::views::all_t<R>, true>(*this, Fn(fn), std::views::all(std::forward<R>(items)),
-                                                              options, workers());
+  static_assert(detail::check_mpi_task<std::decay_t<F>, std::ranges::range_value_t<R>>());
+  return detail::make_message_imap<true>(*this, std::forward<F>(fn), std::forward<R>(items), options,
+                                         detail::lazy_inflight(options, workers()), "mpi_pool::imap");
 }
 
 template <class F, std::ranges::input_range R>
 auto mpi_pool::imap_unordered(F&& fn, R&& items, imap_options options) {
-  using Fn = std::decay_t<F>;
-  static_assert(detail::check_mpi_task<Fn, std::ranges::range_value_t<R>>());
-  return imap_range<mpi_pool, Fn, std::views::all_t<R>, false>(*this, Fn(fn), std::views::all(std::forward<R>(items)),
-                                                               options, workers());
+  static_assert(detail::check_mpi_task<std::decay_t<F>, std::ranges::range_value_t<R>>());
+  return detail::make_message_imap<false>(*this, std::forward<F>(fn), std::forward<R>(items), options,
+                                          detail::lazy_inflight(options, workers()), "mpi_pool::imap_unordered");
 }
 
 } // namespace simul

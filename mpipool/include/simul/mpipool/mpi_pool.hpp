@@ -98,39 +98,6 @@ void check_callable_address(const Fn& fn) {
   }
 }
 
-/// Waits for `chunks` in order and concatenates their results; on the first
-/// exception (or at the deadline) cancels the chunks after it and throws.
-template <class Res>
-std::vector<Res> collect_chunks(std::vector<future<std::vector<Res>>>& chunks, std::chrono::nanoseconds timeout,
-                                const char* who) {
-  const auto deadline = timeout == no_timeout ? std::chrono::steady_clock::time_point::max() : deadline_after(timeout);
-  auto cancel_from = [&](std::size_t first) {
-    for (auto i = first; i < chunks.size(); ++i) {
-      chunks[i].cancel();
-    }
-  };
-  std::vector<Res> results;
-  for (std::size_t i = 0; i < chunks.size(); ++i) {
-    if (!chunks[i].wait_until(deadline)) {
-      cancel_from(i);
-      throw timeout_error(std::string(who) + ": " + std::to_string(chunks.size() - i) +
-                          " chunk(s) unfinished at the deadline");
-    }
-    try {
-      auto part = chunks[i].get();
-      if (results.empty()) {
-        results.reserve(part.size() * chunks.size());
-      }
-      for (auto& r : part) {
-        results.push_back(std::move(r));
-      }
-    } catch (...) {
-      cancel_from(i + 1);
-      throw;
-    }
-  }
-  return results;
-}
 } // namespace detail
 
 /// A pool whose workers are the other ranks of an MPI job. Models `simul::executor`.
@@ -180,28 +147,7 @@ class mpi_pool {
   /// after the chunks not yet started are cancelled; past `timeout`,
   /// `timeout_error` likewise. Thread-safety: any thread.
   template <class F, std::ranges::input_range R>
-  auto map(F&& fn, R&& items, map_options options = {}) {
-    using Fn = std::decay_t<F>;
-    using Item = std::ranges::range_value_t<R>;
-    static_assert(detail::check_mpi_task<Fn, Item>());
-    using Res = std::invoke_result_t<Fn&, Item&>;
-    static_assert(!std::is_void_v<Res>, "simul::mpi_pool::map: the function must return a value");
-    const auto chunksize = options.chunksize == 0 ? std::size_t{1} : options.chunksize;
-    std::vector<future<std::vector<Res>>> chunks;
-    std::vector<Item> chunk;
-    chunk.reserve(chunksize);
-    for (auto&& item : items) {
-      chunk.push_back(std::forward<decltype(item)>(item));
-      if (chunk.size() == chunksize) {
-        chunks.push_back(submit_chunk(fn, chunk));
-        chunk.clear();
-      }
-    }
-    if (!chunk.empty()) {
-      chunks.push_back(submit_chunk(fn, chunk));
-    }
-    return detail::collect_chunks(chunks, options.timeout, "mpi_pool::map");
-  }
+  auto map(F&& fn, R&& items, map_options options = {});
 
   /// A lazy `map`: a range whose iteration submits chunks ahead (at most
   /// `max_inflight`; 0: two per worker rank) and yields results in input order.
@@ -229,8 +175,8 @@ class mpi_pool {
   [[nodiscard]] const mpi_pool_options& options() const noexcept;
 
  private:
-  template <class Pool, class Fn, class View, bool Ordered>
-  friend class imap_range;
+  template <class Pool, class Fn>
+  friend struct detail::message_chunk_submitter;
 
   void open(int* argc, char*** argv, const mpi_pool_options& options);
 

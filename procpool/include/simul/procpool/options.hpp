@@ -8,6 +8,8 @@
 //
 // Thread-safety: plain values. Lifetime: copied into the pool at construction.
 
+#include <simul/core/imap.hpp>
+
 #include <chrono>
 #include <cstddef>
 
@@ -70,10 +72,7 @@ struct task_options {
   std::chrono::nanoseconds timeout{0};
 };
 
-/// How `imap` / `imap_unordered` split and bound their work.
-struct imap_options {
-  std::size_t chunksize = 1;    ///< items per task (0 is taken as 1)
-  std::size_t max_inflight = 0; ///< chunks submitted ahead of the consumer (0: 2 per worker)
-};
+// `imap_options` (chunksize, timeout, max_inflight) is core's `map_options`
+// (<simul/core/imap.hpp>), shared by every pool.
 
 } // namespace simul

@@ -100,8 +100,10 @@ consteval bool check_task() {
 }
 } // namespace detail
 
-template <class Pool, class Fn, class View, bool Ordered>
-class imap_range;
+namespace detail {
+template <class Pool, class Fn>
+struct message_chunk_submitter;
+} // namespace detail
 
 /// A pool of forked worker processes. Models `simul::executor`.
 ///
@@ -130,59 +132,12 @@ class process_pool {
   }
 
   /// `fn(item)` for every item, in chunks of `chunksize` items per task;
-  /// results in input order. The first exception in input order is rethrown
-  /// after the chunks not yet started are cancelled; past `timeout`,
+  /// results in input order. Every chunk is submitted at once unless
+  /// `max_inflight` bounds them. The first exception in input order is
+  /// rethrown after the chunks not yet started are cancelled; past `timeout`,
   /// `timeout_error` likewise. Thread-safety: any thread.
   template <class F, std::ranges::input_range R>
-  auto map(F&& fn, R&& items, map_options options = {}) {
-    using Fn = std::decay_t<F>;
-    using Item = std::ranges::range_value_t<R>;
-    static_assert(detail::check_task<Fn, Item>());
-    using Res = std::invoke_result_t<Fn&, Item&>;
-    static_assert(!std::is_void_v<Res>, "simul::process_pool::map: the function must return a value");
-    const auto chunksize = options.chunksize == 0 ? std::size_t{1} : options.chunksize;
-    const auto deadline = options.timeout == no_timeout ? std::chrono::steady_clock::time_point::max()
-                                                        : detail::deadline_after(options.timeout);
-    std::vector<future<std::vector<Res>>> chunks;
-    std::vector<Item> chunk;
-    chunk.reserve(chunksize);
-    for (auto&& item : items) {
-      chunk.push_back(std::forward<decltype(item)>(item));
-      if (chunk.size() == chunksize) {
-        chunks.push_back(submit_chunk(fn, chunk));
-        chunk.clear();
-      }
-    }
-    if (!chunk.empty()) {
-      chunks.push_back(submit_chunk(fn, chunk));
-    }
-    auto cancel_from = [&](std::size_t first) {
-      for (auto i = first; i < chunks.size(); ++i) {
-        chunks[i].cancel();
-      }
-    };
-    std::vector<Res> results;
-    for (std::size_t i = 0; i < chunks.size(); ++i) {
-      if (!chunks[i].wait_until(deadline)) {
-        cancel_from(i);
-        throw timeout_error("process_pool::map: " + std::to_string(chunks.size() - i) +
-                            " chunk(s) unfinished at the deadline");
-      }
-      try {
-        auto part = chunks[i].get();
-        if (results.empty()) {
-          results.reserve(part.size() * chunks.size());
-        }
-        for (auto& r : part) {
-          results.push_back(std::move(r));
-        }
-      } catch (...) {
-        cancel_from(i + 1);
-        throw;
-      }
-    }
-    return results;
-  }
+  auto map(F&& fn, R&& items, map_options options = {});
 
   /// A lazy `map`: a range whose iteration submits chunks ahead (at most
   /// `max_inflight`) and yields results in input order.
@@ -219,8 +174,8 @@ class process_pool {
   [[nodiscard]] const process_pool_options& options() const noexcept;
 
  private:
-  template <class Pool, class Fn, class View, bool Ordered>
-  friend class imap_range;
+  template <class Pool, class Fn>
+  friend struct detail::message_chunk_submitter;
 
   template <class F, class... Args>
   auto submit_with(std::chrono::nanoseconds timeout, F&& fn, Args&&... args) {
@@ -267,5 +222,5 @@ static_assert(executor<process_pool>);
 
 } // namespace simul
 
-// imap and imap_unordered are defined with their range type.
+// map, imap and imap_unordered are defined with their chunk submitter.
 #include <simul/procpool/imap.hpp>

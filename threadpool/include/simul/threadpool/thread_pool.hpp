@@ -3,7 +3,7 @@
 // simul::thread_pool: a work-stealing pool of threads with the whole
 // concurrent.futures surface.
 //
-//   simul::thread_pool pool({.threads = 4, .name = "render"});
+//   simul::thread_pool pool({.workers = 4, .name = "render"});
 //   simul::future<int> f = pool.submit([](int x) { return x * x; }, 7);
 //   pool.post([] { log("fire and forget"); });
 //   std::vector<int> squares = pool.map([](int x) { return x * x; }, numbers, {.chunksize = 64});
@@ -56,9 +56,9 @@
 #include <simul/core/error.hpp>
 #include <simul/core/executor.hpp>
 #include <simul/core/future.hpp>
+#include <simul/core/imap.hpp>
 #include <simul/core/map.hpp>
 #include <simul/threadpool/detail/pool_task.hpp>
-#include <simul/threadpool/map_results.hpp>
 
 #include <concepts>
 #include <cstddef>
@@ -75,13 +75,17 @@
 namespace simul {
 
 namespace detail {
-class pool_core;
+class scheduler;
 } // namespace detail
 
 /// How a thread pool is built. Members stay in this order so designated
-/// initializers such as `thread_pool({.threads = 2, .name = "io"})` compile.
+/// initializers such as `thread_pool({.workers = 2, .name = "io"})` compile.
 struct thread_pool_options {
   /// Number of worker threads; 0 means `std::thread::hardware_concurrency()`.
+  std::size_t workers = 0;
+  /// Deprecated, the old name of `workers` (used when `workers` is 0); kept
+  /// for one release. (Not marked `[[deprecated]]`: on a data member that
+  /// would warn every program that copies the options.)
   std::size_t threads = 0;
   /// Names the pool in error messages and its threads (as "<name>-<index>").
   std::string name = "simul-pool";
@@ -96,7 +100,7 @@ struct thread_pool_options {
 /// A snapshot of a pool's counters, each read on its own (they may be
 /// slightly out of step with each other while work runs).
 struct thread_pool_stats {
-  std::size_t threads = 0;     ///< worker threads
+  std::size_t workers = 0;     ///< worker threads
   std::uint64_t queued = 0;    ///< tasks waiting in queues (cancelled ones until a worker drops them)
   std::uint64_t running = 0;   ///< tasks running now (nested waits count each level)
   std::uint64_t completed = 0; ///< tasks that finished without an exception
@@ -104,6 +108,9 @@ struct thread_pool_stats {
   std::uint64_t cancelled = 0; ///< tasks that never ran: cancelled, shut down, or abandoned by a broken pool
   std::uint64_t stolen = 0;    ///< tasks a worker took from another worker's deque
   std::uint64_t submitted = 0; ///< tasks accepted by `submit`, `post`, `map` and `parallel_for`
+  /// Deprecated, the old name of `workers`, filled in the same; kept for one
+  /// release (not marked `[[deprecated]]`, as in `thread_pool_options`).
+  std::size_t threads = 0;
 };
 
 /// Options of `parallel_for`.
@@ -118,7 +125,7 @@ struct parallel_for_options {
 /// Lifetime: destroying the pool shuts it down and waits for its workers.
 class thread_pool {
  public:
-  /// Starts `options.threads` workers. Throws `std::system_error` if threads
+  /// Starts `options.workers` workers. Throws `std::system_error` if threads
   /// cannot be made (after stopping the ones already made).
   explicit thread_pool(thread_pool_options options = {});
 
@@ -154,28 +161,42 @@ class thread_pool {
   }
 
   /// Runs `f(item)` for every item, `options.chunksize` items per task, and
-  /// returns the results in input order. At most `lookahead()` chunks are in
-  /// flight at once. The first exception (in input order) is rethrown after
-  /// the chunks not yet started are cancelled; past `options.timeout` (for the
-  /// whole call) the same happens with `timeout_error`.
+  /// returns the results in input order. At most `options.max_inflight`
+  /// chunks (0: two per worker) are in flight at once, so a failure stops the
+  /// reading of the input early. The first exception (in input
+  /// order) is rethrown after the chunks not yet started are cancelled; past
+  /// `options.timeout` (for the whole call) the same happens with
+  /// `timeout_error`. The engine is `simul::imap_range` (core/imap.hpp).
   /// Thread-safety: any thread, including this pool's tasks.
   template <class F, std::ranges::input_range R>
-  requires std::invocable < std::decay_t<F>
-  &, std::ranges::range_reference_t < R >> auto map(F&& f, R&& items, map_options options = {}) {
-    return imap(std::forward<F>(f), std::forward<R>(items), options).to_vector();
+  requires(std::invocable<std::decay_t<F>&, std::ranges::range_reference_t<R>>) auto map(F&& f, R&& items,
+                                                                                         map_options options = {}) {
+    return make_imap<true>(std::forward<F>(f), std::forward<R>(items), options,
+                           detail::lazy_inflight(options, workers()), "thread_pool::map")
+        .to_vector();
   }
 
   /// Like `map`, but lazy: returns a range that yields results in input
-  /// order while reading the input only `lookahead()` chunks ahead of the
-  /// consumer, so an endless or huge input never fills memory.
+  /// order while reading the input only `options.max_inflight` chunks (0: two
+  /// per worker) ahead of the consumer, so an endless or huge input never
+  /// fills memory.
   /// Lifetime: an lvalue `items` is referenced and must outlive the result;
   /// an rvalue is moved into it. Destroying the result cancels its pending
   /// chunks and waits for the running ones.
   template <class F, std::ranges::input_range R>
-  requires std::invocable < std::decay_t<F>
-  &, std::ranges::range_reference_t < R >> auto imap(F&& f, R&& items, map_options options = {}) {
-    return map_results<thread_pool, std::views::all_t<R>, std::decay_t<F>>(
-        *this, std::views::all(std::forward<R>(items)), std::decay_t<F>(std::forward<F>(f)), options, lookahead());
+  requires(std::invocable<std::decay_t<F>&, std::ranges::range_reference_t<R>>) auto imap(F&& f, R&& items,
+                                                                                          map_options options = {}) {
+    return make_imap<true>(std::forward<F>(f), std::forward<R>(items), options,
+                           detail::lazy_inflight(options, workers()), "thread_pool::imap");
+  }
+
+  /// Like `imap`, but yields results in the order their chunks complete
+  /// (multiprocessing's `imap_unordered`).
+  template <class F, std::ranges::input_range R>
+  requires(std::invocable<std::decay_t<F>&, std::ranges::range_reference_t<R>>) auto imap_unordered(
+      F&& f, R&& items, map_options options = {}) {
+    return make_imap<false>(std::forward<F>(f), std::forward<R>(items), options,
+                            detail::lazy_inflight(options, workers()), "thread_pool::imap_unordered");
   }
 
   /// Calls `f(i)` for every `i` in [first, last) on the pool, `options.grain`
@@ -209,21 +230,36 @@ class thread_pool {
   [[nodiscard]] thread_pool_stats stats() const;
 
   /// Number of worker threads.
-  [[nodiscard]] std::size_t size() const noexcept;
+  [[nodiscard]] std::size_t workers() const noexcept;
+
+  /// The old name of `workers()`; kept for one release.
+  [[deprecated("use workers()")]] [[nodiscard]] std::size_t size() const noexcept { return workers(); }
 
   /// The pool's name.
   [[nodiscard]] const std::string& name() const noexcept;
 
-  /// Chunks `map` and `imap` keep in flight: twice the number of workers.
-  [[nodiscard]] std::size_t lookahead() const noexcept { return 2 * size(); }
+  /// The old name of the default `max_inflight` of `imap` (twice the
+  /// number of workers); kept for one release.
+  [[deprecated("imap keeps map_options::max_inflight chunks in flight (0: 2 per worker)")]] [[nodiscard]] std::size_t
+  lookahead() const noexcept {
+    return 2 * workers();
+  }
 
   /// True if the calling thread is one of this pool's workers.
   [[nodiscard]] bool on_worker_thread() const noexcept;
 
  private:
+  template <bool Ordered, class F, class R>
+  auto make_imap(F&& f, R&& items, const map_options& options, std::size_t max_inflight, const char* who) {
+    using submitter = detail::chunk_submitter<thread_pool, std::decay_t<F>>;
+    return imap_range<submitter, std::views::all_t<R>, Ordered>(submitter{this, std::decay_t<F>(std::forward<F>(f))},
+                                                                std::views::all(std::forward<R>(items)), options,
+                                                                max_inflight, who);
+  }
+
   void enqueue(detail::pool_task&& task);
 
-  std::unique_ptr<detail::pool_core> m_core;
+  std::unique_ptr<detail::scheduler> m_core;
 };
 
 static_assert(executor<thread_pool>);
@@ -242,7 +278,7 @@ requires(!std::same_as<I, bool> && std::invocable<F&, I>) void thread_pool::para
   }
   std::uint64_t grain = options.grain;
   if (grain == 0) {
-    grain = std::max<std::uint64_t>(1, count / (8 * std::max<std::size_t>(size(), 1)));
+    grain = std::max<std::uint64_t>(1, count / (8 * std::max<std::size_t>(workers(), 1)));
   }
   auto& fn = f;
   std::vector<future<void>> parts;

@@ -43,11 +43,14 @@ inline void futex_wait_until(const std::atomic<std::uint32_t>& word, std::uint32
   ::syscall(SYS_futex, address, FUTEX_WAIT_PRIVATE, expected, &relative, nullptr, 0);
 }
 
-/// Wakes every thread sleeping on `word`.
-inline void futex_wake_all(const std::atomic<std::uint32_t>& word) noexcept {
+/// Wakes up to `count` threads sleeping on `word`.
+inline void futex_wake(const std::atomic<std::uint32_t>& word, int count) noexcept {
   const auto* address = reinterpret_cast<const std::uint32_t*>(&word);
-  ::syscall(SYS_futex, address, FUTEX_WAKE_PRIVATE, INT_MAX, nullptr, nullptr, 0);
+  ::syscall(SYS_futex, address, FUTEX_WAKE_PRIVATE, count, nullptr, nullptr, 0);
 }
+
+/// Wakes every thread sleeping on `word`.
+inline void futex_wake_all(const std::atomic<std::uint32_t>& word) noexcept { futex_wake(word, INT_MAX); }
 
 /// Converts a duration to the steady clock's, rounding up and saturating at
 /// the representable range instead of overflowing.

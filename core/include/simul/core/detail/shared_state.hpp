@@ -10,6 +10,7 @@
 // then does the producer make a futex system call.
 
 #include <simul/core/detail/futex.hpp>
+#include <simul/core/detail/spin.hpp>
 #include <simul/core/detail/unique_function.hpp>
 #include <simul/core/error.hpp>
 
@@ -66,14 +67,6 @@ class scoped_cooperative_waiter {
 };
 
 namespace detail {
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 /// Where an exception thrown by a future's `on_ready` callback goes: a
 /// function the event loop installs (it reports to the running loop's
