@@ -26,6 +26,7 @@
 #include <simul/loop/context_var.hpp>
 #include <simul/loop/event_loop.hpp>
 #include <simul/loop/fd_watch.hpp>
+#include <simul/loop/format_tasks.hpp>
 #include <simul/loop/gather.hpp>
 #include <simul/loop/io.hpp>
 #include <simul/loop/queue.hpp>

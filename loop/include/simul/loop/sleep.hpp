@@ -37,6 +37,8 @@ class sleep_awaiter final : public waiter {
   bool await_suspend(std::coroutine_handle<> h);
   void await_resume() { check_cancel(); }
   bool on_cancel() noexcept override;
+  /// When the sleep ends (meaningful while it is armed).
+  [[nodiscard]] std::chrono::steady_clock::time_point deadline() const noexcept { return m_entry.deadline; }
 
  private:
   static void fire(timer_entry* entry) noexcept;

@@ -97,6 +97,8 @@ class task_wait_base : public waiter {
     return true;
   }
   bool on_cancel() noexcept override { return m_target->cancel(m_task->cancel_message()); }
+  /// The task awaited (format_tasks follows the chain through it).
+  [[nodiscard]] const task_base* awaited() const noexcept { return m_target; }
 
  protected:
   void finish_wait() {

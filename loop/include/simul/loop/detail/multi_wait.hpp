@@ -50,6 +50,9 @@ class multi_wait final : public waiter {
   [[nodiscard]] bool cancel_forwarded() const noexcept { return m_cancel_forwarded; }
   /// The children, as given (gather moves its list in rather than copy it).
   [[nodiscard]] std::vector<task_base*>& children() noexcept { return m_children; }
+  [[nodiscard]] const std::vector<task_base*>& children() const noexcept { return m_children; }
+  /// What the wait is for (format_tasks).
+  [[nodiscard]] mode kind() const noexcept { return m_mode; }
 
  private:
   // A child's link when its embedded one is taken: `owner` is the multi_wait.

@@ -164,6 +164,10 @@ class task_base {
   [[nodiscard]] std::string name() const;
   void set_name(std::string name) { extras().name = std::move(name); }
   [[nodiscard]] std::uint64_t id() const noexcept { return m_id; }
+  /// What the task is suspended on now (null: not suspended on a waiter).
+  [[nodiscard]] const waiter* current_waiter() const noexcept { return m_waiter; }
+  /// The task has taken its first step.
+  [[nodiscard]] bool started() const noexcept { return m_started; }
   /// Where the task was created (create_task's call site).
   [[nodiscard]] const source_location& where() const noexcept { return m_where; }
   void set_where(const source_location& where) noexcept { m_where = where; }
