@@ -75,6 +75,7 @@ struct server_options {
   std::chrono::milliseconds ssl_handshake_timeout{60'000};
 };
 static_assert(std::is_trivially_destructible_v<server_options>, "see the comment above server_options");
+
 namespace detail {
 class server_state;
 
