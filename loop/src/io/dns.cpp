@@ -2,7 +2,7 @@
 
 #include "io/io_internal.hpp"
 
-#include <simul/loop/dns.hpp>
+#include <simul/loop/io/dns.hpp>
 
 #include <arpa/inet.h>
 #include <netdb.h>

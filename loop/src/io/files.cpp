@@ -2,7 +2,7 @@
 
 #include "io/io_internal.hpp"
 
-#include <simul/loop/files.hpp>
+#include <simul/loop/io/files.hpp>
 
 #include <fcntl.h>
 #include <unistd.h>

@@ -14,7 +14,7 @@
 
 #include "loop_internal.hpp"
 
-#include <simul/loop/io_error.hpp>
+#include <simul/loop/io/io_error.hpp>
 #include <simul/loop/task.hpp>
 
 #include <sys/socket.h>
@@ -69,7 +69,7 @@ task<std::vector<resolved_address>> resolve(std::string host, std::string servic
 /// each family in turn, each family keeping its resolved order.
 std::vector<resolved_address> interleave_families(std::vector<resolved_address> addresses, std::size_t first);
 
-/// What an adopted socket is (see <simul/loop/socket_fd.hpp>).
+/// What an adopted socket is (see <simul/loop/io/socket_fd.hpp>).
 struct adopted_socket {
   int family = 0; ///< AF_INET, AF_INET6 or AF_UNIX
   bool listening = false;

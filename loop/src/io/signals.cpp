@@ -8,7 +8,7 @@
 #include "io/io_internal.hpp"
 
 #include <simul/loop/detail/sigint.hpp>
-#include <simul/loop/signals.hpp>
+#include <simul/loop/io/signals.hpp>
 #include <simul/loop/task_handle.hpp>
 
 #include <csignal>

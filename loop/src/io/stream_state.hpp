@@ -12,7 +12,7 @@
 
 #include "io/io_internal.hpp"
 
-#include <simul/loop/stream.hpp>
+#include <simul/loop/io/stream.hpp>
 
 #include <chrono>
 #include <cstddef>
@@ -49,7 +49,7 @@ class stream_state {
   [[nodiscard]] std::size_t limit() const noexcept { return m_limit; }
   /// Takes `n` buffered bytes.
   std::string take(std::size_t n);
-  io_wait_list& read_waiters() noexcept { return m_read_waiters; }
+  wait_list& read_waiters() noexcept { return m_read_waiters; }
   /// Starts reading again if flow control paused it.
   void resume_reading() noexcept { start_reading(); }
   [[noreturn]] void throw_read_error() const;
@@ -65,7 +65,7 @@ class stream_state {
   [[nodiscard]] int write_error() const noexcept { return m_write_error; }
   [[nodiscard]] bool eof_requested() const noexcept { return m_eof_requested; }
   [[noreturn]] void throw_write_error() const;
-  io_wait_list& drain_waiters() noexcept { return m_drain_waiters; }
+  wait_list& drain_waiters() noexcept { return m_drain_waiters; }
   void write_eof();
 
   // ---- TLS (see tls.hpp) ----
@@ -79,14 +79,14 @@ class stream_state {
   [[nodiscard]] bool handshake_settled() const noexcept;
   /// After the handshake settled: returns if it succeeded, else throws why.
   void check_handshake() const;
-  io_wait_list& handshake_waiters() noexcept { return m_handshake_waiters; }
+  wait_list& handshake_waiters() noexcept { return m_handshake_waiters; }
 
   // ---- closing ----
   void close();
   void abort();
   [[nodiscard]] bool closing() const noexcept { return m_closing; }
   [[nodiscard]] bool closed() const noexcept { return m_closed; }
-  io_wait_list& closed_waiters() noexcept { return m_closed_waiters; }
+  wait_list& closed_waiters() noexcept { return m_closed_waiters; }
 
   // ---- ownership ----
   void acquire() noexcept { ++m_users; }
@@ -129,7 +129,7 @@ class stream_state {
   bool m_eof = false;
   bool m_reading = false;
   int m_read_error = 0;
-  io_wait_list m_read_waiters;
+  wait_list m_read_waiters;
 
   std::size_t m_queued = 0;
   std::size_t m_high = 64 * 1024;
@@ -138,15 +138,15 @@ class stream_state {
   int m_write_error = 0;
   bool m_eof_requested = false;
   std::size_t m_dropped = 0; // bytes abort() threw away
-  io_wait_list m_drain_waiters;
+  wait_list m_drain_waiters;
 
   std::unique_ptr<tls_session> m_tls;
-  io_wait_list m_handshake_waiters;
+  wait_list m_handshake_waiters;
 
   bool m_closing = false;
   bool m_close_started = false;
   bool m_closed = false;
-  io_wait_list m_closed_waiters;
+  wait_list m_closed_waiters;
 };
 
 /// Waits for the TLS handshake `ref` started, within `limit`. On failure
@@ -154,5 +154,23 @@ class stream_state {
 /// error thrown: ssl_error, ssl_certificate_error, connection_error, or
 /// timeout_error.
 task<void> finish_handshake(stream_ref ref, std::chrono::milliseconds limit);
+
+// Adopted sockets (<simul/loop/io/socket_fd.hpp>), for connections and servers.
+
+/// Gives the fresh handle `h` of kind `k` the adopted descriptor `fd`. libuv
+/// takes it only on success (EEXIST: the loop already watches it).
+inline int open_adopted(stream_state::kind k, uv_stream_t* h, int fd) {
+  return k == stream_state::kind::tcp ? uv_tcp_open(reinterpret_cast<uv_tcp_t*>(h), fd)
+                                      : uv_pipe_open(reinterpret_cast<uv_pipe_t*>(h), fd);
+}
+
+inline stream_state::kind kind_of(const adopted_socket& info) noexcept {
+  return info.family == AF_UNIX ? stream_state::kind::pipe : stream_state::kind::tcp;
+}
+
+/// What an adopted socket is called in messages: its address, else "fd N".
+inline std::string shown_name(const std::string& address, int fd) {
+  return address.empty() ? "fd " + std::to_string(fd) : address;
+}
 
 } // namespace simul::detail

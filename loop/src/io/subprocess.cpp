@@ -1,8 +1,9 @@
 // Child processes: uv_spawn with pipes that are ordinary streams.
 
+#include "io/counted_ref_impl.hpp"
 #include "io/stream_state.hpp"
 
-#include <simul/loop/subprocess.hpp>
+#include <simul/loop/io/subprocess.hpp>
 #include <simul/loop/task_handle.hpp>
 
 #include <fcntl.h>
@@ -41,7 +42,7 @@ class process_state {
   [[nodiscard]] int pid() const noexcept { return m_pid; }
   [[nodiscard]] const std::optional<int>& returncode() const noexcept { return m_returncode; }
   [[nodiscard]] const std::string& program() const noexcept { return m_program; }
-  io_wait_list& exit_waiters() noexcept { return m_exit_waiters; }
+  wait_list& exit_waiters() noexcept { return m_exit_waiters; }
 
   void send_signal(int sig) const {
     if (m_returncode || m_box == nullptr || m_close_started) {
@@ -83,7 +84,7 @@ class process_state {
   static void on_exit(uv_process_t* h, int64_t exit_status, int term_signal) {
     auto* self = reinterpret_cast<box*>(h)->owner;
     self->m_returncode = term_signal != 0 ? -term_signal : static_cast<int>(exit_status);
-    self->m_exit_waiters.notify_all();
+    self->m_exit_waiters.signal_all();
     if (!self->m_close_started) {
       self->m_close_started = true;
       uv_close(reinterpret_cast<uv_handle_t*>(h), &on_close);
@@ -94,7 +95,7 @@ class process_state {
     auto* self = b->owner;
     delete b;
     self->m_box = nullptr;
-    self->m_exit_waiters.notify_all();
+    self->m_exit_waiters.signal_all();
     if (self->m_users == 0) {
       delete self;
     }
@@ -107,11 +108,10 @@ class process_state {
   std::optional<int> m_returncode;
   unsigned m_users = 0;
   bool m_close_started = false;
-  io_wait_list m_exit_waiters;
+  wait_list m_exit_waiters;
 };
 
-void process_acquire(process_state* s) noexcept { s->acquire(); }
-void process_release(process_state* s) noexcept { s->release(); }
+template class counted_ref<process_state>;
 
 void close_process_at_loop_close(uv_handle_t* h) noexcept {
   const auto pid = static_cast<pid_t>(reinterpret_cast<const uv_process_t*>(h)->pid);
@@ -132,7 +132,7 @@ void close_process_at_loop_close(uv_handle_t* h) noexcept {
 
 namespace {
 
-class exit_awaiter final : public io_waiter {
+class exit_awaiter final : public parked_waiter {
  public:
   exit_awaiter(process p, process_state& s) : m_keep(std::move(p)), m_state(s) {}
   bool await_ready() const noexcept { return m_state.returncode().has_value(); }
@@ -214,38 +214,11 @@ using detail::process_state;
 using detail::stream_ref;
 using detail::stream_state;
 
-process::process(detail::process_state* s) noexcept : m_state(s) {
-  if (s != nullptr) {
-    s->acquire();
-  }
-}
-process::process(const process& o) noexcept
-    : stdin_(o.stdin_), stdout_(o.stdout_), stderr_(o.stderr_), m_state(o.m_state) {
-  if (m_state != nullptr) {
-    m_state->acquire();
-  }
-}
-process::process(process&& o) noexcept
-    : stdin_(std::move(o.stdin_)), stdout_(std::move(o.stdout_)), stderr_(std::move(o.stderr_)),
-      m_state(std::exchange(o.m_state, nullptr)) {}
-process& process::operator=(process o) noexcept {
-  std::swap(stdin_, o.stdin_);
-  std::swap(stdout_, o.stdout_);
-  std::swap(stderr_, o.stderr_);
-  std::swap(m_state, o.m_state);
-  return *this;
-}
-process::~process() {
-  if (m_state != nullptr) {
-    m_state->release();
-  }
-}
-
 detail::process_state& process::state() const {
-  if (m_state == nullptr) {
+  if (!m_state) {
     throw error("process: the process object is empty");
   }
-  return *m_state;
+  return *m_state.get();
 }
 
 int process::pid() const { return state().pid(); }
@@ -261,38 +234,53 @@ void process::kill() const { send_signal(SIGKILL); }
 
 namespace detail {
 
-// Not a coroutine: g++ 12 mishandles local arrays in coroutine frames.
-process spawn_process(event_loop& loop, std::string& program, std::vector<std::string>& args,
-                      subprocess_options& options) {
-  ignore_sigpipe_once();
-  if (program.empty()) {
-    throw error("create_subprocess_exec: the program is empty");
-  }
+namespace {
+
+/// What libuv's spawn reads, kept until it has run: the arguments, the
+/// environment, the child's descriptors and the pipes made for it.
+struct spawn_plan {
   std::vector<char*> argv;
-  argv.push_back(program.data());
-  for (auto& a : args) {
-    argv.push_back(a.data());
-  }
-  argv.push_back(nullptr);
   std::vector<std::string> env_strings;
   std::vector<char*> envp;
+  std::vector<uv_stdio_container_t> containers;
+  stream_ref pipes[3];
+  // stdout piped with stderr joined to it: one pipe of our own, its write end
+  // given to the child as both fd 1 and fd 2 (libuv's own pipes are one per fd).
+  uv_file merged[2] = {-1, -1};
+
+  spawn_plan() = default;
+  spawn_plan(const spawn_plan&) = delete;
+  spawn_plan& operator=(const spawn_plan&) = delete;
+  ~spawn_plan() {
+    if (merged[1] >= 0) {
+      ::close(merged[1]); // the child has its copy
+    }
+  }
+};
+
+/// argv (the program, then `args`) and, if the options give one, the environment.
+void set_arguments(spawn_plan& plan, std::string& program, std::vector<std::string>& args,
+                   const subprocess_options& options) {
+  plan.argv.push_back(program.data());
+  for (auto& a : args) {
+    plan.argv.push_back(a.data());
+  }
+  plan.argv.push_back(nullptr);
   if (options.env) {
     for (const auto& [k, v] : *options.env) {
-      env_strings.push_back(k + "=" + v);
+      plan.env_strings.push_back(k + "=" + v);
     }
-    for (auto& e : env_strings) {
-      envp.push_back(e.data());
+    for (auto& e : plan.env_strings) {
+      plan.envp.push_back(e.data());
     }
-    envp.push_back(nullptr);
+    plan.envp.push_back(nullptr);
   }
+}
 
-  const stdio modes[3] = {options.stdin_, options.stdout_, options.stderr_};
-  if (options.stdin_ == stdio::to_stdout || options.stdout_ == stdio::to_stdout) {
-    throw error("create_subprocess: stdio::to_stdout is for stderr only");
-  }
-  // Descriptors past the three standard ones: the child's fd i is our fd i
-  // for each i in pass_fds (libuv clears close-on-exec in the child), and
-  // left alone for the others.
+/// Descriptors past the three standard ones: the child's fd i is our fd i
+/// for each i in pass_fds (libuv clears close-on-exec in the child), and
+/// left alone for the others. Throws for a standard or closed descriptor.
+void pass_descriptors(spawn_plan& plan, const subprocess_options& options) {
   int highest = 2;
   for (const int fd : options.pass_fds) {
     if (fd >= 0 && fd <= 2) {
@@ -304,93 +292,125 @@ process spawn_process(event_loop& loop, std::string& program, std::vector<std::s
     }
     highest = std::max(highest, fd);
   }
-  std::vector<uv_stdio_container_t> containers(static_cast<std::size_t>(highest) + 1);
+  plan.containers.resize(static_cast<std::size_t>(highest) + 1);
   for (const int fd : options.pass_fds) {
-    containers[static_cast<std::size_t>(fd)].flags = UV_INHERIT_FD;
-    containers[static_cast<std::size_t>(fd)].data.fd = fd;
+    plan.containers[static_cast<std::size_t>(fd)].flags = UV_INHERIT_FD;
+    plan.containers[static_cast<std::size_t>(fd)].data.fd = fd;
   }
-  const char* names[3] = {" stdin", " stdout", " stderr"};
-  stream_ref pipes[3];
-  // stdout piped with stderr joined to it: one pipe of our own, its write end
-  // given to the child as both fd 1 and fd 2 (libuv's own pipes are one per fd).
+}
+
+/// A pipe stream of the loop, named for messages.
+stream_ref new_pipe(event_loop& loop, std::string name, std::size_t limit) {
+  stream_ref ref(new stream_state(loop, stream_state::kind::pipe, limit));
+  ref.get()->set_peer(std::move(name));
+  return ref;
+}
+
+/// The pipe that carries the child's stdout and stderr both.
+void open_merged_pipe(spawn_plan& plan, event_loop& loop, const std::string& program, std::size_t limit) {
+  if (const int rc = uv_pipe(plan.merged, UV_NONBLOCK_PIPE, 0); rc < 0) {
+    throw_io_error(rc, "make a pipe for", program + " stdout");
+  }
+  plan.pipes[1] = new_pipe(loop, program + " stdout", limit);
+  if (const int rc = uv_pipe_open(reinterpret_cast<uv_pipe_t*>(plan.pipes[1].get()->stream()), plan.merged[0]);
+      rc < 0) {
+    ::close(plan.merged[0]);
+    throw_io_error(rc, "open the pipe for", program + " stdout");
+  }
+}
+
+/// Where the child's standard descriptor `i` goes, by its mode.
+void set_standard(spawn_plan& plan, int i, stdio mode, event_loop& loop, const std::string& program,
+                  const subprocess_options& options) {
+  static constexpr const char* names[3] = {" stdin", " stdout", " stderr"};
+  auto& c = plan.containers[static_cast<std::size_t>(i)];
+  switch (mode) {
+  case stdio::inherit:
+    c.flags = UV_INHERIT_FD;
+    c.data.fd = i;
+    break;
+  case stdio::devnull:
+    c.flags = UV_IGNORE; // libuv opens /dev/null for 0-2
+    break;
+  case stdio::to_stdout: // stderr, stdout not piped: the child's fd 1 as it is
+    if (options.stdout_ == stdio::devnull) {
+      c.flags = UV_IGNORE;
+    } else {
+      c.flags = UV_INHERIT_FD;
+      c.data.fd = 1;
+    }
+    break;
+  case stdio::pipe:
+    plan.pipes[i] = new_pipe(loop, program + names[i], options.limit);
+    c.flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE));
+    c.data.stream = plan.pipes[i].get()->stream();
+    break;
+  }
+}
+
+/// The child's stdin, stdout and stderr.
+void set_stdio(spawn_plan& plan, event_loop& loop, const std::string& program, const subprocess_options& options) {
+  if (options.stdin_ == stdio::to_stdout || options.stdout_ == stdio::to_stdout) {
+    throw error("create_subprocess: stdio::to_stdout is for stderr only");
+  }
+  pass_descriptors(plan, options);
   const bool merged_pipe = options.stdout_ == stdio::pipe && options.stderr_ == stdio::to_stdout;
-  uv_file merged[2] = {-1, -1};
-  struct close_write_end {
-    uv_file* fd;
-    ~close_write_end() {
-      if (*fd >= 0) {
-        ::close(*fd);
-      }
-    }
-  } merged_guard{&merged[1]};
   if (merged_pipe) {
-    if (const int rc = uv_pipe(merged, UV_NONBLOCK_PIPE, 0); rc < 0) {
-      throw_io_error(rc, "make a pipe for", program + " stdout");
-    }
-    pipes[1] = stream_ref(new stream_state(loop, stream_state::kind::pipe, options.limit));
-    pipes[1].get()->set_peer(program + " stdout");
-    if (const int rc = uv_pipe_open(reinterpret_cast<uv_pipe_t*>(pipes[1].get()->stream()), merged[0]); rc < 0) {
-      ::close(merged[0]);
-      throw_io_error(rc, "open the pipe for", program + " stdout");
-    }
+    open_merged_pipe(plan, loop, program, options.limit);
   }
+  const stdio modes[3] = {options.stdin_, options.stdout_, options.stderr_};
   for (int i = 0; i < 3; ++i) {
     if (merged_pipe && i > 0) {
-      containers[i].flags = UV_INHERIT_FD;
-      containers[i].data.fd = merged[1];
-      continue;
-    }
-    switch (modes[i]) {
-    case stdio::inherit:
-      containers[i].flags = UV_INHERIT_FD;
-      containers[i].data.fd = i;
-      break;
-    case stdio::devnull:
-      containers[i].flags = UV_IGNORE; // libuv opens /dev/null for 0-2
-      break;
-    case stdio::to_stdout: // stderr, stdout not piped: the child's fd 1 as it is
-      if (options.stdout_ == stdio::devnull) {
-        containers[i].flags = UV_IGNORE;
-      } else {
-        containers[i].flags = UV_INHERIT_FD;
-        containers[i].data.fd = 1;
-      }
-      break;
-    case stdio::pipe:
-      pipes[i] = stream_ref(new stream_state(loop, stream_state::kind::pipe, options.limit));
-      pipes[i].get()->set_peer(program + names[i]);
-      containers[i].flags =
-          static_cast<uv_stdio_flags>(UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE));
-      containers[i].data.stream = pipes[i].get()->stream();
-      break;
+      plan.containers[static_cast<std::size_t>(i)].flags = UV_INHERIT_FD;
+      plan.containers[static_cast<std::size_t>(i)].data.fd = plan.merged[1];
+    } else {
+      set_standard(plan, i, modes[i], loop, program, options);
     }
   }
+}
 
+/// Spawns the child the plan describes and gives it its pipes' other ends.
+process start_child(spawn_plan& plan, event_loop& loop, const std::string& program, const subprocess_options& options) {
   uv_process_options_t o{};
   o.file = program.c_str();
-  o.args = argv.data();
-  o.env = options.env ? envp.data() : nullptr;
+  o.args = plan.argv.data();
+  o.env = options.env ? plan.envp.data() : nullptr;
   o.cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
-  o.stdio_count = static_cast<int>(containers.size());
-  o.stdio = containers.data();
+  o.stdio_count = static_cast<int>(plan.containers.size());
+  o.stdio = plan.containers.data();
   o.flags = options.start_new_session ? UV_PROCESS_DETACHED : 0; // libuv's detached child calls setsid()
 
   process p(new process_state(loop, program));
   if (const int rc = p.state().spawn(o); rc < 0) {
     throw_io_error(rc, "spawn", program);
   }
-  if (pipes[0]) {
-    p.stdin_ = stream_writer(pipes[0]);
+  if (plan.pipes[0]) {
+    p.stdin_ = stream_writer(plan.pipes[0]);
   }
-  if (pipes[1]) {
-    pipes[1].get()->on_connected();
-    p.stdout_ = stream_reader(pipes[1]);
+  if (plan.pipes[1]) {
+    plan.pipes[1].get()->on_connected();
+    p.stdout_ = stream_reader(plan.pipes[1]);
   }
-  if (pipes[2]) {
-    pipes[2].get()->on_connected();
-    p.stderr_ = stream_reader(pipes[2]);
+  if (plan.pipes[2]) {
+    plan.pipes[2].get()->on_connected();
+    p.stderr_ = stream_reader(plan.pipes[2]);
   }
   return p;
+}
+
+} // namespace
+
+// Not a coroutine: g++ 12 mishandles local arrays in coroutine frames.
+process spawn_process(event_loop& loop, std::string& program, std::vector<std::string>& args,
+                      subprocess_options& options) {
+  ignore_sigpipe_once();
+  if (program.empty()) {
+    throw error("create_subprocess_exec: the program is empty");
+  }
+  spawn_plan plan;
+  set_arguments(plan, program, args, options);
+  set_stdio(plan, loop, program, options);
+  return start_child(plan, loop, program, options);
 }
 
 } // namespace detail

@@ -7,7 +7,7 @@
 //
 // Thread-safety: loop thread only (one session per connection).
 
-#include <simul/loop/ssl.hpp>
+#include <simul/loop/io/ssl.hpp>
 
 #include <exception>
 #include <optional>

@@ -1,8 +1,9 @@
 // UDP endpoints: a uv_udp_t receiving into a bounded queue, sends as requests.
 
+#include "io/counted_ref_impl.hpp"
 #include "io/io_internal.hpp"
 
-#include <simul/loop/udp.hpp>
+#include <simul/loop/io/udp.hpp>
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -31,7 +32,7 @@ class udp_state {
     return rc == 0 ? start() : rc;
   }
 
-  /// Takes the socket `fd` (see <simul/loop/socket_fd.hpp>); libuv takes it
+  /// Takes the socket `fd` (see <simul/loop/io/socket_fd.hpp>); libuv takes it
   /// only on success (EEXIST: the loop already watches it).
   int adopt(int fd) {
     const int rc = uv_udp_open(handle(), fd);
@@ -54,7 +55,7 @@ class udp_state {
 
   void close() noexcept {
     m_closing = true;
-    m_receivers.notify_all();
+    m_receivers.signal_all();
     if (m_handle == nullptr || m_close_started) {
       return;
     }
@@ -83,7 +84,7 @@ class udp_state {
   std::deque<datagram> queue;
   std::uint64_t dropped = 0;
   int recv_error = 0;
-  io_wait_list& receivers() noexcept { return m_receivers; }
+  wait_list& receivers() noexcept { return m_receivers; }
   [[nodiscard]] bool closing() const noexcept { return m_closing; }
   [[nodiscard]] const std::string& name() const noexcept { return m_name; }
 
@@ -111,7 +112,7 @@ class udp_state {
     auto* self = reinterpret_cast<handle_box*>(h)->owner;
     if (nread < 0) {
       self->recv_error = static_cast<int>(nread);
-      self->m_receivers.notify_all();
+      self->m_receivers.signal_all();
       return;
     }
     if (addr == nullptr) {
@@ -157,15 +158,14 @@ class udp_state {
   unsigned m_users = 0;
   bool m_closing = false;
   bool m_close_started = false;
-  io_wait_list m_receivers;
+  wait_list m_receivers;
 };
 
-void udp_acquire(udp_state* s) noexcept { s->acquire(); }
-void udp_release(udp_state* s) noexcept { s->release(); }
+template class counted_ref<udp_state>;
 
 namespace {
 
-class receive_awaiter final : public io_waiter {
+class receive_awaiter final : public parked_waiter {
  public:
   explicit receive_awaiter(datagram_endpoint ep, udp_state& s) : m_keep(std::move(ep)), m_state(s) {}
   bool await_ready() const noexcept { return !m_state.queue.empty() || m_state.recv_error != 0 || m_state.closing(); }
@@ -266,21 +266,11 @@ task<datagram> receive_impl(datagram_endpoint keep, udp_state* s) { co_return co
 
 namespace simul {
 
-datagram_endpoint::datagram_endpoint(detail::udp_state* s) noexcept : m_state(s) {
-  if (s != nullptr) {
-    s->acquire();
-  }
-}
-datagram_endpoint::~datagram_endpoint() {
-  if (m_state != nullptr) {
-    m_state->release();
-  }
-}
 detail::udp_state& datagram_endpoint::state() const {
-  if (m_state == nullptr) {
+  if (!m_state) {
     throw error("datagram_endpoint: the endpoint is empty");
   }
-  return *m_state;
+  return *m_state.get();
 }
 
 task<void> datagram_endpoint::send_to(std::string data, std::string host, int port) {
@@ -306,7 +296,7 @@ task<datagram_endpoint> create_datagram_endpoint(std::string local_host, int loc
   const auto where = detail::join_host_port(host, local_port);
   auto addresses = co_await detail::resolve(host, std::to_string(local_port), AF_UNSPEC, SOCK_DGRAM, 0, AI_PASSIVE);
   datagram_endpoint ep(new detail::udp_state(loop, options));
-  const int rc = ep.m_state->bind(reinterpret_cast<const sockaddr*>(&addresses.front().addr));
+  const int rc = ep.m_state.get()->bind(reinterpret_cast<const sockaddr*>(&addresses.front().addr));
   if (rc < 0) {
     ep.close();
     detail::throw_io_error(rc, "bind to", where);
@@ -332,7 +322,7 @@ task<datagram_endpoint> create_datagram_endpoint(socket_fd sock, datagram_option
     detail::throw_descriptor_error(EISCONN, who, sock.fd, "is connected (an endpoint sends to an address each time)");
   }
   datagram_endpoint ep(new detail::udp_state(loop, options));
-  if (const int rc = ep.m_state->adopt(sock.fd); rc < 0) {
+  if (const int rc = ep.m_state.get()->adopt(sock.fd); rc < 0) {
     ep.close();
     detail::throw_not_adopted(rc, who, sock.fd);
   }

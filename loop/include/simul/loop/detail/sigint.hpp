@@ -1,7 +1,7 @@
 #pragma once
 
 // The hook that lets `simul::run` turn Ctrl-C into cancellation of its main
-// task (see <simul/loop/signals.hpp>). Internal.
+// task (see <simul/loop/io/signals.hpp>). Internal.
 //
 // Thread-safety: the thread running the loop. Lifetime: the scope must end
 // before the loop is destroyed (it may end before or after `close()`).

@@ -1,5 +1,6 @@
-// TLS: ssl_context (an SSL_CTX with Python's defaults) and tls_session (one
-// connection's SSL object over memory BIOs).
+// TLS (<simul/loop/io/ssl.hpp>): ssl_context (an SSL_CTX with Python's
+// defaults) and tls_session (tls.hpp: one connection's SSL object over
+// memory BIOs).
 
 #include "io/tls.hpp"
 
