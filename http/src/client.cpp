@@ -5,6 +5,7 @@
 
 #include "http_internal.hpp"
 
+#include <simul/loop/detail/loop_local.hpp>
 #include <simul/loop/task_handle.hpp>
 
 namespace simul::http {
@@ -127,10 +128,15 @@ task<response> client::upload(const http::request& r, async_generator<std::strin
   return run_upload(std::make_unique<transfer>(m_state, r, transfer::mode::upload_generator), std::move(body));
 }
 
-namespace {
-task<response> get_once(client c, std::string url) { co_return co_await c.get(url); }
-} // namespace
+client& default_client() {
+  auto& loop = simul::detail::running_loop_checked("simul::http::default_client");
+  return simul::detail::loop_local<client>(loop, [&loop] { return client(loop, client_options{}); });
+}
 
-task<response> get(std::string_view url) { return get_once(client(), std::string(url)); }
+task<response> get(std::string_view url) { return default_client().get(url); }
+
+task<response> post(std::string_view url, std::string_view body, std::string_view content_type) {
+  return default_client().post(url, body, content_type);
+}
 
 } // namespace simul::http

@@ -122,7 +122,7 @@ int update(fd_watch* w) noexcept {
 }
 
 void check_call(event_loop& loop, const char* what) {
-  auto& impl = loop.impl();
+  auto& impl = impl_of(loop);
   if (impl.running_flag.load(std::memory_order_acquire) &&
       impl.thread.load(std::memory_order_relaxed) != std::this_thread::get_id()) {
     throw error(std::string(what) +

@@ -7,7 +7,7 @@
 // subprocesses, signals, files) build on, and it stays stable:
 //
 //   uv_loop_t* detail::uv_loop(event_loop&)   the libuv loop
-//   detail::loop_impl& loop.impl()             the rest of the state
+//   detail::loop_impl& detail::impl_of(loop)   the rest of the state
 //   detail::loop_schedule(loop, item)          run item on the next iteration
 //   detail::report(loop, message, eptr, task)  never-silent error reporting
 //   detail::close_and_delete(h)                uv_close, then delete from the close callback
@@ -64,6 +64,10 @@
 //   left open (reported in debug mode), then runs libuv until the close
 //   callbacks ran.
 
+#include "ready_queue.hpp"
+#include "timer_heap.hpp"
+
+#include <simul/loop/detail/loop_local.hpp>
 #include <simul/loop/event_loop.hpp>
 
 #include <uv.h>
@@ -74,84 +78,10 @@
 #include <mutex>
 #include <string>
 #include <thread>
+#include <typeinfo>
 #include <vector>
 
 namespace simul::detail {
-
-/// A binary min-heap of timer entries keyed by (deadline, seq); each entry
-/// knows its index, so removal is O(log n) without searching.
-class timer_heap {
- public:
-  [[nodiscard]] bool empty() const noexcept { return m_items.empty(); }
-  [[nodiscard]] std::size_t size() const noexcept { return m_items.size(); }
-  [[nodiscard]] timer_entry* top() const noexcept { return m_items.front(); }
-  void push(timer_entry* e);
-  void remove(timer_entry* e) noexcept;
-  timer_entry* pop() noexcept;
-
- private:
-  static bool less(const timer_entry* a, const timer_entry* b) noexcept {
-    return a->deadline < b->deadline || (a->deadline == b->deadline && a->seq < b->seq);
-  }
-  void place(std::size_t i, timer_entry* e) noexcept {
-    m_items[i] = e;
-    e->heap_index = i;
-  }
-  void sift_up(std::size_t i) noexcept;
-  void sift_down(std::size_t i) noexcept;
-  std::vector<timer_entry*> m_items;
-};
-
-/// The loop's FIFO of ready items. Items sit in chunks of 63 (a 1 KiB block
-/// of the small-block pool), linked front to back: a push never moves what is
-/// queued (a growing vector copied the whole queue, and faulted in fresh
-/// memory on every new loop), a chunk drained is kept for the next push or
-/// handed back to the pool, whose blocks stay mapped between loops.
-class ready_queue {
- public:
-  ready_queue() = default;
-  ready_queue(const ready_queue&) = delete;
-  ready_queue& operator=(const ready_queue&) = delete;
-  ~ready_queue();
-
-  [[nodiscard]] bool empty() const noexcept { return m_size == 0; }
-  [[nodiscard]] std::size_t size() const noexcept { return m_size; }
-  /// Throws std::bad_alloc (and queues nothing) if a chunk cannot be had.
-  void push(ready_item item) {
-    if (m_tail_pos == chunk::k_items) {
-      add_chunk();
-    }
-    m_tail->items[m_tail_pos++] = item;
-    ++m_size;
-  }
-  /// The oldest item; requires !empty().
-  ready_item pop() noexcept {
-    const ready_item out = m_head->items[m_head_pos++];
-    if (--m_size == 0) {
-      // Empty: m_head == m_tail. Start the chunk over, keep it.
-      m_head_pos = m_tail_pos = 0;
-    } else if (m_head_pos == chunk::k_items) {
-      drop_head();
-    }
-    return out;
-  }
-
- private:
-  struct chunk {
-    static constexpr std::uint32_t k_items = 63;
-    chunk* next;
-    ready_item items[k_items];
-  };
-  void add_chunk();
-  void drop_head() noexcept;
-
-  chunk* m_head = nullptr;  // pop reads here
-  chunk* m_tail = nullptr;  // push writes here
-  chunk* m_spare = nullptr; // one drained chunk, kept for the next push
-  std::uint32_t m_head_pos = 0;
-  std::uint32_t m_tail_pos = chunk::k_items; // no chunk yet: the first push adds one
-  std::size_t m_size = 0;
-};
 
 /// A callback scheduled by call_soon / call_later (the node behind `handle`).
 struct callback_node {
@@ -168,6 +98,19 @@ struct callback_node {
 struct posted_callback {
   unique_function<void()> fn;
   source_location where;
+};
+
+// callbacks.cpp: the callback nodes' ready-queue and timer entry points.
+void run_callback_node(void* node) noexcept;
+void node_timer_fire(timer_entry* e) noexcept;
+void release_node(callback_node* n) noexcept;
+/// Releases a queued node without running it (the loop is closing).
+void drop_callback(callback_node* n) noexcept;
+
+/// One per-loop object (loop_local.hpp), keyed by its type.
+struct loop_local_slot {
+  const std::type_info* key;
+  std::unique_ptr<loop_local_base> value;
 };
 
 struct loop_impl {
@@ -199,6 +142,10 @@ struct loop_impl {
   std::size_t task_count = 0;
   std::uint64_t next_task_id = 1;
   task_base* exc_head = nullptr; // done tasks whose error nobody retrieved yet
+  bool eager_tasks = false;      // set_eager_tasks: create_task runs the first step at once
+
+  std::vector<loop_local_slot> locals; // per-loop objects, oldest first
+  bool locals_closing = false;         // close() is destroying them: no new ones
 
   std::atomic<bool> running_flag{false};
   std::atomic<bool> stopping{false};
@@ -228,8 +175,24 @@ inline void schedule(loop_impl& impl, ready_item item) {
   }
 }
 
+/// Loop-side access to the loop's and the tasks' internals.
+struct loop_access {
+  static loop_impl& impl(const event_loop& loop) noexcept { return *loop.m_impl; }
+  static void link(loop_impl& impl, task_base& t) noexcept;
+  static void unlink(loop_impl& impl, task_base& t) noexcept;
+  /// Destroys the frame of a task that would not finish and completes it as cancelled.
+  static void destroy_pending(task_base& t) noexcept;
+  /// The loop is going away: the task reports to stderr from now on.
+  static void detach(task_base& t) noexcept;
+  static task_base* next(task_base& t) noexcept { return t.m_all_next; }
+  static task_base* next_exc(task_base& t) noexcept { return t.m_all_next; } // a done task: the error list
+};
+
+/// The private state of `loop`.
+inline loop_impl& impl_of(const event_loop& loop) noexcept { return loop_access::impl(loop); }
+
 /// The libuv loop under `loop`.
-inline uv_loop_t* uv_loop(event_loop& loop) noexcept { return &loop.impl().uv; }
+inline uv_loop_t* uv_loop(event_loop& loop) noexcept { return &impl_of(loop).uv; }
 
 /// Reports an error through the loop's exception handler.
 /// `where` is the creation place of the task or callback involved.
@@ -266,17 +229,5 @@ void close_and_delete(Handle* h) noexcept {
   }
   uv_close(base, [](uv_handle_t* closed) { delete reinterpret_cast<Handle*>(closed); });
 }
-
-/// Loop-side access to task internals.
-struct loop_access {
-  static void link(loop_impl& impl, task_base& t) noexcept;
-  static void unlink(loop_impl& impl, task_base& t) noexcept;
-  /// Destroys the frame of a task that would not finish and completes it as cancelled.
-  static void destroy_pending(task_base& t) noexcept;
-  /// The loop is going away: the task reports to stderr from now on.
-  static void detach(task_base& t) noexcept;
-  static task_base* next(task_base& t) noexcept { return t.m_all_next; }
-  static task_base* next_exc(task_base& t) noexcept { return t.m_all_next; } // a done task: the error list
-};
 
 } // namespace simul::detail

@@ -61,7 +61,7 @@ void waiter::wake() noexcept {
   if (t->m_waiter == this) {
     t->m_waiter = nullptr;
   }
-  schedule(t->m_loop->impl(), ready_item{&task_base::step_thunk, t});
+  schedule(impl_of(*t->m_loop), ready_item{&task_base::step_thunk, t});
 }
 
 void waiter::wake_later() noexcept {
@@ -69,13 +69,13 @@ void waiter::wake_later() noexcept {
   if (t->m_waiter == this) {
     t->m_waiter = nullptr;
   }
-  schedule(t->m_loop->impl(), ready_item{&task_base::reschedule_thunk, t});
+  schedule(impl_of(*t->m_loop), ready_item{&task_base::reschedule_thunk, t});
 }
 
 void task_base::reschedule_thunk(void* self) noexcept {
   auto* t = static_cast<task_base*>(self);
   if (!t->done()) {
-    schedule(t->m_loop->impl(), ready_item{&task_base::step_thunk, t});
+    schedule(impl_of(*t->m_loop), ready_item{&task_base::step_thunk, t});
   }
 }
 
@@ -101,7 +101,7 @@ bool yield_suspend(std::coroutine_handle<> h) {
   if (t->m_must_cancel) {
     return false;
   }
-  schedule(t->m_loop->impl(), ready_item{&task_base::step_thunk, t});
+  schedule(impl_of(*t->m_loop), ready_item{&task_base::step_thunk, t});
   t->m_resume = h;
   return true;
 }
@@ -116,17 +116,19 @@ void yield_resume() {
 
 // ---- task_base ----
 
-task_base::task_base(event_loop& loop) : m_loop(&loop), m_id(loop.impl().next_task_id++) {}
+task_base::task_base(event_loop& loop) : m_loop(&loop), m_id(impl_of(loop).next_task_id++) {}
 
 task_base::~task_base() = default;
 
-void task_base::start(std::coroutine_handle<> root) {
-  loop_schedule(*m_loop, ready_item{&task_base::step_thunk, this}); // the only step that may throw
+void task_base::start(std::coroutine_handle<> root, bool eager) {
+  if (!eager) {
+    loop_schedule(*m_loop, ready_item{&task_base::step_thunk, this}); // the only step that may throw
+  }
   m_resume = root;
   // The loop's reference, dropped when the task completes. Nobody else holds
   // one yet, so a plain store does.
   m_refs.store(2, std::memory_order_relaxed);
-  loop_access::link(m_loop->impl(), *this);
+  loop_access::link(impl_of(*m_loop), *this);
 }
 
 void task_base::throw_if_must_cancel() {
@@ -214,7 +216,7 @@ void task_base::complete(status final_status) noexcept {
   m_status = final_status;
   m_waiter = nullptr;
   m_must_cancel = false;
-  auto& impl = m_loop->impl();
+  auto& impl = impl_of(*m_loop);
   loop_access::unlink(impl, *this);
   if (final_status == status::failed && !m_retrieved) {
     // The pending list's links are free now: they hold the error list's.
@@ -246,7 +248,7 @@ void task_base::mark_retrieved() noexcept {
   if (m_in_exc_list) {
     m_in_exc_list = false;
     if (m_loop != nullptr) {
-      auto& impl = m_loop->impl();
+      auto& impl = impl_of(*m_loop);
       if (m_all_prev != nullptr) {
         m_all_prev->m_all_next = m_all_next;
       } else {

@@ -329,6 +329,38 @@ TEST(HttpClient, ClientBelongsToOneLoopAndGetMakesItsOwn) {
   first.close();
 }
 
+// http::get / http::post share one default client per loop: the second
+// call reuses the first one's connection (the server saw one peer port), the
+// client and its connection go with loop.close() (descriptors back to where
+// they were; ASan sees no leak), and another loop gets a client of its own.
+TEST(HttpClient, FreeGetUsesOneDefaultClientPerLoopClosedWithTheLoop) {
+  const int before = simul::test::open_fd_count();
+  auto peer_ports = [](simul::event_loop& loop) {
+    return loop.run_until_complete([]() -> task<std::vector<std::string>> {
+      auto a = co_await http::get(server().url("/echo"));
+      auto b = co_await http::post(server().url("/echo"), "x", "text/plain");
+      EXPECT_EQ(&http::default_client(), &http::default_client());
+      co_return std::vector<std::string>{a.header("X-Peer-Port").value_or("a"), b.header("X-Peer-Port").value_or("b")};
+    }());
+  };
+  std::vector<std::string> first;
+  {
+    simul::event_loop loop;
+    first = peer_ports(loop);
+    EXPECT_EQ(first[0], first[1]);                   // one connection for both calls
+    EXPECT_GT(simul::test::open_fd_count(), before); // kept alive by the loop's client
+    loop.close();
+  }
+  EXPECT_EQ(simul::test::open_fd_count(), before);
+  simul::event_loop other;
+  const auto second = peer_ports(other);
+  EXPECT_EQ(second[0], second[1]);
+  EXPECT_NE(second[0], first[0]); // a new client, a new connection
+  other.close();
+  EXPECT_EQ(simul::test::open_fd_count(), before);
+  EXPECT_THROW((void)http::default_client(), simul::error); // no loop running
+}
+
 TEST(HttpClient, ClosingTheLoopWithARequestPendingIsClean) {
   simul::event_loop loop;
   auto t = loop.create_task([]() -> task<void> {

@@ -208,9 +208,18 @@ class client {
   std::shared_ptr<detail::client_state> m_state;
 };
 
-/// GET `url` with a client made for this call on the running loop, with
-/// the default options (no connection reuse between calls: keep a `client`
-/// for that).
+/// The running loop's default client: made with the default options on
+/// first use, shared by every `http::get` / `post` / `request` on that loop
+/// (so they reuse connections), closed by the loop's `close()`. For any
+/// other request: `co_await http::default_client().request({...})`. Throws
+/// `simul::error` outside a running loop or while it closes.
+/// Thread-safety: the loop's thread. Lifetime: until the loop closes.
+client& default_client();
+
+/// GET `url` with the running loop's default client (`default_client()`).
 task<response> get(std::string_view url);
+/// POST `body` to `url` with the running loop's default client.
+task<response> post(std::string_view url, std::string_view body,
+                    std::string_view content_type = "application/octet-stream");
 
 } // namespace simul::http

@@ -32,28 +32,21 @@
 #include <simul/core/future.hpp>
 #include <simul/loop/detail/context.hpp>
 #include <simul/loop/detail/task_base.hpp>
+#include <simul/loop/errors.hpp>
+#include <simul/loop/task.hpp>
+#include <simul/loop/task_handle.hpp>
 
 #include <chrono>
+#include <concepts>
 #include <exception>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 #include <type_traits>
 #include <utility>
 
 namespace simul {
-
-template <class T>
-class task;
-template <class T>
-class task_handle;
-
-/// An operation on a task or future in the wrong state (asyncio.InvalidStateError),
-/// such as asking for the result of a task that is not done.
-class invalid_state_error : public error {
- public:
-  explicit invalid_state_error(const std::string& message) : error(message) {}
-};
 
 /// What the exception handler is told (asyncio's context dict).
 struct exception_context {
@@ -74,6 +67,7 @@ using exception_handler = std::function<void(event_loop&, const exception_contex
 
 namespace detail {
 struct loop_impl;
+struct loop_access;
 struct callback_node;
 void callback_node_release(callback_node* node) noexcept;
 } // namespace detail
@@ -118,7 +112,8 @@ class event_loop {
  public:
   using clock = std::chrono::steady_clock;
 
-  /// A new loop, not running. Reads `SIMUL_DEBUG` from the environment.
+  /// A new loop, not running. Reads `SIMUL_DEBUG` (debug mode) and
+  /// `SIMUL_EAGER_TASKS` (eager tasks) from the environment.
   event_loop();
   /// Closes the loop if it is not closed yet.
   ~event_loop();
@@ -200,9 +195,23 @@ class event_loop {
   }
 
   /// Schedules `t` as a task of this loop; asyncio's loop.create_task.
+  /// `options` names it and may start it eagerly (`{.eager = true}`: its
+  /// first step runs now, inside this call; see task_options). Throws
+  /// `simul::error` on a closed loop or for an empty task.
   template <class T>
-  task_handle<T> create_task(task<T> t, std::string name = {},
+  task_handle<T> create_task(task<T> t, task_options options = {},
                              detail::source_location where = detail::source_location::current());
+  /// As above, with a name (`loop.create_task(t, "fetch")`).
+  template <class T, std::convertible_to<std::string> Name>
+  task_handle<T> create_task(task<T> t, Name&& name,
+                             detail::source_location where = detail::source_location::current());
+
+  /// Eager tasks for the whole loop (Python 3.12's eager_task_factory):
+  /// `create_task` without an `eager` option runs the task's first step at
+  /// once while this loop runs on the calling thread. Off by default
+  /// (`SIMUL_EAGER_TASKS=1` in the environment turns it on for new loops).
+  void set_eager_tasks(bool enabled) noexcept;
+  [[nodiscard]] bool get_eager_tasks() const noexcept;
 
   /// simul::executor: runs `f(args...)` on the loop's thread and returns a
   /// future of its result. Safe from any thread; throws `broken_executor`
@@ -257,15 +266,15 @@ class event_loop {
   /// How long a callback may run in debug mode before it is reported.
   void set_slow_callback_duration(std::chrono::nanoseconds limit) noexcept;
 
-  /// The private state (for simul's own sources).
-  [[nodiscard]] detail::loop_impl& impl() const noexcept { return *m_impl; }
-
  private:
+  friend struct detail::loop_access; // simul's own sources reach the private state through it
   handle schedule_callback(detail::unique_function<void()> f, const clock::time_point* when,
                            const detail::source_location& where);
   void post_threadsafe(detail::unique_function<void()> f, const detail::source_location& where);
   void post_submitted(detail::unique_function<void()> f);
   void check_can_schedule(const char* what) const;
+  /// Whether create_task with this `eager` option starts the task now.
+  [[nodiscard]] bool starts_eagerly(std::optional<bool> eager) const noexcept;
   void run_until_task_done(detail::task_base& t);
 
   std::unique_ptr<detail::loop_impl> m_impl;
@@ -275,6 +284,24 @@ class event_loop {
 /// Throws `simul::error` if no loop is running here.
 event_loop& get_running_loop();
 
+/// Schedules `t` on the running loop (asyncio.create_task).
+/// Throws `simul::error` if no loop is running on this thread.
+/// `where` (leave it out) is the call site, named in reports about the task.
+template <class T>
+task_handle<T> create_task(task<T> t, task_options options = {},
+                           detail::source_location where = detail::source_location::current());
+/// As above, with a name (`create_task(t, "fetch")`).
+template <class T, std::convertible_to<std::string> Name>
+task_handle<T> create_task(task<T> t, Name&& name, detail::source_location where = detail::source_location::current());
+
+/// Runs `main` on a new loop until it completes, then cancels what is left,
+/// closes the loop and returns `main`'s result (asyncio.run).
+/// Throws `simul::error` if a loop is already running on this thread.
+template <class T>
+T run(task<T> main, bool debug = false, detail::source_location where = detail::source_location::current());
+
 } // namespace simul
 
-#include <simul/loop/task_handle.hpp>
+// Definitions that need both the loop and task handles (create_task, run,
+// submit...): after the declarations above, as Asio does.
+#include <simul/loop/impl/event_loop.hpp>

@@ -98,10 +98,11 @@ template <class T>
 class task_state final : public task_base {
  public:
   /// Builds the state in front of `frame` (a frame of a task<T> not started)
-  /// and schedules its first step. Throws `simul::error` if `frame` was not
+  /// and schedules its first step (unless `eager`: then the caller runs it
+  /// with `run_first_step_now()`). Throws `simul::error` if `frame` was not
   /// allocated by task<T>'s promise, and whatever scheduling throws (the frame
   /// is destroyed then).
-  static task_state* adopt(event_loop& loop, std::coroutine_handle<task_promise<T>> frame);
+  static task_state* adopt(event_loop& loop, std::coroutine_handle<task_promise<T>> frame, bool eager = false);
 
   /// The value; requires a finished task. Copies if it can, else moves out
   /// (defined in task_handle.hpp, with invalid_state_error).
@@ -300,7 +301,7 @@ inline task<void> task_promise<void>::get_return_object() noexcept {
 }
 
 template <class T>
-task_state<T>* task_state<T>::adopt(event_loop& loop, std::coroutine_handle<task_promise<T>> frame) {
+task_state<T>* task_state<T>::adopt(event_loop& loop, std::coroutine_handle<task_promise<T>> frame, bool eager) {
   static_assert(alignof(task_state<T>) <= 16, "simul::task: a result type aligned to more than 16 bytes");
   auto& header = header_of(frame.address());
   if (header.magic != frame_header::k_magic || header.owned_by_state) {
@@ -310,7 +311,7 @@ task_state<T>* task_state<T>::adopt(event_loop& loop, std::coroutine_handle<task
   header.owned_by_state = true;
   frame.promise().m_root = state;
   try {
-    state->start(frame);
+    state->start(frame, eager);
   } catch (...) {
     state->destroy_self();
     throw;

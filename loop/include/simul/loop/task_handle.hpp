@@ -1,6 +1,7 @@
 #pragma once
 
-// Scheduled tasks: create_task, task_handle<T>, current_task, all_tasks, run.
+// Scheduled tasks: task_handle<T>, task_options, current_task, all_tasks
+// (`create_task` and `run` are in event_loop.hpp, which includes this header).
 //
 // `create_task(t)` turns a lazy `task<T>` into a scheduled task (asyncio.Task):
 // its first step runs on the next loop iteration, whether or not anybody
@@ -27,20 +28,37 @@
 // they must not outlive the loop.
 
 #include <simul/core/future.hpp>
-#include <simul/loop/detail/sigint.hpp>
 #include <simul/loop/detail/task_base.hpp>
-#include <simul/loop/event_loop.hpp>
+#include <simul/loop/errors.hpp>
 #include <simul/loop/task.hpp>
 
 #include <concepts>
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <utility>
 #include <vector>
 
 namespace simul {
+
+class event_loop;
+
+/// How `create_task` starts a task: `loop.create_task(t, {.eager = true})`.
+/// Trivially destructible on purpose: safe as a braced temporary inside a
+/// `co_await` expression (see the g++ 12 note in docs/loop.md).
+struct task_options {
+  /// The task's name ("Task-<n>" if empty); copied by create_task.
+  std::string_view name{};
+  /// Run the task at once, inside create_task, until its first suspension
+  /// (Python 3.12's eager tasks): a task that finishes without suspending is
+  /// done when create_task returns and is never scheduled. Unset: the
+  /// loop's setting (`event_loop::set_eager_tasks`). Only a loop running on
+  /// the calling thread starts tasks eagerly (asyncio's rule); otherwise the
+  /// first step is scheduled as usual.
+  std::optional<bool> eager{};
+};
 
 namespace detail {
 
@@ -265,19 +283,6 @@ class task_handle : public basic_task_handle {
   detail::task_state<T>& state() const { return static_cast<detail::task_state<T>&>(base()); }
 };
 
-/// Schedules `t` on the running loop (asyncio.create_task).
-/// Throws `simul::error` if no loop is running on this thread.
-/// `where` (leave it out) is the call site, named in reports about the task.
-template <class T>
-task_handle<T> create_task(task<T> t, std::string name = {},
-                           detail::source_location where = detail::source_location::current()) {
-  auto& loop = detail::running_loop_checked("create_task");
-  if (name.empty()) {
-    return loop.create_task(std::move(t), {}, where); // moving an empty string still copies its buffer
-  }
-  return loop.create_task(std::move(t), std::move(name), where);
-}
-
 /// The task running now, or an empty handle outside any task.
 basic_task_handle current_task();
 /// Every task of the running loop that is not done yet.
@@ -285,80 +290,7 @@ std::vector<basic_task_handle> all_tasks();
 /// Every task of `loop` that is not done yet.
 std::vector<basic_task_handle> all_tasks(event_loop& loop);
 
-/// Runs `main` on a new loop until it completes, then cancels what is left,
-/// closes the loop and returns `main`'s result (asyncio.run).
-/// Throws `simul::error` if a loop is already running on this thread.
-template <class T>
-T run(task<T> main, bool debug = false, detail::source_location where = detail::source_location::current()) {
-  if (detail::running_loop_or_null() != nullptr) {
-    throw error("simul::run cannot be called while an event loop is running on this thread");
-  }
-  event_loop loop;
-  if (debug) {
-    loop.set_debug(true);
-  }
-  auto main_task = loop.create_task(std::move(main), {}, where);
-  detail::sigint_scope interrupt(loop, main_task.base()); // Ctrl-C cancels the main task (loop I/O)
-  if constexpr (std::is_void_v<T>) {
-    loop.run_until_complete(main_task);
-    loop.close();
-  } else {
-    T result = loop.run_until_complete(main_task);
-    loop.close();
-    return result;
-  }
-}
-
-// ---- event_loop members that need tasks ----
-
-template <class T>
-task_handle<T> event_loop::create_task(task<T> t, std::string name, detail::source_location where) {
-  check_can_schedule("create_task");
-  auto frame = t.release();
-  if (!frame) {
-    throw error("create_task: the task is empty (moved from, or already scheduled)");
-  }
-  auto* state = detail::task_state<T>::adopt(*this, frame);
-  state->set_where(where);
-  if (auto ctx = detail::current_context()) {
-    state->context_slot() = std::move(ctx); // a copy of its creator's context (asyncio)
-  }
-  task_handle<T> out(state);
-  if (!name.empty()) {
-    out.set_name(std::move(name));
-  }
-  return out;
-}
-
-template <class T>
-T event_loop::run_until_complete(task<T> t, detail::source_location where) {
-  return run_until_complete(create_task(std::move(t), {}, where));
-}
-
-template <class T>
-T event_loop::run_until_complete(task_handle<T> t) {
-  if (&t.base().loop() != this) {
-    throw error("run_until_complete: the task belongs to another loop");
-  }
-  run_until_task_done(t.base());
-  return t.result();
-}
-
-template <class F, class... Args>
-requires std::invocable<std::decay_t<F>, std::decay_t<Args>...> future<submit_result_t<F, Args...>>
-event_loop::submit(F&& f, Args&&... args) {
-  using R = submit_result_t<F, Args...>;
-  promise<R> p;
-  auto result = p.get_future();
-  post_submitted([p = std::move(p), fn = std::decay_t<F>(std::forward<F>(f)),
-                  tup = std::make_tuple(std::decay_t<Args>(std::forward<Args>(args))...)]() mutable {
-    if (!p.set_running_or_notify_cancel()) {
-      return;
-    }
-    std::apply([&](auto&... a) { detail::fulfil(p, fn, std::move(a)...); }, tup);
-  });
-  return result;
-}
+// ---- definitions ----
 
 template <class T>
 future<T> task_handle<T>::get_future() {
@@ -372,7 +304,7 @@ future<T> task_handle<T>::get_future() {
   auto alive = std::make_shared<detail::task_base*>(&s);
   p.set_cancel_hook([loop = &s.loop(), alive]() {
     try {
-      loop->call_soon_threadsafe([alive] {
+      detail::loop_post_threadsafe(*loop, [alive] {
         if (*alive != nullptr) {
           (*alive)->cancel();
         }

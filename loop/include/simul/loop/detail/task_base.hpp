@@ -63,6 +63,8 @@ void loop_add_timer(event_loop& loop, timer_entry& entry);
 void loop_remove_timer(event_loop& loop, timer_entry& entry) noexcept;
 event_loop* running_loop_or_null() noexcept;
 event_loop& running_loop_checked(const char* what);
+/// loop.call_soon_threadsafe(f) for code that sees only a declared loop.
+void loop_post_threadsafe(event_loop& loop, unique_function<void()> f);
 
 class task_base;
 task_base* current_task_or_null() noexcept;
@@ -190,6 +192,10 @@ class task_base {
   /// A user callback, scheduled with call_soon when the task completes (or now, if done).
   void add_done_callback(unique_function<void()> callback);
 
+  /// An eager task's first step, run by create_task itself (after the name
+  /// and context are set) instead of by the loop. The task may be done after.
+  void run_first_step_now() noexcept { step(); }
+
   /// Consumes a pending cancellation; true if there was one.
   bool take_must_cancel() noexcept { return std::exchange(m_must_cancel, false); }
 
@@ -223,9 +229,10 @@ class task_base {
   /// block that held both.
   virtual void destroy_self() noexcept = 0;
 
-  /// Schedules the first step and takes the loop's reference. Throws (and
-  /// changes nothing) if the ready queue cannot grow.
-  void start(std::coroutine_handle<> root);
+  /// Schedules the first step (not if `eager`: see `run_first_step_now`) and
+  /// takes the loop's reference. Throws (and changes nothing) if the ready
+  /// queue cannot grow.
+  void start(std::coroutine_handle<> root, bool eager = false);
   /// The root coroutine reached its end (value or exception in the frame).
   void on_root_final() noexcept;
 
