@@ -17,7 +17,9 @@ void process_pool::shutdown(shutdown_options options) { m_core->shutdown(options
 
 bool process_pool::is_shutdown() const noexcept { return m_core->is_shutdown(); }
 
-std::size_t process_pool::worker_count() const noexcept { return m_core->options().workers; }
+std::size_t process_pool::workers() const noexcept { return m_core->options().workers; }
+
+std::size_t process_pool::worker_count() const noexcept { return workers(); }
 
 process_pool_stats process_pool::stats() const { return m_core->stats(); }
 

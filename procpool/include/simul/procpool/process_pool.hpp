@@ -203,8 +203,11 @@ class process_pool {
   /// True after `shutdown()` (or once the pool broke).
   [[nodiscard]] bool is_shutdown() const noexcept;
 
-  /// The number of workers the pool keeps alive.
-  [[nodiscard]] std::size_t worker_count() const noexcept;
+  /// The number of workers the pool keeps alive (as `mpi_pool::workers()`).
+  [[nodiscard]] std::size_t workers() const noexcept;
+
+  /// The former spelling of `workers()`.
+  [[deprecated("use workers()")]] [[nodiscard]] std::size_t worker_count() const noexcept;
 
   /// Counters; see `process_pool_stats`.
   [[nodiscard]] process_pool_stats stats() const;
