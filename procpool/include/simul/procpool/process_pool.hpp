@@ -71,7 +71,9 @@ struct process_pool_stats {
 };
 
 namespace detail {
-class process_pool_core;
+namespace procpool {
+class io_loop;
+} // namespace procpool
 
 template <class Fn, class... Args>
 consteval bool check_task() {
@@ -263,7 +265,7 @@ class process_pool {
 
   void enqueue(detail::task_request&& request);
 
-  std::unique_ptr<detail::process_pool_core> m_core;
+  std::unique_ptr<detail::procpool::io_loop> m_loop;
 };
 
 static_assert(executor<process_pool>);
