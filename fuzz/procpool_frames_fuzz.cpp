@@ -1,7 +1,8 @@
 // Fuzzes the parent's side of the process pool's answers: the payload of a
 // result or error frame, as a worker could forge it, decoded the way the
-// parent decodes results of several types (raw blobs, bitwise values and
-// structs) and error reports (two blobs). Every malformed payload must end
+// parent decodes results of several types (raw blobs, bitwise values,
+// structs, and values in cereal's format: strings in a vector, a map) and
+// error reports (two blobs). Every malformed payload must end
 // in `serialization_error`; nothing may read or allocate out of bounds.
 //
 // Input: byte 0 picks the decoded type; the rest is the frame's payload.
@@ -11,6 +12,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -52,7 +54,7 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   }
   const auto* data = reinterpret_cast<const char*>(bytes + 1);
   const auto n = size - 1;
-  switch (bytes[0] % 5) {
+  switch (bytes[0] % 7) {
   case 0:
     decode_as<std::string>(data, n);
     break;
@@ -65,12 +67,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* bytes, std::size_t siz
   case 3:
     decode_as<point>(data, n);
     break;
+  case 4:
+    decode_as<std::vector<std::string>>(data, n);
+    break;
+  case 5:
+    decode_as<std::map<std::string, std::int32_t>>(data, n);
+    break;
   default:
     error_report(data, n);
     break;
   }
-  // Not here: results decoded through cereal archives. A forged length
-  // inside an archive makes cereal allocate it before reading (see
-  // docs/fuzzing.md, "What the runs found"; fuzz/findings/).
   return 0;
 }

@@ -4,8 +4,6 @@
 
 #include "runtime.hpp"
 
-#include <cxxabi.h>
-
 #include <algorithm>
 #include <exception>
 #include <limits>
@@ -23,22 +21,6 @@ mpi_header read_header(const char* data, std::size_t size) {
     throw serialization_error("mpi_pool: a message with a foreign header (not simul's protocol)");
   }
   return header;
-}
-
-std::pair<std::string, std::string> current_exception_text() {
-  std::string type = "unknown exception";
-  if (const std::type_info* info = abi::__cxa_current_exception_type()) {
-    type = demangle(info->name());
-  }
-  std::string message;
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    message = e.what();
-  } catch (...) {
-    message = "(not a std::exception)";
-  }
-  return {type, message};
 }
 
 void check_no_descriptors(const out_message& out, const char* what) {

@@ -61,9 +61,6 @@ inline void set_header(out_message& out, const mpi_header& header) {
 /// too short or not one of ours.
 mpi_header read_header(const char* data, std::size_t size);
 
-/// The current exception as (demangled type name, what()).
-std::pair<std::string, std::string> current_exception_text();
-
 /// Refuses a message that would need descriptors (a shared_buffer inside a
 /// value): they name memory on this machine only.
 void check_no_descriptors(const out_message& out, const char* what);

@@ -153,7 +153,7 @@ class rank_server {
       code_from_offset<trampoline_fn>(header.fn)(in, out);
       check_no_descriptors(out, "a task's result");
     } catch (...) {
-      const auto [type, text] = current_exception_text();
+      const auto [type, text] = describe_exception(std::current_exception());
       answer_error(header.id, type, text);
       return;
     }
@@ -169,7 +169,7 @@ class rank_server {
       result = m_local->submit(task_options{.timeout = std::chrono::nanoseconds(header.timeout_ns)}, &run_isolated,
                                std::string(message.data(), message.size));
     } catch (...) {
-      const auto [type, text] = current_exception_text();
+      const auto [type, text] = describe_exception(std::current_exception());
       answer_error(header.id, type, text);
       return;
     }
@@ -212,7 +212,7 @@ class rank_server {
       } catch (const remote_error& e) {
         answer_error(id, e.type_name(), e.message());
       } catch (...) {
-        const auto [type, text] = current_exception_text();
+        const auto [type, text] = describe_exception(std::current_exception());
         answer_error(id, type, text);
       }
     }

@@ -1,30 +1,33 @@
-// process_pool's non-template members: a thin face over process_pool_core.
+// process_pool's non-template members: a thin face over its I/O loop and
+// task queue (io_loop.hpp, task_queue.hpp).
 
-#include "pool_core.hpp"
+#include "io_loop.hpp"
 
 #include <simul/procpool/process_pool.hpp>
 
 namespace simul {
 
 process_pool::process_pool(process_pool_options options)
-    : m_core(std::make_unique<detail::process_pool_core>(options)) {}
+    : m_loop(std::make_unique<detail::procpool::io_loop>(options)) {}
 
 process_pool::~process_pool() = default;
 
-void process_pool::enqueue(detail::task_request&& request) { m_core->enqueue(std::move(request)); }
+void process_pool::enqueue(detail::task_request&& request) { m_loop->queue().push(std::move(request)); }
 
-void process_pool::shutdown(shutdown_options options) { m_core->shutdown(options); }
+void process_pool::shutdown(shutdown_options options) { m_loop->shutdown(options); }
 
-bool process_pool::is_shutdown() const noexcept { return m_core->is_shutdown(); }
+bool process_pool::is_shutdown() const noexcept { return m_loop->queue().is_shutdown(); }
 
-std::size_t process_pool::worker_count() const noexcept { return m_core->options().workers; }
+std::size_t process_pool::workers() const noexcept { return m_loop->options().workers; }
 
-process_pool_stats process_pool::stats() const { return m_core->stats(); }
+std::size_t process_pool::worker_count() const noexcept { return workers(); }
 
-std::vector<int> process_pool::worker_pids() const { return m_core->worker_pids(); }
+process_pool_stats process_pool::stats() const { return m_loop->queue().stats(); }
 
-int process_pool::zygote_pid() const noexcept { return m_core->zygote_pid(); }
+std::vector<int> process_pool::worker_pids() const { return m_loop->queue().pids(); }
 
-const process_pool_options& process_pool::options() const noexcept { return m_core->options(); }
+int process_pool::zygote_pid() const noexcept { return m_loop->zygote_pid(); }
+
+const process_pool_options& process_pool::options() const noexcept { return m_loop->options(); }
 
 } // namespace simul

@@ -116,7 +116,5 @@ void shared_blocks_before_fork() noexcept;
 void shared_blocks_parent_after_fork() noexcept;
 void shared_blocks_child_after_fork() noexcept;
 
-/// The current exception as (demangled type name, what()).
-std::pair<std::string, std::string> describe_current_exception();
 
 } // namespace simul::detail

@@ -250,20 +250,4 @@ std::vector<int> pool_fds_snapshot() {
   return g_pool_fds;
 }
 
-std::pair<std::string, std::string> describe_current_exception() {
-  std::string type = "unknown exception";
-  if (const std::type_info* info = abi::__cxa_current_exception_type()) {
-    type = demangle(info->name());
-  }
-  std::string message;
-  try {
-    throw;
-  } catch (const std::exception& e) {
-    message = e.what();
-  } catch (...) {
-    message = "(not a std::exception)";
-  }
-  return {type, message};
-}
-
 } // namespace simul::detail

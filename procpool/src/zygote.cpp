@@ -142,11 +142,11 @@ class frame_reader {
   std::size_t m_next_fd = 0;
 };
 
-void send_error(int fd, frame_kind kind, std::uint64_t id, const std::pair<std::string, std::string>& what) {
+void send_error(int fd, frame_kind kind, std::uint64_t id, const exception_text& what) {
   out_message out;
   out.shm_threshold = ~std::size_t{0};
-  out.put_blob(what.first.data(), what.first.size());
-  out.put_blob(what.second.data(), what.second.size());
+  out.put_blob(what.type.data(), what.type.size());
+  out.put_blob(what.message.data(), what.message.size());
   if (!send_frame(fd, kind, id, g_worker_pid, out.bytes, out.fds)) {
     ::_exit(k_exit_parent_gone);
   }
@@ -168,7 +168,7 @@ void worker_main(int fd, const zygote_config& config) {
     try {
       config.initializer();
     } catch (...) {
-      send_error(fd, frame_kind::init_error, 0, describe_current_exception());
+      send_error(fd, frame_kind::init_error, 0, describe_exception(std::current_exception()));
       ::_exit(k_exit_init_failed);
     }
   }
@@ -193,7 +193,7 @@ void worker_main(int fd, const zygote_config& config) {
     out_message out;
     out.shm_threshold = config.shm_threshold;
     bool ok = true;
-    std::pair<std::string, std::string> failure;
+    exception_text failure;
     try {
       code_address<trampoline_fn>(header.fn)(in, out);
       if (out.fds.size() > k_max_fds) {
@@ -203,7 +203,7 @@ void worker_main(int fd, const zygote_config& config) {
       }
     } catch (...) {
       ok = false;
-      failure = describe_current_exception();
+      failure = describe_exception(std::current_exception());
     }
     if (ok) {
       if (!send_frame(fd, frame_kind::result, header.id, g_worker_pid, out.bytes, out.fds)) {

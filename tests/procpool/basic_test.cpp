@@ -50,6 +50,15 @@ TEST(ProcessPool, ModelsTheExecutorConcept) {
   SUCCEED();
 }
 
+TEST(ProcessPool, WorkersCountsThePoolsWorkersAndTheOldSpellingStillWorks) {
+  simul::process_pool procs({.workers = 3});
+  EXPECT_EQ(procs.workers(), 3U);
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  EXPECT_EQ(procs.worker_count(), 3U); // deprecated: use workers()
+#pragma GCC diagnostic pop
+}
+
 TEST(ProcessPool, RunsAPlainFunctionInAnotherProcess) {
   simul::process_pool procs({.workers = 2});
   auto f = procs.submit(square, 7);

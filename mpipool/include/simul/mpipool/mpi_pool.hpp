@@ -48,6 +48,7 @@
 #include <simul/mpipool/errors.hpp>
 #include <simul/mpipool/options.hpp>
 #include <simul/procpool/detail/code_address.hpp>
+#include <simul/procpool/detail/submit.hpp>
 #include <simul/procpool/options.hpp>
 #include <simul/procpool/process_pool.hpp>
 
@@ -184,18 +185,12 @@ class mpi_pool {
   auto submit_with(std::chrono::nanoseconds timeout, F&& fn, Args&&... args) {
     using Fn = std::decay_t<F>;
     static_assert(detail::check_mpi_task<Fn, std::decay_t<Args>...>());
-    using R = std::invoke_result_t<Fn&, std::decay_t<Args>&&...>;
     detail::check_callable_address(static_cast<const Fn&>(fn));
     detail::task_request request;
-    request.trampoline = detail::code_offset(&detail::run_call<Fn, std::decay_t<Args>...>);
     request.payload = detail::mpi_payload();
-    detail::encode_callable(request.payload, static_cast<const Fn&>(fn));
-    (detail::encode<std::decay_t<Args>>(request.payload, args), ...);
-    auto slot = std::make_unique<detail::promise_slot<R>>();
-    auto result = slot->get_future();
-    request.slot = std::move(slot);
     request.timeout = timeout;
-    request.describe = &detail::describe_callable<Fn>;
+    auto result = detail::pack_call(request, detail::code_offset(&detail::run_call<Fn, std::decay_t<Args>...>),
+                                    static_cast<const Fn&>(fn), args...);
     enqueue(std::move(request));
     return result;
   }
@@ -203,17 +198,11 @@ class mpi_pool {
   template <class F, class Item>
   auto submit_chunk(const F& fn, const std::vector<Item>& chunk) {
     using Fn = std::decay_t<F>;
-    using Res = std::invoke_result_t<Fn&, Item&>;
     detail::check_callable_address(static_cast<const Fn&>(fn));
     detail::task_request request;
-    request.trampoline = detail::code_offset(&detail::run_chunk<Fn, Item>);
     request.payload = detail::mpi_payload();
-    detail::encode_callable(request.payload, static_cast<const Fn&>(fn));
-    detail::encode<std::vector<Item>>(request.payload, chunk);
-    auto slot = std::make_unique<detail::promise_slot<std::vector<Res>>>();
-    auto result = slot->get_future();
-    request.slot = std::move(slot);
-    request.describe = &detail::describe_callable<Fn>;
+    auto result = detail::pack_chunk(request, detail::code_offset(&detail::run_chunk<Fn, Item>),
+                                     static_cast<const Fn&>(fn), chunk);
     enqueue(std::move(request));
     return result;
   }

@@ -46,6 +46,7 @@
 #include <simul/core/future.hpp>
 #include <simul/core/map.hpp>
 #include <simul/core/wait.hpp>
+#include <simul/procpool/detail/submit.hpp>
 #include <simul/procpool/detail/task.hpp>
 #include <simul/procpool/options.hpp>
 
@@ -71,33 +72,10 @@ struct process_pool_stats {
 };
 
 namespace detail {
-class process_pool_core;
+namespace procpool {
+class io_loop;
+} // namespace procpool
 
-template <class Fn, class... Args>
-consteval bool check_task() {
-  static_assert(is_plain_function_pointer<Fn> || is_stateless_callable<Fn>,
-                "simul::process_pool: a task must be a plain function or a captureless lambda; captures cannot "
-                "cross a process boundary (pass the values as arguments)");
-  static_assert((!std::is_pointer_v<Args> && ...),
-                "simul::process_pool: raw pointer arguments cannot cross a process boundary (pass values: "
-                "std::string instead of const char*, std::vector instead of T*)");
-  static_assert((wire_type<Args> && ...),
-                "simul::process_pool: an argument type cannot be serialized (make it trivially copyable, a "
-                "standard container of such, or give it serialize(Archive&))");
-  constexpr bool callable = std::is_invocable_v<Fn&, Args&&...>;
-  static_assert(callable, "simul::process_pool: the task cannot be called with its arguments passed as values (a "
-                          "reference parameter cannot send changes back from another process)");
-  if constexpr (callable) {
-    using R = std::invoke_result_t<Fn&, Args&&...>;
-    static_assert(!std::is_reference_v<R>, "simul::process_pool: a task cannot return a reference; return a value");
-    static_assert(!std::is_pointer_v<R>,
-                  "simul::process_pool: a task cannot return a raw pointer; it would point into another process");
-    static_assert(std::is_void_v<R> || wire_type<R>,
-                  "simul::process_pool: the task's result type cannot be serialized (make it trivially copyable, a "
-                  "standard container of such, or give it serialize(Archive&))");
-  }
-  return true;
-}
 } // namespace detail
 
 namespace detail {
@@ -158,8 +136,11 @@ class process_pool {
   /// True after `shutdown()` (or once the pool broke).
   [[nodiscard]] bool is_shutdown() const noexcept;
 
-  /// The number of workers the pool keeps alive.
-  [[nodiscard]] std::size_t worker_count() const noexcept;
+  /// The number of workers the pool keeps alive (as `mpi_pool::workers()`).
+  [[nodiscard]] std::size_t workers() const noexcept;
+
+  /// The former spelling of `workers()`.
+  [[deprecated("use workers()")]] [[nodiscard]] std::size_t worker_count() const noexcept;
 
   /// Counters; see `process_pool_stats`.
   [[nodiscard]] process_pool_stats stats() const;
@@ -181,17 +162,11 @@ class process_pool {
   auto submit_with(std::chrono::nanoseconds timeout, F&& fn, Args&&... args) {
     using Fn = std::decay_t<F>;
     static_assert(detail::check_task<Fn, std::decay_t<Args>...>());
-    using R = std::invoke_result_t<Fn&, std::decay_t<Args>&&...>;
     detail::task_request request;
-    request.trampoline = detail::code_id(&detail::run_call<Fn, std::decay_t<Args>...>);
     request.payload.shm_threshold = options().shm_threshold;
-    detail::encode_callable(request.payload, static_cast<const Fn&>(fn));
-    (detail::encode<std::decay_t<Args>>(request.payload, args), ...);
-    auto slot = std::make_unique<detail::promise_slot<R>>();
-    auto result = slot->get_future();
-    request.slot = std::move(slot);
     request.timeout = timeout;
-    request.describe = &detail::describe_callable<Fn>;
+    auto result = detail::pack_call(request, detail::code_id(&detail::run_call<Fn, std::decay_t<Args>...>),
+                                    static_cast<const Fn&>(fn), args...);
     enqueue(std::move(request));
     return result;
   }
@@ -199,23 +174,17 @@ class process_pool {
   template <class F, class Item>
   auto submit_chunk(const F& fn, const std::vector<Item>& chunk) {
     using Fn = std::decay_t<F>;
-    using Res = std::invoke_result_t<Fn&, Item&>;
     detail::task_request request;
-    request.trampoline = detail::code_id(&detail::run_chunk<Fn, Item>);
     request.payload.shm_threshold = options().shm_threshold;
-    detail::encode_callable(request.payload, static_cast<const Fn&>(fn));
-    detail::encode<std::vector<Item>>(request.payload, chunk);
-    auto slot = std::make_unique<detail::promise_slot<std::vector<Res>>>();
-    auto result = slot->get_future();
-    request.slot = std::move(slot);
-    request.describe = &detail::describe_callable<Fn>;
+    auto result =
+        detail::pack_chunk(request, detail::code_id(&detail::run_chunk<Fn, Item>), static_cast<const Fn&>(fn), chunk);
     enqueue(std::move(request));
     return result;
   }
 
   void enqueue(detail::task_request&& request);
 
-  std::unique_ptr<detail::process_pool_core> m_core;
+  std::unique_ptr<detail::procpool::io_loop> m_loop;
 };
 
 static_assert(executor<process_pool>);

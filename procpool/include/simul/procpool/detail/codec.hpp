@@ -7,13 +7,15 @@
 //   the contiguous bytes (a memfd above the pool's threshold);
 // - classes cereal can save and load (strings, containers, optional, variant,
 //   tuple, pair, user types with `serialize(Archive&)` or save/load): cereal's
-//   binary archive, even when they are trivially copyable;
+//   binary format, even when they are trivially copyable, decoded through
+//   bounded_input_archive (no length inside is trusted past the bytes left);
 // - any other trivially copyable type that is not a pointer: its bytes;
 // - `shared_buffer`: its memfd's descriptor, no bytes at all; inside a value
 //   that goes through cereal, its size in the archive and its descriptor
 //   after the message's others.
 // `wire_type<T>` says whether T has a path; the pool's static_asserts use it.
 
+#include <simul/procpool/detail/bounded_archive.hpp>
 #include <simul/procpool/detail/wire.hpp>
 #include <simul/procpool/shared_buffer.hpp>
 
@@ -34,10 +36,8 @@
 
 #include <cstddef>
 #include <cstring>
-#include <istream>
 #include <ostream>
 #include <sstream>
-#include <streambuf>
 #include <string>
 #include <type_traits>
 #include <vector>
@@ -60,7 +60,7 @@ inline constexpr bool is_bitwise =
 
 template <class T>
 inline constexpr bool is_cereal_type = cereal::traits::is_output_serializable<T, cereal::BinaryOutputArchive>::value&&
-    cereal::traits::is_input_serializable<T, cereal::BinaryInputArchive>::value&& std::is_default_constructible_v<T>;
+    cereal::traits::is_input_serializable<T, bounded_input_archive>::value&& std::is_default_constructible_v<T>;
 
 /// A class cereal knows goes through cereal even if it is trivially copyable:
 /// its own serialize() says what matters (a plain struct without one is bytes).
@@ -104,15 +104,6 @@ inline constexpr bool wire_type = !std::is_pointer_v<T> && !std::is_reference_v<
 
 /// Payloads at least this big are received into memory advised for huge pages.
 inline constexpr std::size_t k_huge_payload = std::size_t{4} << 20;
-
-/// A read-only streambuf over bytes that are already in memory (no copy).
-class memory_buf : public std::streambuf {
- public:
-  memory_buf(const char* data, std::size_t size) {
-    auto* p = const_cast<char*>(data); // get area only: never written through
-    setg(p, p, p + size);
-  }
-};
 
 template <class T>
 void encode(out_message& out, const T& value) {
@@ -175,12 +166,10 @@ T decode(in_message& in) {
     return in.get_pod<T>();
   } else {
     const auto bytes = in.begin_blob();
-    memory_buf buffer(in.blob_data(bytes), bytes); // in place: no copy
-    std::istream stream(&buffer);
     T value{};
     try {
       nested_fds_in scope(in);
-      cereal::BinaryInputArchive archive(stream);
+      bounded_input_archive archive(in.blob_data(bytes), bytes); // in place: no copy; lengths checked
       archive(value);
     } catch (const cereal::Exception& e) {
       throw serialization_error(std::string("process_pool: could not decode a value: ") + e.what());
