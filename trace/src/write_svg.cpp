@@ -29,6 +29,9 @@ std::string number(double v) {
 
 std::string duration_text(double ns) {
   char buf[32];
+  if (ns == 0) {
+    return "0";
+  }
   if (ns >= 1e9) {
     std::snprintf(buf, sizeof buf, "%g s", ns / 1e9);
   } else if (ns >= 1e6) {
