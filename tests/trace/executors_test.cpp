@@ -41,17 +41,33 @@ simul::task<void> two_sleepers() {
   co_await b;
 }
 
+simul::task<void> waits_for(simul::event& e) { co_await e.wait(); }
+simul::task<void> sets(simul::event& e) {
+  e.set();
+  co_return;
+}
+
+// No timers, nothing that depends on time: one schedule only.
+simul::task<void> a_waits_for_b() {
+  simul::event e;
+  auto a = simul::create_task(waits_for(e), "A");
+  auto b = simul::create_task(sets(e), "B");
+  co_await a;
+  co_await b;
+}
+
 TEST(TraceLoop, TheLanesHoldExactlyTheSchedule) {
   simul::trace::start();
-  simul::run(two_sleepers());
+  simul::run(a_waits_for_b());
   simul::trace::stop();
   const auto t = simul::trace::collect();
   const auto* loop_lane = trace_test::find_thread(t, this_tid());
   ASSERT_NE(loop_lane, nullptr);
-  // main starts A and B and waits for A; A and B sleep; A wakes and ends,
-  // which wakes main, which waits for B; B wakes and ends; main ends.
+  // main starts A and B and waits for A; A waits for the event; B sets it
+  // and ends; A wakes and ends, which wakes main; B is done: main ends.
   const auto main_name = run_names(t, *loop_lane).front();
-  EXPECT_EQ(run_names(t, *loop_lane), (std::vector<std::string>{main_name, "A", "B", "A", main_name, "B", main_name}));
+  EXPECT_EQ(main_name.rfind("Task-", 0), 0U) << main_name;
+  EXPECT_EQ(run_names(t, *loop_lane), (std::vector<std::string>{main_name, "A", "B", "A", main_name}));
   const auto* a = find_lane(t, "A");
   ASSERT_NE(a, nullptr);
   EXPECT_NE(a->where.find("executors_test.cpp:"), std::string::npos) << a->where;
@@ -59,12 +75,32 @@ TEST(TraceLoop, TheLanesHoldExactlyTheSchedule) {
   for (const auto& s : a->slices) {
     kinds.push_back(s.what);
   }
-  // Its life, then run, wait (on the sleep), run.
+  // Its life, then run, wait (on the event), run.
   ASSERT_EQ(kinds,
             (std::vector<slice::kind>{slice::kind::task, slice::kind::run, slice::kind::wait, slice::kind::run}));
-  EXPECT_NE(a->slices[2].name.find("sleep"), std::string::npos) << a->slices[2].name;
-  EXPECT_GE(a->slices[2].end - a->slices[2].begin, 1'000'000); // at least the 1 ms asked for
+  EXPECT_FALSE(a->slices[2].name.empty());
+  EXPECT_EQ(a->slices[2].begin <= a->slices[1].end && a->slices[2].end == a->slices[3].begin, true);
   EXPECT_EQ(a->slices[0].begin <= a->slices[1].begin && a->slices[3].end <= a->slices[0].end, true);
+  // B never waited: its life and one run.
+  const auto* b = find_lane(t, "B");
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->slices.size(), 2U);
+}
+
+TEST(TraceLoop, ASleepIsAWaitOnTheSleep) {
+  simul::trace::start();
+  simul::run(sleeper(2ms));
+  simul::trace::stop();
+  const auto t = simul::trace::collect();
+  const simul::trace::lane* task = nullptr;
+  for (const auto& l : t.lanes) {
+    task = l.task != 0 ? &l : task;
+  }
+  ASSERT_NE(task, nullptr);
+  ASSERT_EQ(task->slices.size(), 4U);
+  EXPECT_EQ(task->slices[2].what, slice::kind::wait);
+  EXPECT_NE(task->slices[2].name.find("sleep"), std::string::npos) << task->slices[2].name;
+  EXPECT_GE(task->slices[2].end - task->slices[2].begin, 2'000'000); // at least the 2 ms asked for
 }
 
 TEST(TraceThreadPool, EachTaskIsASliceOnItsWorkersLane) {

@@ -17,7 +17,7 @@ constexpr double k_label_width = 230;
 constexpr double k_plot_width = 960;
 constexpr double k_margin = 16;
 constexpr double k_lane_height = 16;
-constexpr std::size_t k_max_task_lanes = 48;
+constexpr std::size_t k_max_task_lanes = 32;
 
 using detail::append_xml_text;
 
@@ -124,6 +124,14 @@ class svg_writer {
     const double left = x_of(t.begin, t.begin);
     m_body += "<line x1=\"" + number(left) + "\" y1=\"" + number(y + 14) + "\" x2=\"" + number(left + span * m_scale) +
               "\" y2=\"" + number(y + 14) + "\" stroke=\"#333\"/>\n";
+    // The section's length at the end of its axis, unless a tick is close.
+    if (std::fmod(span, step) > step / 3) {
+      const double x = left + span * m_scale;
+      m_body += "<line x1=\"" + number(x) + "\" y1=\"" + number(y + 10) + "\" x2=\"" + number(x) + "\" y2=\"" +
+                number(y + 14) + "\" stroke=\"#333\"/><text x=\"" + number(x) + "\" y=\"" + number(y + 8) +
+                "\" text-anchor=\"middle\" fill=\"#333\" font-style=\"italic\">" +
+                duration_text(std::round(span / 1e3) * 1e3) + "</text>\n";
+    }
     for (double tick = 0; tick <= span + 0.5; tick += step) {
       const double x = left + tick * m_scale;
       m_body += "<line x1=\"" + number(x) + "\" y1=\"" + number(y + 10) + "\" x2=\"" + number(x) + "\" y2=\"" +
