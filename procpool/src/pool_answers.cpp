@@ -7,6 +7,8 @@
 
 #include "pool_core.hpp"
 
+#include <simul/trace/detail/recorder.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -147,6 +149,7 @@ bool process_pool_core::process_frame(worker& w, const frame_header& header, con
   }
   auto task = std::move(w.inflight.front());
   w.inflight.pop_front();
+  trace_worker_run(w.pid, header.run_begin, header.run_end);
   if (!w.inflight.empty()) {
     arm(w.inflight.front()); // the next one starts running now
     w.slow = w.inflight.front().started - task.started > k_slow_task;

@@ -168,3 +168,37 @@ TEST(TraceEnv, AnUnknownExtensionIsReportedAndNothingIsTraced) {
 }
 
 } // namespace
+
+namespace {
+
+int worker_pid(int) {
+  std::this_thread::sleep_for(1ms);
+  return static_cast<int>(::getpid());
+}
+
+TEST(TraceProcessPool, EachTaskIsASliceOnItsWorkerProcessLane) {
+  simul::process_pool pool({.workers = 2});
+  simul::trace::start();
+  std::vector<simul::future<int>> results;
+  for (int i = 0; i < 12; ++i) {
+    results.push_back(pool.submit(&worker_pid, i));
+  }
+  std::map<int, int> runs_by_pid;
+  for (auto& r : results) {
+    ++runs_by_pid[r.get()];
+  }
+  simul::trace::stop();
+  const auto t = simul::trace::collect();
+  for (const auto& [pid, runs] : runs_by_pid) {
+    const auto* lane = find_lane(t, "worker process " + std::to_string(pid));
+    ASSERT_NE(lane, nullptr) << pid;
+    EXPECT_EQ(lane->pid, pid);
+    EXPECT_EQ(static_cast<int>(lane->slices.size()), runs);
+    for (const auto& s : lane->slices) {
+      EXPECT_GE(s.end - s.begin, 1'000'000); // the 1 ms sleep, measured in the worker
+      EXPECT_GE(s.begin, t.begin);
+    }
+  }
+}
+
+} // namespace

@@ -40,6 +40,14 @@ void trace_end(const void* key, std::uint64_t serial, std::string_view name) noe
 /// on that process's lane.
 void trace_remote_run(int pid, const char* label, std::int64_t t0, std::int64_t t1) noexcept;
 
+/// A process-pool answer arrived: its task ran in worker `pid` from `begin`
+/// to `end` (both 0: not measured).
+inline void trace_worker_run(int pid, std::int64_t begin, std::int64_t end) noexcept {
+  if (trace_on() && begin != 0) [[unlikely]] {
+    trace_remote_run(pid, "task", begin, end);
+  }
+}
+
 /// Times one run slice of an anonymous task (a thread-pool task): a scope.
 class trace_run_scope {
  public:
