@@ -35,9 +35,8 @@ std::vector<ring_copy> copy_rings() {
       const auto before = slot.seq.load(std::memory_order_acquire);
       trace_event e{};
       for (int w = 0; w < 7; ++w) {
-        e.w[w] = slot.w[w].load(std::memory_order_relaxed);
+        e.w[w] = slot.w[w].load(std::memory_order_acquire); // keeps the second look below after it
       }
-      std::atomic_thread_fence(std::memory_order_acquire);
       if (before != 2 * (i + 1) || slot.seq.load(std::memory_order_relaxed) != before) {
         ++copy.dropped; // overwritten while we read
         continue;

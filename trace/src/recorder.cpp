@@ -55,7 +55,7 @@ ring_owner::~ring_owner() {
   t_exiting = true;
   t_ring = nullptr;
   if (ring != nullptr) {
-    ring->alive.store(false, std::memory_order_relaxed);
+    ring->alive.store(false, std::memory_order_release);
   }
 }
 
@@ -85,7 +85,9 @@ std::string this_thread_name() {
 }
 
 /// The next slot of this thread's ring, marked as being written; null if
-/// the thread cannot record. `publish` finishes it.
+/// the thread cannot record. `publish` finishes it. The words are stored
+/// with release (plain stores on x86): a reader whose acquire load sees a
+/// new word then sees the odd sequence number stored before it.
 trace_slot* claim(std::uint64_t& index) noexcept {
   auto* ring = t_ring != nullptr ? t_ring : make_ring();
   if (ring == nullptr) {
@@ -94,7 +96,6 @@ trace_slot* claim(std::uint64_t& index) noexcept {
   index = ring->head.load(std::memory_order_relaxed);
   auto& slot = ring->slots[index % ring->capacity];
   slot.seq.store(2 * index + 1, std::memory_order_relaxed);
-  std::atomic_thread_fence(std::memory_order_release);
   return &slot;
 }
 
@@ -108,12 +109,12 @@ std::uint64_t word(std::int64_t v) noexcept { return static_cast<std::uint64_t>(
 
 void put(trace_slot& s, trace_kind kind, std::uint64_t high, std::uint64_t w1, std::uint64_t w2, std::uint64_t w3,
          std::uint64_t w4, std::uint64_t w5) noexcept {
-  s.w[0].store(static_cast<std::uint64_t>(kind) | (high << 8), std::memory_order_relaxed);
-  s.w[1].store(w1, std::memory_order_relaxed);
-  s.w[2].store(w2, std::memory_order_relaxed);
-  s.w[3].store(w3, std::memory_order_relaxed);
-  s.w[4].store(w4, std::memory_order_relaxed);
-  s.w[5].store(w5, std::memory_order_relaxed);
+  s.w[0].store(static_cast<std::uint64_t>(kind) | (high << 8), std::memory_order_release);
+  s.w[1].store(w1, std::memory_order_release);
+  s.w[2].store(w2, std::memory_order_release);
+  s.w[3].store(w3, std::memory_order_release);
+  s.w[4].store(w4, std::memory_order_release);
+  s.w[5].store(w5, std::memory_order_release);
 }
 
 void record(trace_kind kind, std::uint64_t high, std::uint64_t w1, std::uint64_t w2, std::uint64_t w3, std::uint64_t w4,
@@ -128,8 +129,8 @@ void record(trace_kind kind, std::uint64_t high, std::uint64_t w1, std::uint64_t
 void record_name(const void* key, std::string_view name) noexcept {
   std::uint64_t index = 0;
   if (auto* s = claim(index)) {
-    s->w[0].store(static_cast<std::uint64_t>(trace_kind::name), std::memory_order_relaxed);
-    s->w[1].store(word(key), std::memory_order_relaxed);
+    s->w[0].store(static_cast<std::uint64_t>(trace_kind::name), std::memory_order_release);
+    s->w[1].store(word(key), std::memory_order_release);
     pack_text(&s->w[2], 5, name);
     publish(*s, index);
   }
@@ -144,7 +145,7 @@ void pack_text(std::atomic<std::uint64_t>* words, std::size_t count, std::string
     if (from < text.size()) {
       std::memcpy(&w, text.data() + from, std::min<std::size_t>(8, text.size() - from));
     }
-    words[i].store(w, std::memory_order_relaxed);
+    words[i].store(w, std::memory_order_release);
   }
 }
 
@@ -188,9 +189,9 @@ void record_span(bool waiting, std::string_view name, std::int64_t t0, std::int6
   std::uint64_t index = 0;
   if (auto* s = claim(index)) {
     const auto kind = waiting ? trace_kind::span_wait : trace_kind::span_run;
-    s->w[0].store(static_cast<std::uint64_t>(kind), std::memory_order_relaxed);
-    s->w[1].store(word(t0), std::memory_order_relaxed);
-    s->w[2].store(word(t1), std::memory_order_relaxed);
+    s->w[0].store(static_cast<std::uint64_t>(kind), std::memory_order_release);
+    s->w[1].store(word(t0), std::memory_order_release);
+    s->w[2].store(word(t1), std::memory_order_release);
     pack_text(&s->w[3], 4, name);
     publish(*s, index);
   }
@@ -204,7 +205,7 @@ void clear_rings(std::size_t capacity) {
   if (capacity != 0) {
     reg.capacity = capacity;
   }
-  std::erase_if(reg.rings, [](const auto& ring) { return !ring->alive.load(std::memory_order_relaxed); });
+  std::erase_if(reg.rings, [](const auto& ring) { return !ring->alive.load(std::memory_order_acquire); });
   for (auto& ring : reg.rings) {
     ring->base.store(ring->head.load(std::memory_order_acquire), std::memory_order_release);
   }
