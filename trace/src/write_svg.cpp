@@ -129,7 +129,7 @@ class svg_writer {
       const double x = left + span * m_scale;
       m_body += "<line x1=\"" + number(x) + "\" y1=\"" + number(y + 10) + "\" x2=\"" + number(x) + "\" y2=\"" +
                 number(y + 14) + "\" stroke=\"#333\"/><text x=\"" + number(x) + "\" y=\"" + number(y + 8) +
-                "\" text-anchor=\"middle\" fill=\"#333\" font-style=\"italic\">" +
+                "\" text-anchor=\"end\" fill=\"#333\" font-style=\"italic\">" +
                 duration_text(std::round(span / 1e3) * 1e3) + "</text>\n";
     }
     for (double tick = 0; tick <= span + 0.5; tick += step) {
