@@ -124,8 +124,8 @@ class svg_writer {
     const double left = x_of(t.begin, t.begin);
     m_body += "<line x1=\"" + number(left) + "\" y1=\"" + number(y + 14) + "\" x2=\"" + number(left + span * m_scale) +
               "\" y2=\"" + number(y + 14) + "\" stroke=\"#333\"/>\n";
-    // The section's length at the end of its axis, unless a tick is close.
-    if (std::fmod(span, step) > step / 3) {
+    // The section's length at the end of its axis, unless a tick is close (70 px).
+    if (std::fmod(span, step) * m_scale > 70) {
       const double x = left + span * m_scale;
       m_body += "<line x1=\"" + number(x) + "\" y1=\"" + number(y + 10) + "\" x2=\"" + number(x) + "\" y2=\"" +
                 number(y + 14) + "\" stroke=\"#333\"/><text x=\"" + number(x) + "\" y=\"" + number(y + 8) +
