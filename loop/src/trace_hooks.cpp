@@ -7,14 +7,9 @@
 
 namespace simul::detail {
 
-void trace_task_created_slow(const task_base& t) noexcept {
-  try {
-    const auto& where = t.where();
-    trace_create(&t, t.id(), t.name(), where.file_name(), static_cast<std::uint32_t>(where.line()));
-  } catch (...) {
-    // no memory for the name: the event is not recorded
-  }
-}
+// create_task names the task and sets its place after start(): both are
+// recorded at its first step, which keeps creation cheap.
+void trace_task_created_slow(const task_base& t) noexcept { trace_create(&t, t.id(), {}, nullptr, 0); }
 
 void trace_task_named_slow(const task_base& t) noexcept {
   try {
@@ -24,12 +19,9 @@ void trace_task_named_slow(const task_base& t) noexcept {
   }
 }
 
-void trace_task_done_slow(const task_base& t) noexcept {
-  try {
-    trace_end(&t, t.id(), t.name());
-  } catch (...) {
-  }
-}
+// A name set after the first step is not recorded (rare; it keeps
+// completion cheap).
+void trace_task_done_slow(const task_base& t) noexcept { trace_end(&t, t.id(), {}); }
 
 void trace_task_waits_slow(const task_base& t, const waiter& w) noexcept { trace_wait(&t, typeid(w).name()); }
 

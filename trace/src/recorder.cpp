@@ -167,7 +167,9 @@ void trace_wait(const void* key, const char* label) noexcept {
 void trace_create(const void* key, std::uint64_t serial, std::string_view name, const char* file,
                   std::uint32_t line) noexcept {
   record(trace_kind::create, line, word(key), serial, word(trace_now()), 0, word(file));
-  record_name(key, name);
+  if (!name.empty()) {
+    record_name(key, name);
+  }
 }
 
 void trace_rename(const void* key, std::string_view name, const char* file, std::uint32_t line) noexcept {
@@ -177,7 +179,9 @@ void trace_rename(const void* key, std::string_view name, const char* file, std:
 
 void trace_end(const void* key, std::uint64_t serial, std::string_view name) noexcept {
   record(trace_kind::end, 0, word(key), serial, word(trace_now()), 0, 0);
-  record_name(key, name);
+  if (!name.empty()) {
+    record_name(key, name);
+  }
 }
 
 void trace_remote_run(int pid, const char* label, std::int64_t t0, std::int64_t t1) noexcept {
