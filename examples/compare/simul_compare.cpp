@@ -21,7 +21,9 @@
 //   loop + pool  ██████ 2x                 loop + pool  █
 //
 // Options: --quick (smaller sizes), --svg FILE, --json FILE, --python (run the
-// same workloads with asyncio and concurrent.futures into the same table).
+// same workloads with asyncio and concurrent.futures into the same table),
+// --trace DIR (after the timed rounds, one more run of each mode, traced:
+// DIR/<workload>-<mode>.json and .svg, see docs/tracing.md).
 // Under mpirun, --mpi adds an "MPI pool" row to the CPU table: the same tasks
 // on the job's worker ranks (`mpirun -n 3 simul-compare --mpi`: rank 0 runs
 // this program, ranks 1 and 2 serve); with --python too, an mpi4py.futures
@@ -40,9 +42,11 @@
 #endif
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <functional>
 #include <iostream>
@@ -287,9 +291,44 @@ bool write_file(const std::string& path, const std::string& text) {
   return static_cast<bool>(out);
 }
 
+/// "loop + pool" -> "loop-pool": a file name.
+std::string slug(const std::string& text) {
+  std::string out;
+  for (const char c : text) {
+    if (std::isalnum(static_cast<unsigned char>(c)) != 0) {
+      out += c;
+    } else if (!out.empty() && out.back() != '-') {
+      out += '-';
+    }
+  }
+  return out;
+}
+
+/// One more, untimed run of each mode with tracing on: a timeline per mode in
+/// `dir`, and the I/O workload on the loop above the same on threads in
+/// io-loop-vs-threads.svg.
+void trace_modes(std::vector<mode_run>& modes, const sizes& z, const std::string& dir) {
+  std::filesystem::create_directories(dir);
+  std::vector<simul::trace::svg_section> io_pair(2);
+  for (auto& m : modes) {
+    simul::trace::start();
+    (void)m.run(z);
+    simul::trace::stop();
+    const auto base = dir + "/" + m.workload + "-" + slug(m.mode);
+    const auto timeline = simul::trace::collect();
+    simul::trace::write_json(base + ".json", timeline);
+    simul::trace::write_svg(base + ".svg", {{m.workload + ", " + m.mode + " (" + m.setup + ")", timeline}});
+    std::fprintf(stderr, "  traced %s.json and .svg\n", base.c_str());
+    if (m.workload == "io" && (m.mode == "event loop" || m.mode == "thread pool")) {
+      io_pair[m.mode == "event loop" ? 0 : 1] = {"I/O-bound, " + m.mode + " (" + m.setup + ")", timeline};
+    }
+  }
+  simul::trace::write_svg(dir + "/io-loop-vs-threads.svg", io_pair);
+}
+
 int usage(const char* program, int code) {
   std::fprintf(code == 0 ? stdout : stderr,
-               "usage: %s [--quick] [--python] [--mpi] [--rounds N] [--svg FILE] [--json FILE]\n"
+               "usage: %s [--quick] [--python] [--mpi] [--rounds N] [--svg FILE] [--json FILE] [--trace DIR]\n"
                "  --quick      smaller workloads (seconds; about a minute with --python)\n"
                "  --tiny       the smallest workloads, for tests\n"
                "  --python     also run the workloads with asyncio and concurrent.futures\n"
@@ -297,7 +336,8 @@ int usage(const char* program, int code) {
                "  --rounds N   rounds of every mode, interleaved; the median is reported\n"
                "               (default 3, 1 with --tiny)\n"
                "  --svg FILE   write a bar chart of the speedups\n"
-               "  --json FILE  write the raw numbers\n",
+               "  --json FILE  write the raw numbers\n"
+               "  --trace DIR  then run each mode once more, traced: DIR/<workload>-<mode>.json and .svg\n",
                program);
   return code;
 }
@@ -312,6 +352,7 @@ int main(int argc, char** argv) {
   int rounds = 0;
   std::string svg_path;
   std::string json_path;
+  std::string trace_dir;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--quick") {
@@ -330,6 +371,8 @@ int main(int argc, char** argv) {
       }
     } else if ((arg == "--svg" || arg == "--json") && i + 1 < argc) {
       (arg == "--svg" ? svg_path : json_path) = argv[++i];
+    } else if (arg == "--trace" && i + 1 < argc) {
+      trace_dir = argv[++i];
     } else if (arg == "--help" || arg == "-h") {
       return usage(argv[0], 0);
     } else {
@@ -419,6 +462,10 @@ int main(int argc, char** argv) {
       if (python) {
         python_rounds.push_back(run_python(z, workers, io_threads, mpi_ranks));
       }
+    }
+    if (!trace_dir.empty()) {
+      std::fprintf(stderr, "simul, traced (not timed):\n");
+      trace_modes(modes, z, trace_dir);
     }
     for (const auto& m : modes) {
       results.push_back(summarise(m, "simul"));

@@ -20,8 +20,13 @@
 // really waits (a blocking sleep in the synchronous version, a timer on the
 // loop in the asynchronous one). The last two lines are the measured times in
 // simulated hours.
+//
+// With --svg FILE it also draws both exhibitions, one above the other on the
+// same time axis, from a trace of the run (simul::trace): a lane per board,
+// the master's moves as bars, the opponents' replies as thin waits.
 
 #include <simul/loop.hpp>
+#include <simul/trace.hpp>
 
 #include <chrono>
 #include <cstdio>
@@ -63,8 +68,13 @@ void master_moves(microseconds think) {
 double synchronous(const scaled_clock& scale) {
   const auto start = clock_type::now();
   for (int board = 0; board < opponents; ++board) {
+    const auto lane = "board " + std::to_string(board + 1);
     for (int pair = 0; pair < move_pairs; ++pair) {
-      master_moves(scale(master_seconds));
+      {
+        const simul::trace::span move(lane); // a lane per board in the picture (free when not tracing)
+        master_moves(scale(master_seconds));
+      }
+      const simul::trace::span reply(lane, true);
       std::this_thread::sleep_for(scale(opponent_seconds)); // the master just waits
     }
   }
@@ -81,9 +91,9 @@ simul::task<int> play(int board, scaled_clock scale) {
 
 simul::task<double> asynchronous(scaled_clock scale) {
   const auto start = clock_type::now();
-  std::vector<simul::task<int>> games;
+  std::vector<simul::task_handle<int>> games;
   for (int board = 0; board < opponents; ++board) {
-    games.push_back(play(board, scale));
+    games.push_back(simul::create_task(play(board, scale), "board " + std::to_string(board + 1)));
   }
   const std::vector<int> finished = co_await simul::gather(std::move(games));
   std::printf("asynchronous: %zu games finished\n", finished.size());
@@ -94,12 +104,15 @@ simul::task<double> asynchronous(scaled_clock scale) {
 
 int main(int argc, char** argv) {
   scaled_clock scale;
+  std::string svg;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     if (arg == "--scale" && i + 1 < argc) {
       scale.us_per_second = std::atoi(argv[++i]);
+    } else if (arg == "--svg" && i + 1 < argc) {
+      svg = argv[++i];
     } else {
-      std::fprintf(stderr, "usage: %s [--scale MICROSECONDS_PER_SIMULATED_SECOND]\n", argv[0]);
+      std::fprintf(stderr, "usage: %s [--scale MICROSECONDS_PER_SIMULATED_SECOND] [--svg FILE]\n", argv[0]);
       return 2;
     }
   }
@@ -109,8 +122,24 @@ int main(int argc, char** argv) {
   }
   std::printf("%d opponents, master %d s per move, opponents %d s, %d move pairs; 1 s = %d us\n", opponents,
               master_seconds, opponent_seconds, move_pairs, scale.us_per_second);
+  if (!svg.empty()) {
+    simul::trace::start();
+  }
   const double sync_hours = synchronous(scale);
+  auto sync_trace = simul::trace::collect();
+  simul::trace::clear();
   const double async_hours = simul::run(asynchronous(scale));
+  if (!svg.empty()) {
+    simul::trace::stop();
+    try {
+      simul::trace::write_svg(svg, {{"synchronous: one game after another", std::move(sync_trace)},
+                                    {"asynchronous: one task per board on one loop", simul::trace::collect()}});
+    } catch (const simul::error& e) {
+      std::fprintf(stderr, "chess_exhibition: %s\n", e.what());
+      return 1;
+    }
+    std::printf("wrote %s\n", svg.c_str());
+  }
   std::printf("synchronous: %.2f h\n", sync_hours);
   std::printf("asynchronous: %.2f h\n", async_hours);
   // Ideally 12 h against 1 h. A busy machine stretches both (the loop thread

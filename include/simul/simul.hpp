@@ -19,3 +19,6 @@
 #if __has_include(<simul/http.hpp>)
 #include <simul/http.hpp>
 #endif
+#if __has_include(<simul/trace.hpp>)
+#include <simul/trace.hpp>
+#endif

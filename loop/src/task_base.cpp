@@ -1,6 +1,7 @@
 // Tasks and waiters: stepping, completion, cancellation.
 
 #include "loop_internal.hpp"
+#include "trace_hooks.hpp"
 
 #include <simul/loop/task.hpp>
 #include <simul/loop/task_handle.hpp>
@@ -53,6 +54,7 @@ bool waiter::suspend_on(std::coroutine_handle<> h) {
   }
   t->m_resume = h;
   t->m_waiter = this;
+  trace_task_waits(*t, *this);
   return true;
 }
 
@@ -129,6 +131,7 @@ void task_base::start(std::coroutine_handle<> root, bool eager) {
   // one yet, so a plain store does.
   m_refs.store(2, std::memory_order_relaxed);
   loop_access::link(impl_of(*m_loop), *this);
+  trace_task_created(*this);
 }
 
 void task_base::throw_if_must_cancel() {
@@ -165,6 +168,7 @@ void task_base::step() noexcept {
   if (!m_started) {
     m_started = true;
     m_status = status::running;
+    trace_task_named(*this);
     if (m_must_cancel) {
       cancel_first_step();
       return;
@@ -172,6 +176,7 @@ void task_base::step() noexcept {
   }
   auto* previous = t_current;
   t_current = this;
+  const trace_step_scope trace_slice(*this);
   // The step may finish the task and free it: nothing touches `this` after.
   m_resume.resume();
   t_current = previous;
@@ -213,6 +218,7 @@ void task_base::on_root_final() noexcept {
 }
 
 void task_base::complete(status final_status) noexcept {
+  trace_task_done(*this);
   m_status = final_status;
   m_waiter = nullptr;
   m_must_cancel = false;

@@ -9,6 +9,8 @@
 
 #include "io_loop.hpp"
 
+#include <simul/trace/detail/recorder.hpp>
+
 #include <sys/wait.h>
 
 #include <csignal>
@@ -82,6 +84,7 @@ bool io_loop::on_answer(worker_link& w, const frame_header& header, const char* 
     return false;
   }
   auto task = w.finish_front();
+  trace_worker_run(w.pid, header.run_begin, header.run_end);
   // Counters and the worker's state change before the future completes, so
   // whoever wakes on it sees them.
   const bool retiring = w.state == worker_state::idle && m_options.max_tasks_per_child != 0 &&

@@ -331,8 +331,8 @@ void in_message::read_blob_body(void* out, std::size_t bytes) {
 }
 
 bool send_frame(int fd, frame_kind kind, std::uint64_t id, std::uint64_t fn, const std::string& payload,
-                const std::vector<unique_fd>& fds) {
-  const frame_out frame{kind, id, fn, &payload, &fds};
+                const std::vector<unique_fd>& fds, std::int64_t run_begin, std::int64_t run_end) {
+  const frame_out frame{kind, id, fn, &payload, &fds, run_begin, run_end};
   return send_frames(fd, &frame, 1) == 1;
 }
 

@@ -37,13 +37,15 @@ struct frame_header {
   std::uint64_t id = 0;
   std::uint64_t fn = 0; ///< task frames: the trampoline; answers: the worker's pid
   std::uint64_t size = 0;
+  std::int64_t run_begin = 0; ///< answers: when the worker ran the task (steady-clock ns; for simul::trace)
+  std::int64_t run_end = 0;
 };
-static_assert(sizeof(frame_header) == 32);
+static_assert(sizeof(frame_header) == 48);
 
 /// Writes a whole frame (blocking, retrying on EINTR; MSG_NOSIGNAL). False if
 /// the peer is gone.
 bool send_frame(int fd, frame_kind kind, std::uint64_t id, std::uint64_t fn, const std::string& payload,
-                const std::vector<unique_fd>& fds);
+                const std::vector<unique_fd>& fds, std::int64_t run_begin = 0, std::int64_t run_end = 0);
 
 /// One frame of a batch: the header fields, the payload and its descriptors
 /// (borrowed: they must outlive the `send_frames` call).
@@ -53,6 +55,8 @@ struct frame_out {
   std::uint64_t fn = 0;
   const std::string* payload = nullptr;
   const std::vector<unique_fd>* fds = nullptr;
+  std::int64_t run_begin = 0;
+  std::int64_t run_end = 0;
 };
 
 /// Writes several frames with as few `sendmsg` calls as it can (one per 512

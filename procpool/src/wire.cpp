@@ -115,6 +115,8 @@ std::size_t send_frames(int fd, const frame_out* frames, std::size_t count) {
       header.id = frame.id;
       header.fn = frame.fn;
       header.size = frame.payload != nullptr ? frame.payload->size() : 0;
+      header.run_begin = frame.run_begin;
+      header.run_end = frame.run_end;
       parts[nparts++] = {&header, sizeof(header)};
       if (header.size > 0) {
         parts[nparts++] = {const_cast<char*>(frame.payload->data()), frame.payload->size()};

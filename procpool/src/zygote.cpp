@@ -9,6 +9,7 @@
 #include "protocol.hpp"
 
 #include <simul/procpool/detail/task.hpp>
+#include <simul/trace/detail/recorder.hpp>
 
 #include <malloc.h>
 #include <poll.h>
@@ -142,12 +143,13 @@ class frame_reader {
   std::size_t m_next_fd = 0;
 };
 
-void send_error(int fd, frame_kind kind, std::uint64_t id, const exception_text& what) {
+void send_error(int fd, frame_kind kind, std::uint64_t id, const exception_text& what, std::int64_t run_begin = 0,
+                std::int64_t run_end = 0) {
   out_message out;
   out.shm_threshold = ~std::size_t{0};
   out.put_blob(what.type.data(), what.type.size());
   out.put_blob(what.message.data(), what.message.size());
-  if (!send_frame(fd, kind, id, g_worker_pid, out.bytes, out.fds)) {
+  if (!send_frame(fd, kind, id, g_worker_pid, out.bytes, out.fds, run_begin, run_end)) {
     ::_exit(k_exit_parent_gone);
   }
 }
@@ -194,6 +196,7 @@ void worker_main(int fd, const zygote_config& config) {
     out.shm_threshold = config.shm_threshold;
     bool ok = true;
     exception_text failure;
+    const auto run_begin = trace_now(); // sent back with the answer, for simul::trace
     try {
       code_address<trampoline_fn>(header.fn)(in, out);
       if (out.fds.size() > k_max_fds) {
@@ -205,12 +208,13 @@ void worker_main(int fd, const zygote_config& config) {
       ok = false;
       failure = describe_exception(std::current_exception());
     }
+    const auto run_end = trace_now();
     if (ok) {
-      if (!send_frame(fd, frame_kind::result, header.id, g_worker_pid, out.bytes, out.fds)) {
+      if (!send_frame(fd, frame_kind::result, header.id, g_worker_pid, out.bytes, out.fds, run_begin, run_end)) {
         ::_exit(k_exit_parent_gone);
       }
     } else {
-      send_error(fd, frame_kind::error, header.id, failure);
+      send_error(fd, frame_kind::error, header.id, failure, run_begin, run_end);
     }
   }
 }

@@ -2,6 +2,7 @@
 
 #include <simul/core/detail/futex.hpp>
 #include <simul/core/detail/shared_state.hpp>
+#include <simul/trace/detail/recorder.hpp>
 
 #include <algorithm>
 #include <chrono>
@@ -303,6 +304,7 @@ void scheduler::run_task(worker_state& self, pool_task& task) {
   task_outcome outcome;
   const auto action = m_cancel_all.load(std::memory_order_relaxed) ? task_action::cancel : task_action::run;
   try {
+    const detail::trace_run_scope trace_slice("task");
     outcome = task(action, nullptr);
   } catch (...) {
     outcome = task_outcome::failed;
