@@ -12,6 +12,8 @@
 
 #include "loop_internal.hpp"
 
+#include <simul/loop/format_tasks.hpp>
+
 #include <simul/loop/task_handle.hpp>
 
 #include <algorithm>
@@ -103,8 +105,14 @@ void cancel_pending_tasks(loop_impl& impl) {
 void destroy_unfinished_tasks(loop_impl& impl) noexcept {
   while (impl.tasks_head != nullptr) {
     auto* t = impl.tasks_head;
-    report(*impl.owner, "Task was destroyed but it is pending (it did not finish after the closing loop cancelled it)",
-           nullptr, t->name(), describe_location(t->where()));
+    std::string message = "Task was destroyed but it is pending (it did not finish after the closing loop cancelled it)";
+    if (impl.debug) { // what it still awaited, as format_tasks shows it
+      try {
+        message += "; it awaits:\n" + format_task(*t, 2);
+      } catch (...) { // out of memory: the short report still goes out
+      }
+    }
+    report(*impl.owner, std::move(message), nullptr, t->name(), describe_location(t->where()));
     loop_access::destroy_pending(*t);
   }
 }

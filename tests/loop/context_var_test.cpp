@@ -92,7 +92,7 @@ TEST(ContextVar, ToThreadAndRunInExecutorCarryTheContext) {
     });
     EXPECT_EQ(in_thread, "req-7");
     EXPECT_EQ(request_id.get(), "req-7");
-    simul::thread_pool pool({.threads = 1});
+    simul::thread_pool pool({.workers = 1});
     auto& loop = simul::current_task().base().loop();
     auto via_executor = co_await loop.run_in_executor(
         pool, [](int n) { return request_id.get() + std::to_string(n); }, 1);

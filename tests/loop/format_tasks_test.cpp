@@ -132,3 +132,28 @@ TEST(FormatTasks, PrintsOnASignalFromARunningLoop) {
   EXPECT_TRUE(contains(text, "'sleeper'")) << text;
   EXPECT_TRUE(contains(text, "awaits a sleep")) << text;
 }
+
+// Debug mode's report of a task the closing loop had to destroy says what the
+// task still awaited (the same chain format_tasks prints).
+TEST(FormatTasks, DebugReportOfATaskDestroyedPendingShowsWhatItAwaited) {
+  simul::event_loop loop;
+  loop.set_debug(true);
+  std::string reported;
+  loop.set_exception_handler(
+      [&reported](simul::event_loop&, const simul::exception_context& c) { reported += c.message + "\n"; });
+  auto stubborn = []() -> simul::task<void> {
+    for (;;) { // refuses every cancellation: close() gives up on it after its grace period
+      try {
+        co_await simul::sleep(10s);
+      } catch (const simul::cancelled_error&) {
+      }
+    }
+  };
+  auto t = loop.create_task(stubborn(), "stubborn");
+  loop.run_until_complete([]() -> simul::task<void> { co_await simul::yield_now(); }());
+  loop.close();
+  EXPECT_TRUE(contains(reported, "destroyed but it is pending")) << reported;
+  EXPECT_TRUE(contains(reported, "it awaits:\n  Task #")) << reported;
+  EXPECT_TRUE(contains(reported, "'stubborn'")) << reported;
+  EXPECT_TRUE(contains(reported, "awaits a sleep")) << reported;
+}

@@ -64,7 +64,7 @@ TEST(ToThread, CancellingTheTaskCancelsAQueuedCall) {
   std::atomic<int> ran{0};
   std::atomic<std::size_t> busy{0};
   std::vector<simul::future<void>> blockers;
-  for (std::size_t i = 0; i < pool.size(); ++i) {
+  for (std::size_t i = 0; i < pool.workers(); ++i) {
     blockers.push_back(pool.submit([&release, &busy] {
       ++busy;
       while (!release.load()) {
@@ -72,7 +72,7 @@ TEST(ToThread, CancellingTheTaskCancelsAQueuedCall) {
       }
     }));
   }
-  while (busy.load() < pool.size()) { // every thread is taken
+  while (busy.load() < pool.workers()) { // every thread is taken
     std::this_thread::sleep_for(1ms);
   }
   auto main = [&]() -> simul::task<void> {

@@ -104,7 +104,7 @@ TEST(TraceLoop, ASleepIsAWaitOnTheSleep) {
 }
 
 TEST(TraceThreadPool, EachTaskIsASliceOnItsWorkersLane) {
-  simul::thread_pool pool({.threads = 2, .name = "traced"});
+  simul::thread_pool pool({.workers = 2, .name = "traced"});
   std::mutex mutex;
   std::map<int, int> runs_by_tid;
   simul::trace::start();

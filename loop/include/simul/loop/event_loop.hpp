@@ -164,24 +164,23 @@ class event_loop {
   /// Runs `f()` on the next iteration, after the callbacks already scheduled.
   /// Exceptions from `f` go to the exception handler.
   template <class F>
-  requires std::invocable < std::decay_t<F>
-  & > handle call_soon(F&& f, detail::source_location where = detail::source_location::current()) {
+  requires(std::invocable<std::decay_t<F>&>) handle
+      call_soon(F&& f, detail::source_location where = detail::source_location::current()) {
     return schedule_callback(detail::unique_function<void()>(std::forward<F>(f)), nullptr, where);
   }
 
   /// Runs `f()` once `delay` has passed (at least that long from now).
   template <class Rep, class Period, class F>
-  requires std::invocable < std::decay_t<F>
-  & > handle call_later(std::chrono::duration<Rep, Period> delay, F&& f,
-                        detail::source_location where = detail::source_location::current()) {
+  requires(std::invocable<std::decay_t<F>&>) handle
+      call_later(std::chrono::duration<Rep, Period> delay, F&& f,
+                 detail::source_location where = detail::source_location::current()) {
     return call_at(detail::deadline_after(delay), std::forward<F>(f), where); // saturates
   }
 
   /// Runs `f()` at `when` on the loop's clock.
   template <class F>
-  requires std::invocable < std::decay_t<F>
-  & > handle call_at(clock::time_point when, F&& f,
-                     detail::source_location where = detail::source_location::current()) {
+  requires(std::invocable<std::decay_t<F>&>) handle
+      call_at(clock::time_point when, F&& f, detail::source_location where = detail::source_location::current()) {
     return schedule_callback(detail::unique_function<void()>(std::forward<F>(f)), &when, where);
   }
 
@@ -189,8 +188,8 @@ class event_loop {
   /// any thread. Calls from other threads are batched through one wake-up.
   /// Throws `simul::error` once the loop is closed.
   template <class F>
-  requires std::invocable < std::decay_t<F>
-  & > void call_soon_threadsafe(F&& f, detail::source_location where = detail::source_location::current()) {
+  requires(std::invocable<std::decay_t<F>&>) void call_soon_threadsafe(
+      F&& f, detail::source_location where = detail::source_location::current()) {
     post_threadsafe(detail::unique_function<void()>(std::forward<F>(f)), where);
   }
 

@@ -37,7 +37,7 @@ namespace simul {
 /// Thread-safety: any thread. Lifetime: until the program exits; its
 /// destructor waits for calls still running.
 inline thread_pool& default_thread_pool() {
-  static thread_pool pool({.threads = std::min<std::size_t>(32, std::max(1U, std::thread::hardware_concurrency()) + 4),
+  static thread_pool pool({.workers = std::min<std::size_t>(32, std::max(1U, std::thread::hardware_concurrency()) + 4),
                            .name = "simul-to-thread"});
   return pool;
 }
