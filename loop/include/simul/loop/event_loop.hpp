@@ -195,10 +195,10 @@ class event_loop {
 
   /// Schedules `t` as a task of this loop; asyncio's loop.create_task.
   /// `options` names it and may start it eagerly (`{.eager = true}`: its
-  /// first step runs now, inside this call; see task_options). Throws
+  /// first step runs now, inside this call; see create_task_options). Throws
   /// `simul::error` on a closed loop or for an empty task.
   template <class T>
-  task_handle<T> create_task(task<T> t, task_options options = {},
+  task_handle<T> create_task(task<T> t, create_task_options options = {},
                              detail::source_location where = detail::source_location::current());
   /// As above, with a name (`loop.create_task(t, "fetch")`).
   template <class T, std::convertible_to<std::string> Name>
@@ -287,7 +287,7 @@ event_loop& get_running_loop();
 /// Throws `simul::error` if no loop is running on this thread.
 /// `where` (leave it out) is the call site, named in reports about the task.
 template <class T>
-task_handle<T> create_task(task<T> t, task_options options = {},
+task_handle<T> create_task(task<T> t, create_task_options options = {},
                            detail::source_location where = detail::source_location::current());
 /// As above, with a name (`create_task(t, "fetch")`).
 template <class T, std::convertible_to<std::string> Name>

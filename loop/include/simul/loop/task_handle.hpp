@@ -1,6 +1,6 @@
 #pragma once
 
-// Scheduled tasks: task_handle<T>, task_options, current_task, all_tasks
+// Scheduled tasks: task_handle<T>, create_task_options, current_task, all_tasks
 // (`create_task` and `run` are in event_loop.hpp, which includes this header).
 //
 // `create_task(t)` turns a lazy `task<T>` into a scheduled task (asyncio.Task):
@@ -48,7 +48,7 @@ class event_loop;
 /// How `create_task` starts a task: `loop.create_task(t, {.eager = true})`.
 /// Trivially destructible on purpose: safe as a braced temporary inside a
 /// `co_await` expression (see the g++ 12 note in docs/loop.md).
-struct task_options {
+struct create_task_options {
   /// The task's name ("Task-<n>" if empty); copied by create_task.
   std::string_view name{};
   /// Run the task at once, inside create_task, until its first suspension

@@ -21,7 +21,7 @@ namespace simul {
 // ---- event_loop members that need tasks ----
 
 template <class T>
-task_handle<T> event_loop::create_task(task<T> t, task_options options, detail::source_location where) {
+task_handle<T> event_loop::create_task(task<T> t, create_task_options options, detail::source_location where) {
   check_can_schedule("create_task");
   auto frame = t.release();
   if (!frame) {
@@ -46,16 +46,16 @@ task_handle<T> event_loop::create_task(task<T> t, task_options options, detail::
 template <class T, std::convertible_to<std::string> Name>
 task_handle<T> event_loop::create_task(task<T> t, Name&& name, detail::source_location where) {
   if constexpr (std::is_convertible_v<Name, std::string_view>) {
-    return create_task(std::move(t), task_options{.name = std::string_view(name)}, where);
+    return create_task(std::move(t), create_task_options{.name = std::string_view(name)}, where);
   } else {
     const std::string copy(std::forward<Name>(name));
-    return create_task(std::move(t), task_options{.name = copy}, where);
+    return create_task(std::move(t), create_task_options{.name = copy}, where);
   }
 }
 
 template <class T>
 T event_loop::run_until_complete(task<T> t, detail::source_location where) {
-  return run_until_complete(create_task(std::move(t), task_options{}, where));
+  return run_until_complete(create_task(std::move(t), create_task_options{}, where));
 }
 
 template <class T>
@@ -86,7 +86,7 @@ event_loop::submit(F&& f, Args&&... args) {
 // ---- free functions ----
 
 template <class T>
-task_handle<T> create_task(task<T> t, task_options options, detail::source_location where) {
+task_handle<T> create_task(task<T> t, create_task_options options, detail::source_location where) {
   return detail::running_loop_checked("create_task").create_task(std::move(t), options, where);
 }
 
@@ -104,7 +104,7 @@ T run(task<T> main, bool debug, detail::source_location where) {
   if (debug) {
     loop.set_debug(true);
   }
-  auto main_task = loop.create_task(std::move(main), task_options{}, where);
+  auto main_task = loop.create_task(std::move(main), create_task_options{}, where);
   detail::sigint_scope interrupt(loop, main_task.base()); // Ctrl-C cancels the main task (loop I/O)
   if constexpr (std::is_void_v<T>) {
     loop.run_until_complete(main_task);
