@@ -120,5 +120,4 @@ void shared_blocks_before_fork() noexcept;
 void shared_blocks_parent_after_fork() noexcept;
 void shared_blocks_child_after_fork() noexcept;
 
-
 } // namespace simul::detail
