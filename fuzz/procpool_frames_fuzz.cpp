@@ -8,7 +8,7 @@
 // Input: byte 0 picks the decoded type; the rest is the frame's payload.
 
 #include <simul/procpool.hpp>
-#include <simul/procpool/detail/codec.hpp>
+#include <simul/procpool/detail/codec/codec.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -12,7 +12,7 @@
 // a message leaves and arrives without being copied into another buffer.
 
 #include <simul/mpipool/mpi_pool.hpp>
-#include <simul/procpool/detail/codec.hpp>
+#include <simul/procpool/detail/codec/codec.hpp>
 
 #include <cstddef>
 #include <cstdint>

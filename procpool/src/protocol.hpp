@@ -9,7 +9,7 @@
 // Parent <-> zygote, over a SOCK_SEQPACKET socketpair: fixed-size control_msg
 //   records, a spawn request carrying the worker's end of a fresh socketpair.
 
-#include <simul/procpool/detail/wire.hpp>
+#include <simul/procpool/detail/codec/message.hpp>
 
 #include <cstddef>
 #include <cstdint>

@@ -7,7 +7,7 @@
 
 #include "protocol.hpp"
 
-#include <simul/procpool/detail/codec.hpp>
+#include <simul/procpool/detail/codec/codec.hpp>
 #include <simul/procpool/shared_buffer.hpp>
 
 #include <fcntl.h>

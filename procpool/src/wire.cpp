@@ -2,7 +2,7 @@
 
 #include "protocol.hpp"
 
-#include <simul/procpool/detail/wire.hpp>
+#include <simul/procpool/detail/codec/message.hpp>
 
 #include <cxxabi.h>
 #include <sys/mman.h>

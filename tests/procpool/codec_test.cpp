@@ -2,7 +2,7 @@
 // decode from a bounded archive, so a length forged inside an archive is a
 // serialization_error before anything is allocated.
 
-#include <simul/procpool/detail/codec.hpp>
+#include <simul/procpool/detail/codec/codec.hpp>
 
 #include <gtest/gtest.h>
 

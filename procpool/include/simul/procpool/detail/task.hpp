@@ -13,7 +13,7 @@
 // decoded result, or fails it.
 
 #include <simul/core/future.hpp>
-#include <simul/procpool/detail/codec.hpp>
+#include <simul/procpool/detail/codec/codec.hpp>
 
 #include <chrono>
 #include <cstdint>

@@ -1,9 +1,9 @@
 // Big payloads: blobs inline or in a memfd, and the cache that lets memfds
 // circulate between the parent and its workers instead of being made anew.
 
-#include "protocol.hpp"
+#include "../protocol.hpp"
 
-#include <simul/procpool/detail/wire.hpp>
+#include <simul/procpool/detail/codec/message.hpp>
 
 #include <sys/mman.h>
 #include <sys/stat.h>
