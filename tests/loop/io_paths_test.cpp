@@ -3,6 +3,7 @@
 // Only old paths are included here, on purpose.
 
 #include <simul/loop/dns.hpp>
+#include <simul/loop/event_loop.hpp>
 #include <simul/loop/files.hpp>
 #include <simul/loop/io_error.hpp>
 #include <simul/loop/server.hpp> // the client's open_connection and the server both
