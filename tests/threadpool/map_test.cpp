@@ -296,13 +296,14 @@ TEST(ThreadPoolMap, GenericMapHonoursMaxInflight) {
 TEST(ThreadPoolMap, OldSpellingsStillWork) {
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
+  std::vector<int> none; // outlives the range that refers to it
   simul::thread_pool pool({.threads = 3});
   EXPECT_EQ(pool.size(), 3U);
   EXPECT_EQ(pool.workers(), 3U);
   EXPECT_EQ(pool.lookahead(), 6U);
   EXPECT_EQ(pool.stats().threads, 3U);
   simul::map_results<simul::thread_pool, std::views::all_t<std::vector<int>&>, int (*)(int)> results = pool.imap(
-      +[](int x) { return -x; }, *new std::vector<int>{}); // NOLINT: an empty input, never freed is fine
+      +[](int x) { return -x; }, none);
 #pragma GCC diagnostic pop
   EXPECT_EQ(results.next(), std::nullopt);
 }
