@@ -105,7 +105,8 @@ void cancel_pending_tasks(loop_impl& impl) {
 void destroy_unfinished_tasks(loop_impl& impl) noexcept {
   while (impl.tasks_head != nullptr) {
     auto* t = impl.tasks_head;
-    std::string message = "Task was destroyed but it is pending (it did not finish after the closing loop cancelled it)";
+    std::string message =
+        "Task was destroyed but it is pending (it did not finish after the closing loop cancelled it)";
     if (impl.debug) { // what it still awaited, as format_tasks shows it
       try {
         message += "; it awaits:\n" + format_task(*t, 2);

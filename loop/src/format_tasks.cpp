@@ -21,8 +21,6 @@
 #include <unordered_set>
 #include <vector>
 
-#include <cxxabi.h>
-
 namespace simul {
 
 namespace detail {
@@ -32,17 +30,9 @@ namespace {
 // Nested chains stop here (a deeper program is still readable from the top).
 constexpr int k_max_depth = 16;
 
-std::string type_name(const waiter& w) {
-  int status = 0;
-  char* name = abi::__cxa_demangle(typeid(w).name(), nullptr, nullptr, &status);
-  std::string out = status == 0 && name != nullptr ? name : typeid(w).name();
-  std::free(name);
-  return out;
-}
-
 // What the awaitables that need no accessor are, by their type's name.
 std::string describe_by_type(const waiter& w) {
-  const auto name = type_name(w);
+  const auto name = demangle(typeid(w).name());
   struct known {
     std::string_view part;
     const char* text;

@@ -4,7 +4,6 @@
 
 #include <simul/procpool/detail/codec/message.hpp>
 
-#include <cxxabi.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -32,12 +31,6 @@ void unique_fd::reset(int fd) noexcept {
 void code_anchor() noexcept {
   // Only its address matters. The asm keeps the function distinct and alive.
   asm volatile("");
-}
-
-std::string demangle(const char* mangled) {
-  int status = 0;
-  std::unique_ptr<char, void (*)(void*)> text(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
-  return status == 0 && text ? std::string(text.get()) : std::string(mangled);
 }
 
 void advise_huge_pages(void* data, std::size_t size) noexcept {

@@ -8,8 +8,6 @@
 
 #include <simul/trace.hpp>
 
-#include <cxxabi.h>
-
 #include <algorithm>
 #include <cstdlib>
 #include <map>
@@ -65,13 +63,7 @@ std::string wait_label(const char* label) {
   if (label == nullptr) {
     return "wait";
   }
-  std::string out = label;
-  int status = 0;
-  std::unique_ptr<char, decltype(&std::free)> demangled(abi::__cxa_demangle(label, nullptr, nullptr, &status),
-                                                        &std::free);
-  if (status == 0 && demangled) {
-    out = demangled.get();
-  }
+  std::string out = detail::demangle(label);
   for (const std::string_view prefix : {"simul::detail::", "simul::"}) {
     if (out.starts_with(prefix)) {
       out.erase(0, prefix.size());

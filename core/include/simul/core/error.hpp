@@ -170,6 +170,16 @@ class future_error : public error {
   future_errc m_code;
 };
 
+namespace detail {
+/// The demangled form of a type name from `typeid(...).name()` (the name
+/// itself if it cannot be demangled). The one demangler every module uses.
+inline std::string demangle(const char* mangled) {
+  int status = 0;
+  std::unique_ptr<char, void (*)(void*)> text(abi::__cxa_demangle(mangled, nullptr, nullptr, &status), std::free);
+  return status == 0 && text ? std::string(text.get()) : std::string(mangled);
+}
+} // namespace detail
+
 /// An exception told as text: its demangled type name and its `what()`.
 struct exception_text {
   std::string type;    ///< e.g. "std::invalid_argument"; "unknown exception" if the type is unknown
@@ -189,10 +199,7 @@ struct exception_text {
     std::rethrow_exception(error);
   } catch (...) {
     if (const std::type_info* type = abi::__cxa_current_exception_type()) {
-      int status = 0;
-      std::unique_ptr<char, void (*)(void*)> name(abi::__cxa_demangle(type->name(), nullptr, nullptr, &status),
-                                                  std::free);
-      text.type = status == 0 && name ? name.get() : type->name();
+      text.type = detail::demangle(type->name());
     }
     try {
       throw;

@@ -79,8 +79,7 @@ template <class F, std::ranges::input_range R>
 auto process_pool::imap_unordered(F&& fn, R&& items, imap_options options) {
   static_assert(detail::check_task<std::decay_t<F>, std::ranges::range_value_t<R>>());
   return detail::make_message_imap<false>(*this, std::forward<F>(fn), std::forward<R>(items), options,
-                                          detail::lazy_inflight(options, workers()),
-                                          "process_pool::imap_unordered");
+                                          detail::lazy_inflight(options, workers()), "process_pool::imap_unordered");
 }
 
 } // namespace simul

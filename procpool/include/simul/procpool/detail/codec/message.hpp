@@ -152,8 +152,7 @@ int worker_channel() noexcept;
 /// faults with 4 KiB pages and 32 with 2 MiB ones. A hint; errors are ignored.
 void advise_huge_pages(void* data, std::size_t size) noexcept;
 
-/// The demangled name of a type (or the mangled one if demangling fails).
-std::string demangle(const char* mangled);
+// `demangle` (a type's name as text) is core's, <simul/core/error.hpp>.
 
 } // namespace detail
 } // namespace simul
