@@ -76,8 +76,14 @@ void task_group::add(const basic_task_handle& h) {
   auto& c = m_children.emplace_back(child{this, h, {}});
   c.link.fn = &task_group::on_child_done;
   c.link.owner = &c;
-  h.base().add_done_link(c.link);
   ++m_pending;
+  if (h.base().done()) {
+    // Finished inside create_task (an eager task): no completion will come,
+    // so count it now, as asyncio's TaskGroup does.
+    on_child_done(&c.link, &h.base());
+    return;
+  }
+  h.base().add_done_link(c.link);
 }
 
 void task_group::abort() noexcept {

@@ -281,3 +281,56 @@ TEST(EagerTasks, BracedOptionsInsideCoAwaitAreSafe) {
   }());
   EXPECT_EQ(result, "finished after blocking");
 }
+
+// CPython's TaskGroup.create_task looks at a task that finished eagerly at
+// once (test_taskgroup's eager variants): the group counts it as done, and
+// an eager failure aborts the group before the body goes on.
+TEST(EagerTasks, TaskGroupJoinsATaskThatFinishedEagerly) {
+  auto result = run_eager([]() -> simul::task<std::string> {
+    simul::task_group tg;
+    auto t = tg.create_task(hello());
+    EXPECT_TRUE(t.done());
+    co_await tg.join();
+    co_return co_await t;
+  }());
+  EXPECT_EQ(result, "hello");
+}
+
+TEST(EagerTasks, TaskGroupAbortsOnATaskThatFailedEagerly) {
+  bool sibling_cancelled = false;
+  run_eager([](bool* cancelled) -> simul::task<void> {
+    simul::task_group tg;
+    auto sibling = tg.create_task(blocks(), {.eager = false});
+    tg.create_task([]() -> simul::task<std::string> {
+      throw std::runtime_error("eager boom");
+      co_return "";
+    }());
+    EXPECT_TRUE(sibling.cancelling() > 0 || sibling.done());
+    try {
+      co_await tg.join();
+      ADD_FAILURE() << "join should throw";
+    } catch (const simul::exception_group& g) {
+      EXPECT_EQ(g.exceptions().size(), 1U);
+    }
+    *cancelled = sibling.cancelled();
+  }(&sibling_cancelled));
+  EXPECT_TRUE(sibling_cancelled);
+}
+
+TEST(EagerTasks, TaskGroupCreateTaskTakesOptions) {
+  std::vector<std::string> order;
+  simul::event_loop loop;
+  loop.run_until_complete([](std::vector<std::string>* out) -> simul::task<void> {
+    simul::task_group tg;
+    auto child = [](std::vector<std::string>* o) -> simul::task<void> {
+      o->push_back("child starts");
+      co_return;
+    };
+    auto t = tg.create_task(child(out), {.name = "eager-child", .eager = true});
+    out->push_back("body goes on");
+    EXPECT_EQ(t.get_name(), "eager-child");
+    co_await tg.join();
+  }(&order));
+  loop.close();
+  EXPECT_EQ(order, (std::vector<std::string>{"child starts", "body goes on"}));
+}

@@ -37,6 +37,7 @@
 #include <simul/loop/task.hpp>
 #include <simul/loop/task_handle.hpp>
 
+#include <concepts>
 #include <exception>
 #include <list>
 #include <string>
@@ -66,15 +67,24 @@ class task_group {
   task_group& operator=(const task_group&) = delete;
   ~task_group();
 
-  /// Schedules `t` as a task of the group. Throws `simul::error` once the
-  /// group is shutting down (a task failed) or has been joined.
+  /// Schedules `t` as a task of the group, started as `options` say (an
+  /// eager task that finishes inside this call counts as done at once; one
+  /// that fails aborts the group). Throws `simul::error` once the group is
+  /// shutting down (a task failed) or has been joined.
   template <class T>
-  task_handle<T> create_task(task<T> t, std::string name = {},
+  task_handle<T> create_task(task<T> t, create_task_options options = {},
                              detail::source_location where = detail::source_location::current()) {
     check_open();
-    auto h = simul::create_task(std::move(t), std::move(name), where);
+    auto h = simul::create_task(std::move(t), options, where);
     add(h);
     return h;
+  }
+  /// As above, with a name (`tg.create_task(t, "fetch")`).
+  template <class T, std::convertible_to<std::string> Name>
+  task_handle<T> create_task(task<T> t, Name&& name,
+                             detail::source_location where = detail::source_location::current()) {
+    const std::string n(std::forward<Name>(name));
+    return create_task(std::move(t), create_task_options{.name = n}, where);
   }
 
   /// Stops the group: cancels its unfinished tasks and, if the body is still
