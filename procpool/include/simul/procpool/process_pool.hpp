@@ -165,8 +165,10 @@ class process_pool {
     detail::task_request request;
     request.payload.shm_threshold = options().shm_threshold;
     request.timeout = timeout;
-    auto result = detail::pack_call(request, detail::code_id(&detail::run_call<Fn, std::decay_t<Args>...>),
-                                    static_cast<const Fn&>(fn), args...);
+    request.naming = code_naming();
+    auto result =
+        detail::pack_call(request, detail::name_code(&detail::run_call<Fn, std::decay_t<Args>...>, request.naming),
+                          static_cast<const Fn&>(fn), args...);
     enqueue(std::move(request));
     return result;
   }
@@ -176,13 +178,17 @@ class process_pool {
     using Fn = std::decay_t<F>;
     detail::task_request request;
     request.payload.shm_threshold = options().shm_threshold;
-    auto result =
-        detail::pack_chunk(request, detail::code_id(&detail::run_chunk<Fn, Item>), static_cast<const Fn&>(fn), chunk);
+    request.naming = code_naming();
+    auto result = detail::pack_chunk(request, detail::name_code(&detail::run_chunk<Fn, Item>, request.naming),
+                                     static_cast<const Fn&>(fn), chunk);
     enqueue(std::move(request));
     return result;
   }
 
   void enqueue(detail::task_request&& request);
+
+  /// How this pool's messages name code (from `options().start`).
+  [[nodiscard]] detail::code_naming code_naming() const noexcept;
 
   std::unique_ptr<detail::procpool::io_loop> m_loop;
 };
