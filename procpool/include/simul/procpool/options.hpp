@@ -45,8 +45,9 @@ struct process_pool_options {
   /// with `timeout_error` (0: no limit). `submit(task_options{...}, ...)` overrides it.
   std::chrono::nanoseconds task_timeout{0};
   /// Runs once in every worker before its first task (a plain function: it
-  /// crosses fork). If it throws, the pool breaks with `broken_executor` whose
-  /// `cause()` is the `remote_error`.
+  /// crosses fork; with `start_method::exec`, one of the executable). If it
+  /// throws, the pool breaks with `broken_executor` whose `cause()` is the
+  /// `remote_error`.
   void (*initializer)() = nullptr;
   /// Contiguous payloads (std::string, std::vector of trivially copyable
   /// values) of at least this many bytes travel through a memfd instead of the
