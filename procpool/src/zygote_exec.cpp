@@ -165,7 +165,7 @@ void handshake(unique_fd& control, pid_t pid, const zygote_setup& setup) {
     throw simul::error(std::string("process_pool: the exec'd zygote runs another build of the program (this "
                                    "process: ") +
                        setup.build + ", /proc/self/exe: " + ready.build +
-                       "); the executable was replaced after the program started; use start_method::fork");
+                       "): /proc/self/exe is not the program that runs; use start_method::fork");
   }
 }
 
