@@ -50,6 +50,11 @@ int segfault(int) {
 }
 std::vector<int> reversed(std::vector<int> v) { return {v.rbegin(), v.rend()}; }
 
+// A static initializer of this program that fails in an exec'd zygote when
+// a test asks for it (it runs before the library's zygote entry).
+constexpr char k_fail_start[] = "SIMUL_TEST_STATIC_INIT_EXITS";
+const bool g_start_failed = std::getenv(k_fail_start) != nullptr && (::_exit(9), true);
+
 std::string read_file(const std::string& path) {
   std::ifstream file(path, std::ios::binary);
   return {std::istreambuf_iterator<char>(file), std::istreambuf_iterator<char>()};
@@ -161,7 +166,7 @@ TEST(ProcessPoolStartMethod, ALockHeldByAnotherThreadStaysHeldInForkedWorkersOnl
   EXPECT_EQ(execd->submit(take_the_program_mutex, 1).get(), 2);
 }
 
-TEST(ProcessPoolStartMethod, AnotherBuildIsAClearErrorTheRightOneLooksLikeTheProgram) {
+TEST(ProcessPoolStartMethod, FailedStartsAreClearErrorsTheRightOneLooksLikeTheProgram) {
   simul::detail::forge_build_id_for_tests("build-id:0123456789abcdef");
   try {
     simul::process_pool procs({.workers = 1, .start = simul::start_method::exec});
@@ -173,6 +178,16 @@ TEST(ProcessPoolStartMethod, AnotherBuildIsAClearErrorTheRightOneLooksLikeThePro
     EXPECT_NE(what.find(simul::detail::executable_build_id()), std::string::npos) << what;
   }
   simul::detail::forge_build_id_for_tests("");
+  EXPECT_TRUE(no_children_left());
+  // A static initializer of the program exits in the exec'd process.
+  ::setenv(k_fail_start, "1", 1);
+  try {
+    simul::process_pool procs({.workers = 1, .start = simul::start_method::exec});
+    ADD_FAILURE() << "expected simul::error";
+  } catch (const simul::error& e) {
+    EXPECT_NE(std::string(e.what()).find("exited with status 9 before it was ready"), std::string::npos) << e.what();
+  }
+  ::unsetenv(k_fail_start);
   EXPECT_TRUE(no_children_left());
   // The same build: the zygote looks like the program, and its variable is
   // gone before a task (or anything a task starts) could see it.
