@@ -155,8 +155,8 @@ void handshake(unique_fd& control, pid_t pid, const zygote_setup& setup) {
   if (got != static_cast<long>(sizeof ready) || ready.magic != k_setup_magic) {
     control.reset();
     throw simul::error("process_pool: the exec'd zygote " + reap(pid, true) +
-                       " before it was ready (a static initializer of the program failed, or it closed "
-                       "descriptors it did not open; start_method::fork does not run them)");
+                       " before it was ready (the program's static initializers run again in an exec'd zygote: did "
+                       "one fail? start_method::fork does not run them)");
   }
   if (ready.same_build != 1) {
     control.reset();
@@ -188,7 +188,7 @@ int control_socket_of(const char* value) {
 }
 
 [[noreturn]] void serve_as_zygote(int fd) {
-  const std::ios_base::Init streams; // std::cout and friends, for tasks, whatever ran before
+  const std::ios_base::Init streams; // std::cout and friends set up for tasks, whichever initializers ran
   ::fcntl(fd, F_SETFD, FD_CLOEXEC);
   zygote_setup setup;
   long got = -1;
