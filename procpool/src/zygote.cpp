@@ -280,6 +280,10 @@ void zygote_main(int control_fd, const zygote_config& config) {
   // Ctrl-C is the parent's decision: neither the zygote nor a worker dies of it.
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
+  // A program that ignores SIGCHLD passes that on through fork and exec; the
+  // kernel would then reap the workers itself and the zygote could never
+  // report a death.
+  ::signal(SIGCHLD, SIG_DFL);
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);

@@ -217,3 +217,15 @@ TEST(ProcessPoolStartMethod, ExecRefusesFunctionsOutsideTheExecutable) {
   simul::process_pool forked({.workers = 1}); // fork shares the whole address space
   EXPECT_EQ(forked.submit(library_function, -3).get(), 3);
 }
+
+TEST_P(StartMethod, AProgramThatIgnoresSigchldStillLearnsOfCrashes) {
+  // SIG_IGN for SIGCHLD survives fork and exec; a zygote that kept it would
+  // have its workers reaped by the kernel and never report their deaths.
+  const auto previous = ::signal(SIGCHLD, SIG_IGN);
+  {
+    simul::process_pool procs(with({.workers = 1, .task_timeout = 10s}));
+    EXPECT_THROW((void)procs.submit(segfault, 0).get(), simul::worker_crashed);
+    EXPECT_EQ(procs.submit(square, 4).get(), 16);
+  }
+  ::signal(SIGCHLD, previous);
+}
