@@ -1,6 +1,7 @@
 // P1-P6 of ../shared/BENCHMARKS.md: simul::process_pool against Python's
 // ProcessPoolExecutor / multiprocessing.Pool (fork), sequential code and memcpy,
-// all in one run. The Python side runs peers.py once per repetition and reports
+// all in one run; and what making a pool costs with each start method
+// (pool_start/fork, pool_start/exec). The Python side runs peers.py once per repetition and reports
 // the time of the workload alone (interpreter and pool start excluded), which
 // is fed to Google Benchmark as manual time. Never asserts on time.
 //
@@ -284,8 +285,36 @@ void p6_simul(benchmark::State& state) {
   state.counters["still_serving"] = serving ? 1 : 0;
 }
 
+/// The cost of making a pool with each start method: the constructor alone
+/// (manual time; for exec, the spawn of /proc/self/exe, its static
+/// initializers and the handshake) and, as a counter, until the first task's
+/// result is back (the workers forked too). The destructor is not timed.
+void pool_start(benchmark::State& state, simul::start_method start) {
+  double first_result = 0;
+  for (auto _ : state) {
+    const auto begin = clock_type::now();
+    auto procs =
+        std::make_unique<simul::process_pool>(simul::process_pool_options{.workers = k_workers, .start = start});
+    state.SetIterationTime(seconds_since(begin));
+    benchmark::DoNotOptimize(procs->submit(tiny, 1).get());
+    first_result += seconds_since(begin);
+    procs.reset();
+  }
+  state.counters["first_result_ms"] = 1e3 * first_result / static_cast<double>(state.iterations());
+}
+
 } // namespace
 
+BENCHMARK_CAPTURE(pool_start, fork, simul::start_method::fork)
+    ->Name("pool_start/fork")
+    ->UseManualTime()
+    ->Iterations(20)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(pool_start, exec, simul::start_method::exec)
+    ->Name("pool_start/exec")
+    ->UseManualTime()
+    ->Iterations(20)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(p1_simul)->Name("P1_tiny_tasks/simul")->UseManualTime()->Iterations(1)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(peer, p1, "P1")
     ->Name("P1_tiny_tasks/python_ppe")

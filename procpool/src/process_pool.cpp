@@ -12,6 +12,11 @@ process_pool::process_pool(process_pool_options options)
 
 process_pool::~process_pool() = default;
 
+detail::code_naming process_pool::code_naming() const noexcept {
+  return m_loop->options().start == start_method::exec ? detail::code_naming::executable
+                                                       : detail::code_naming::anchored;
+}
+
 void process_pool::enqueue(detail::task_request&& request) { m_loop->queue().push(std::move(request)); }
 
 void process_pool::shutdown(shutdown_options options) { m_loop->shutdown(options); }

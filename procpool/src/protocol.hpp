@@ -10,6 +10,7 @@
 //   records, a spawn request carrying the worker's end of a fresh socketpair.
 
 #include <simul/procpool/detail/codec/message.hpp>
+#include <simul/procpool/detail/task.hpp>
 
 #include <cstddef>
 #include <cstdint>
@@ -99,7 +100,31 @@ struct zygote_config {
   void (*initializer)() = nullptr;
   std::size_t shm_threshold = std::size_t{1} << 20;
   bool keep_worker_heap = false;
-  long worker_spin_ns = 0; ///< look at the socket this long before sleeping on it
+  long worker_spin_ns = 0;                    ///< look at the socket this long before sleeping on it
+  code_naming naming = code_naming::anchored; ///< how task frames name their trampolines
+};
+
+// An exec'd zygote's handshake, the first record each way on the control
+// socket: the parent sends its build and the config (the initializer as a
+// code offset), the zygote answers whether it runs the same build.
+inline constexpr std::uint32_t k_setup_magic = 0x5a59474f; // "ZYGO"
+inline constexpr std::size_t k_build_text = 256;
+inline constexpr std::uint64_t k_no_initializer = ~std::uint64_t{0};
+
+struct zygote_setup {
+  std::uint32_t magic = k_setup_magic;
+  std::uint32_t keep_worker_heap = 0;
+  std::uint64_t initializer = k_no_initializer; ///< code offset
+  std::uint64_t shm_threshold = 0;
+  std::int64_t worker_spin_ns = 0;
+  char comm[16] = {};            ///< the program's name, for the zygote's own (ps, top)
+  char build[k_build_text] = {}; ///< the parent's executable_build_id()
+};
+
+struct zygote_ready {
+  std::uint32_t magic = k_setup_magic;
+  std::uint32_t same_build = 0;  ///< 1: serving; 0: another build, the zygote exits
+  char build[k_build_text] = {}; ///< the zygote's executable_build_id()
 };
 
 /// The zygote's main loop; never returns.

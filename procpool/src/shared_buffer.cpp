@@ -79,7 +79,12 @@ class block_registry {
 };
 
 // Never destroyed: a handle may be dropped while static destructors run.
-block_registry* g_registry = new block_registry; // NOLINT: deliberately leaked
+// Made on first use, so a buffer made (or an exec'd zygote started) by a
+// static initializer that runs before this file's finds it ready.
+block_registry& registry() {
+  static auto* const instance = new block_registry; // NOLINT: deliberately leaked
+  return *instance;
+}
 
 [[noreturn]] void fail(const char* what) {
   throw std::system_error(errno, std::generic_category(), std::string("simul::shared_buffer: ") + what);
@@ -98,7 +103,7 @@ std::shared_ptr<shared_block> map_block(unique_fd fd, std::size_t size, const st
   block->size = size;
   block->dev = info.st_dev;
   block->ino = info.st_ino;
-  g_registry->add(block.get());
+  registry().add(block.get());
   return block;
 }
 
@@ -106,16 +111,16 @@ std::shared_ptr<shared_block> map_block(unique_fd fd, std::size_t size, const st
 
 shared_block::~shared_block() {
   if (map != nullptr) {
-    g_registry->remove(this);
+    registry().remove(this);
     ::munmap(map, size);
   }
 }
 
-void shared_blocks_before_fork() noexcept { g_registry->lock(); }
-void shared_blocks_parent_after_fork() noexcept { g_registry->unlock(); }
+void shared_blocks_before_fork() noexcept { registry().lock(); }
+void shared_blocks_parent_after_fork() noexcept { registry().unlock(); }
 void shared_blocks_child_after_fork() noexcept {
-  g_registry->forget_unlocked();
-  g_registry->unlock();
+  registry().forget_unlocked();
+  registry().unlock();
 }
 
 namespace {
@@ -143,7 +148,7 @@ shared_buffer receive(in_message& in, std::uint64_t size) {
   if (::fstat(fd.get(), &info) != 0 || static_cast<std::uint64_t>(info.st_size) != size) {
     throw serialization_error("process_pool: a shared_buffer's memory is not the size announced");
   }
-  if (auto block = g_registry->find(info.st_dev, info.st_ino); block != nullptr && block->size == size) {
+  if (auto block = registry().find(info.st_dev, info.st_ino); block != nullptr && block->size == size) {
     return shared_buffer(std::move(block)); // our own memory, back from a worker
   }
   try {

@@ -226,23 +226,35 @@ int receive_control(int fd, control_msg& record, unique_fd& attached, bool block
 }
 
 namespace {
-std::mutex g_pool_fds_mutex;
-std::vector<int> g_pool_fds;
+struct pool_fds {
+  std::mutex mutex;
+  std::vector<int> fds;
+};
+
+// Never destroyed: a pool that is a global outlives this file's statics, and
+// its I/O thread still registers sockets while static destructors run.
+pool_fds& registered() {
+  static auto* const instance = new pool_fds; // NOLINT: deliberately leaked
+  return *instance;
+}
 } // namespace
 
 void register_pool_fd(int fd) {
-  std::lock_guard lock(g_pool_fds_mutex);
-  g_pool_fds.push_back(fd);
+  auto& r = registered();
+  std::lock_guard lock(r.mutex);
+  r.fds.push_back(fd);
 }
 
 void unregister_pool_fd(int fd) {
-  std::lock_guard lock(g_pool_fds_mutex);
-  g_pool_fds.erase(std::remove(g_pool_fds.begin(), g_pool_fds.end(), fd), g_pool_fds.end());
+  auto& r = registered();
+  std::lock_guard lock(r.mutex);
+  r.fds.erase(std::remove(r.fds.begin(), r.fds.end(), fd), r.fds.end());
 }
 
 std::vector<int> pool_fds_snapshot() {
-  std::lock_guard lock(g_pool_fds_mutex);
-  return g_pool_fds;
+  auto& r = registered();
+  std::lock_guard lock(r.mutex);
+  return r.fds;
 }
 
 } // namespace simul::detail

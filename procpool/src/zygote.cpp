@@ -1,10 +1,11 @@
 // The two kinds of child process: the zygote, which forks and reaps workers on
 // the parent's request, and the worker, which runs tasks.
 //
-// Both run in a process that was forked and never exec'd, so they use only
-// raw system calls and malloc (which glibc makes safe after fork) and leave
-// with _exit: the parent's atexit handlers and static destructors belong to
-// the parent.
+// A worker is always forked from the zygote; the zygote is forked from the
+// program (start_method::fork) or is a fresh exec of it entered before main
+// (start_method::exec, zygote_exec.cpp). Both use only raw system calls and
+// malloc (which glibc makes safe after fork) and leave with _exit: the
+// program's atexit handlers and static destructors belong to the program.
 
 #include "protocol.hpp"
 
@@ -32,6 +33,7 @@ namespace simul::detail {
 namespace {
 int g_worker_channel = -1;
 std::uint64_t g_worker_pid = 0; ///< getpid() once: every answer carries it
+code_naming g_code_naming = code_naming::anchored;
 
 constexpr int k_exit_parent_gone = 0;
 constexpr int k_exit_init_failed = 3;
@@ -157,8 +159,11 @@ void send_error(int fd, frame_kind kind, std::uint64_t id, const exception_text&
 
 int worker_channel() noexcept { return g_worker_channel; }
 
+code_naming worker_code_naming() noexcept { return g_code_naming; }
+
 void worker_main(int fd, const zygote_config& config) {
   g_worker_channel = fd;
+  g_code_naming = config.naming;
   g_worker_pid = static_cast<std::uint64_t>(::getpid());
   if (config.keep_worker_heap) {
     // Big blocks from the heap, and freed heap kept for the next task: a big
@@ -198,7 +203,7 @@ void worker_main(int fd, const zygote_config& config) {
     exception_text failure;
     const auto run_begin = trace_now(); // sent back with the answer, for simul::trace
     try {
-      code_address<trampoline_fn>(header.fn)(in, out);
+      code_named<trampoline_fn>(header.fn, g_code_naming)(in, out);
       if (out.fds.size() > k_max_fds) {
         throw serialization_error("process_pool: a result may carry at most " + std::to_string(k_max_fds) +
                                   " shared-memory payloads (this one has " + std::to_string(out.fds.size()) +
@@ -275,6 +280,10 @@ void zygote_main(int control_fd, const zygote_config& config) {
   // Ctrl-C is the parent's decision: neither the zygote nor a worker dies of it.
   ::signal(SIGINT, SIG_IGN);
   ::signal(SIGPIPE, SIG_IGN);
+  // A program that ignores SIGCHLD passes that on through fork and exec; the
+  // kernel would then reap the workers itself and the zygote could never
+  // report a death.
+  ::signal(SIGCHLD, SIG_DFL);
   sigset_t chld;
   sigemptyset(&chld);
   sigaddset(&chld, SIGCHLD);

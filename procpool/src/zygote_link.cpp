@@ -1,5 +1,5 @@
 // The parent's link to its zygote (zygote_link.hpp). The zygote's own side
-// is zygote.cpp.
+// is zygote.cpp; the exec'd zygote's start, zygote_exec.cpp.
 
 #include "zygote_link.hpp"
 
@@ -27,6 +27,18 @@ zygote_config config_of(const process_pool_options& options) {
 } // namespace
 
 zygote_link::zygote_link(const process_pool_options& options) {
+  become_zygote_if_asked(); // a pool made by a static initializer of an exec'd zygote-to-be
+  if (options.start == start_method::exec) {
+    auto started = exec_zygote(options);
+    m_pid = started.pid;
+    m_control = std::move(started.control);
+  } else {
+    fork_zygote(options);
+  }
+  register_pool_fd(m_control.get());
+}
+
+void zygote_link::fork_zygote(const process_pool_options& options) {
   int pair[2];
   if (::socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, pair) != 0) {
     throw simul::error(std::string("process_pool: socketpair failed: ") + std::strerror(errno));
@@ -66,7 +78,6 @@ zygote_link::zygote_link(const process_pool_options& options) {
   ::close(pair[1]);
   m_pid = pid;
   m_control.reset(pair[0]);
-  register_pool_fd(m_control.get());
 }
 
 zygote_link::~zygote_link() { close_and_reap(); }

@@ -1,8 +1,9 @@
 #pragma once
 
-// The parent's link to its zygote (private): the fork that makes the zygote,
-// the control socket that asks it to fork and signal workers and reports
-// their births and deaths, and the reaping of the zygote at the end.
+// The parent's link to its zygote (private): the start of the zygote (a
+// fork, or an exec of the program: zygote_exec.cpp), the control socket that
+// asks it to fork and signal workers and reports their births and deaths, and
+// the reaping of the zygote at the end.
 //
 // Thread-safety: made and destroyed by the pool's owner; every other call
 // comes from the pool's I/O loop thread.
@@ -19,9 +20,26 @@
 
 namespace simul::detail::procpool {
 
+/// A zygote that has been started, and the parent's end of its control socket.
+struct started_zygote {
+  pid_t pid = -1;
+  unique_fd control;
+};
+
+/// start_method::exec: spawns /proc/self/exe as the zygote and completes the
+/// handshake. Throws `code_address_error` if the initializer is not in the
+/// executable, `simul::error` (nothing left running) if the zygote cannot be
+/// started, ends before it is ready, or runs another build.
+started_zygote exec_zygote(const process_pool_options& options);
+
+/// In a process spawned by `exec_zygote`, serves as the zygote and never
+/// returns; anywhere else returns at once. Runs from a static initializer of
+/// the library and at the start of every pool's construction.
+void become_zygote_if_asked();
+
 class zygote_link {
  public:
-  /// Forks the zygote. Throws simul::error if it cannot.
+  /// Starts the zygote as `options.start` says. Throws simul::error if it cannot.
   explicit zygote_link(const process_pool_options& options);
   ~zygote_link();
   zygote_link(const zygote_link&) = delete;
@@ -44,6 +62,8 @@ class zygote_link {
   void close_and_reap();
 
  private:
+  void fork_zygote(const process_pool_options& options);
+
   pid_t m_pid = -1;
   unique_fd m_control;
   bool m_open = true;

@@ -222,9 +222,12 @@ class payload_cache {
 };
 
 // Never destroyed: a payload may be read while static destructors run.
-payload_cache* g_payload_cache = new payload_cache; // NOLINT: deliberately leaked
-
-payload_cache& cache() { return *g_payload_cache; }
+// Made on first use, so a task run by an exec'd zygote's worker (which may
+// start before this file's static initializers have run) finds it ready.
+payload_cache& cache() {
+  static auto* const instance = new payload_cache; // NOLINT: deliberately leaked
+  return *instance;
+}
 } // namespace
 
 void payload_cache_before_fork() noexcept { cache().lock(); }

@@ -12,8 +12,26 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 
 namespace simul {
+
+/// How a `process_pool` starts its zygote, the process every worker is forked
+/// from (multiprocessing's start methods; docs/procpool.md, "Start methods").
+enum class start_method : std::uint8_t {
+  /// The zygote is forked from the program when the pool is made. Cheapest,
+  /// and a task may be any function (one in a shared library too), but the
+  /// zygote inherits every lock another thread of the program holds at that
+  /// instant: make the pool before starting threads.
+  fork,
+  /// The zygote is a fresh exec of the program (`/proc/self/exe`) that turns
+  /// into the zygote before `main` runs, like multiprocessing's `forkserver`:
+  /// it inherits no lock and no memory. Workers see the program's memory as
+  /// its static initializers left it, not as it is when the pool is made. A
+  /// task (and the initializer) must be a function of the executable itself:
+  /// anything else is `code_address_error`.
+  exec,
+};
 
 /// How a `process_pool` is built.
 struct process_pool_options {
@@ -27,8 +45,9 @@ struct process_pool_options {
   /// with `timeout_error` (0: no limit). `submit(task_options{...}, ...)` overrides it.
   std::chrono::nanoseconds task_timeout{0};
   /// Runs once in every worker before its first task (a plain function: it
-  /// crosses fork). If it throws, the pool breaks with `broken_executor` whose
-  /// `cause()` is the `remote_error`.
+  /// crosses fork; with `start_method::exec`, one of the executable). If it
+  /// throws, the pool breaks with `broken_executor` whose `cause()` is the
+  /// `remote_error`.
   void (*initializer)() = nullptr;
   /// Contiguous payloads (std::string, std::vector of trivially copyable
   /// values) of at least this many bytes travel through a memfd instead of the
@@ -63,6 +82,8 @@ struct process_pool_options {
   /// at a time then reaches an awake worker: one wake-up fewer per round
   /// trip, about 10 µs on a virtual machine. 0: sleep at once.
   std::chrono::microseconds worker_spin{50};
+  /// How the zygote is started (see `start_method`).
+  start_method start = start_method::fork;
 };
 
 /// Per-task settings for `process_pool::submit(task_options, fn, args...)`.

@@ -10,10 +10,17 @@
 //   std::vector<int> all = procs.map(square, numbers, {.chunksize = 256});
 //
 // The contract:
-// - Creating a pool forks a *zygote* at once, before the pool starts any thread
-//   of its own. Every worker, and every replacement, is forked from that
-//   zygote, so the pool is safe to create after the program has started
-//   threads. Workers see the program's memory as it was when the pool was made.
+// - Creating a pool starts a *zygote* at once, before the pool starts any
+//   thread of its own. Every worker, and every replacement, is forked from
+//   that zygote, which has one thread. With `start_method::fork` (the
+//   default) the zygote is forked from the program: workers see the program's
+//   memory as it was when the pool was made, including any lock another
+//   thread held at that instant (a task that takes it hangs) — make the pool
+//   before starting threads. With `start_method::exec` the zygote is a fresh
+//   exec of `/proc/self/exe` that becomes the zygote before `main` (the
+//   program's static initializers run in it, `main` never does): it inherits
+//   no lock, workers see the memory the static initializers left, and tasks
+//   must be functions of the executable (`code_address_error` otherwise).
 // - A task is a plain function or a captureless lambda, plus arguments that are
 //   values. Captures, raw pointers, references a worker could not write back
 //   through, and types with no way across the boundary are compile errors that
@@ -88,16 +95,20 @@ struct message_chunk_submitter;
 /// Thread-safety and Lifetime: see the file comment.
 class process_pool {
  public:
-  /// Forks the zygote, then the workers, then starts the I/O thread.
-  /// Throws `simul::error` if a fork or a socket cannot be made.
+  /// Starts the zygote (`options.start`), then the I/O thread, which has it
+  /// fork the workers. Throws `simul::error` if a fork, a spawn or a socket
+  /// cannot be made, or an exec'd zygote ends before it is ready or runs
+  /// another build of the program; `code_address_error` if, with
+  /// `start_method::exec`, the initializer is not in the executable.
   explicit process_pool(process_pool_options options = {});
   ~process_pool();
   process_pool(const process_pool&) = delete;
   process_pool& operator=(const process_pool&) = delete;
 
   /// Runs `fn(args...)` in a worker and returns a future of the result.
-  /// Throws `broken_executor` after `shutdown()` or once the pool broke.
-  /// Thread-safety: any thread.
+  /// Throws `broken_executor` after `shutdown()` or once the pool broke;
+  /// with `start_method::exec`, `code_address_error` if `fn` is not in the
+  /// executable (nothing is queued). Thread-safety: any thread.
   template <class F, class... Args>
   requires(!std::is_same_v<std::remove_cvref_t<F>, task_options>) auto submit(F&& fn, Args&&... args) {
     return submit_with(std::chrono::nanoseconds{0}, std::forward<F>(fn), std::forward<Args>(args)...);
@@ -165,8 +176,10 @@ class process_pool {
     detail::task_request request;
     request.payload.shm_threshold = options().shm_threshold;
     request.timeout = timeout;
-    auto result = detail::pack_call(request, detail::code_id(&detail::run_call<Fn, std::decay_t<Args>...>),
-                                    static_cast<const Fn&>(fn), args...);
+    request.naming = code_naming();
+    auto result =
+        detail::pack_call(request, detail::name_code(&detail::run_call<Fn, std::decay_t<Args>...>, request.naming),
+                          static_cast<const Fn&>(fn), args...);
     enqueue(std::move(request));
     return result;
   }
@@ -176,13 +189,17 @@ class process_pool {
     using Fn = std::decay_t<F>;
     detail::task_request request;
     request.payload.shm_threshold = options().shm_threshold;
-    auto result =
-        detail::pack_chunk(request, detail::code_id(&detail::run_chunk<Fn, Item>), static_cast<const Fn&>(fn), chunk);
+    request.naming = code_naming();
+    auto result = detail::pack_chunk(request, detail::name_code(&detail::run_chunk<Fn, Item>, request.naming),
+                                     static_cast<const Fn&>(fn), chunk);
     enqueue(std::move(request));
     return result;
   }
 
   void enqueue(detail::task_request&& request);
+
+  /// How this pool's messages name code (from `options().start`).
+  [[nodiscard]] detail::code_naming code_naming() const noexcept;
 
   std::unique_ptr<detail::procpool::io_loop> m_loop;
 };

@@ -51,12 +51,14 @@ consteval bool check_task() {
 /// Fills `request` for `fn(args...)`: the callable and the arguments are
 /// encoded after whatever `request.payload` already holds (a pool's header
 /// room or threshold), `trampoline` names `run_call<Fn, Args...>` in the
-/// pool's numbering of code. Returns the future of the result.
+/// pool's numbering of code, and a plain function is named by
+/// `request.naming`. Returns the future of the result; throws
+/// `code_address_error` (nothing queued) if the function has no name there.
 template <class Fn, class... Args>
 auto pack_call(task_request& request, std::uint64_t trampoline, const Fn& fn, const Args&... args) {
   using R = std::invoke_result_t<Fn&, Args&&...>;
   request.trampoline = trampoline;
-  encode_callable(request.payload, fn);
+  encode_callable(request.payload, fn, request.naming);
   (encode<Args>(request.payload, args), ...);
   auto slot = std::make_unique<promise_slot<R>>();
   auto result = slot->get_future();
@@ -70,7 +72,7 @@ template <class Fn, class Item>
 auto pack_chunk(task_request& request, std::uint64_t trampoline, const Fn& fn, const std::vector<Item>& chunk) {
   using Res = std::invoke_result_t<Fn&, Item&>;
   request.trampoline = trampoline;
-  encode_callable(request.payload, fn);
+  encode_callable(request.payload, fn, request.naming);
   encode<std::vector<Item>>(request.payload, chunk);
   auto slot = std::make_unique<promise_slot<std::vector<Res>>>();
   auto result = slot->get_future();

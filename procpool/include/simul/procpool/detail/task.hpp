@@ -4,15 +4,20 @@
 //
 // A task is a trampoline id plus a payload. The trampoline is a function
 // template instantiated for the callable's type and the argument types: the
-// worker (the same binary, forked, never exec'd) calls it through its code id,
-// and it decodes the callable and the arguments, runs the call and encodes the
-// result. A plain function travels as its own code id; a captureless lambda
-// travels as nothing at all, since its type alone says what to run.
+// worker (the same binary) calls it through its code id, and it decodes the
+// callable and the arguments, runs the call and encodes the result. A plain
+// function travels as its own code id; a captureless lambda travels as
+// nothing at all, since its type alone says what to run. How code ids are
+// made is the pool's `code_naming`: relative to a function of the library
+// (valid in forks of this process, for any code) or offsets from the
+// executable's load address (valid in a fresh exec of the same build, for
+// the executable's code only).
 //
 // The parent keeps a `task_slot` per task: it starts the promise, gives it the
 // decoded result, or fails it.
 
 #include <simul/core/future.hpp>
+#include <simul/procpool/detail/code_address.hpp>
 #include <simul/procpool/detail/codec/codec.hpp>
 
 #include <chrono>
@@ -39,20 +44,45 @@ template <class F>
 inline constexpr bool is_stateless_callable =
     std::is_class_v<F>&& std::is_empty_v<F>&& std::is_default_constructible_v<F>&& std::is_trivially_copyable_v<F>;
 
+/// How a pool names code (trampolines, plain functions, the initializer) in its messages.
+enum class code_naming : std::uint8_t {
+  anchored,   ///< `code_id`: valid in forks of this process, for any code
+  executable, ///< `code_offset`: valid in any process running this build, for the executable's code
+};
+
+/// The id of `fn` under `naming`. Throws `code_address_error` if `naming` is
+/// `executable` and `fn` is not in the executable.
+template <class FnPtr>
+std::uint64_t name_code(FnPtr fn, code_naming naming) {
+  return naming == code_naming::executable ? code_offset(fn) : code_id(fn);
+}
+
+/// The function that `name_code` named `id`. Throws `code_address_error` if
+/// `naming` is `executable` and `id` is outside the executable's code.
+template <class FnPtr>
+FnPtr code_named(std::uint64_t id, code_naming naming) {
+  return naming == code_naming::executable ? code_from_offset<FnPtr>(id) : code_address<FnPtr>(id);
+}
+
+/// The naming of the pool this process serves as a worker (`anchored` in
+/// any other process): what `decode_callable` reads ids with.
+code_naming worker_code_naming() noexcept;
+
 template <class F>
-void encode_callable(out_message& out, const F& fn) {
+void encode_callable(out_message& out, const F& fn, code_naming naming = code_naming::anchored) {
   if constexpr (is_plain_function_pointer<F>) {
-    out.put_pod(code_id(fn));
+    out.put_pod(name_code(fn, naming));
   } else {
     (void)out;
     (void)fn;
+    (void)naming;
   }
 }
 
 template <class F>
 F decode_callable(in_message& in) {
   if constexpr (is_plain_function_pointer<F>) {
-    return code_address<F>(in.get_pod<std::uint64_t>());
+    return code_named<F>(in.get_pod<std::uint64_t>(), worker_code_naming());
   } else {
     (void)in;
     return F{};
@@ -147,6 +177,7 @@ class promise_slot final : public task_slot {
 /// One task on its way to a worker.
 struct task_request {
   std::uint64_t trampoline = 0;
+  code_naming naming = code_naming::anchored; ///< how `trampoline` and a plain function are named
   out_message payload;
   std::unique_ptr<task_slot> slot;
   std::chrono::nanoseconds timeout{0}; ///< 0: the pool's default
