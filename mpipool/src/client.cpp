@@ -5,6 +5,7 @@
 #include "messages.hpp"
 
 #include <simul/mpipool/errors.hpp>
+#include <simul/trace/detail/recorder.hpp>
 
 #include <algorithm>
 #include <limits>
@@ -241,6 +242,10 @@ void mpi_client::answer(received_message& message) {
     m_sending.erase(pos);
   }
   task.request.payload = out_message{};
+  if (trace_on()) [[unlikely]] { // the task's run on its rank's lane, on this rank's clock
+    const auto& clock = m_runtime.clock(task.rank);
+    trace_rank_run(clock.trace_lane, header.run_begin - clock.trace_offset_ns, header.run_end - clock.trace_offset_ns);
+  }
   in_message in{message.data(), message.size, sizeof(mpi_header), nullptr, 0};
   const std::string& host = m_runtime.host(task.rank);
   auto& slot = *task.request.slot;

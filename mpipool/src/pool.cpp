@@ -46,6 +46,9 @@ int mpi_pool::rank() const noexcept { return m_rank; }
 int mpi_pool::size() const noexcept { return m_size; }
 std::size_t mpi_pool::workers() const noexcept { return static_cast<std::size_t>(m_size - 1); }
 const std::string& mpi_pool::host(int r) const { return detail::mpi_runtime::get(nullptr, nullptr).host(r); }
+mpi_clock_estimate mpi_pool::clock_estimate(int r) const {
+  return detail::mpi_runtime::get(nullptr, nullptr).clock(r).estimate;
+}
 
 void mpi_pool::enqueue(detail::task_request&& request) { m_client->enqueue(std::move(request)); }
 void mpi_pool::shutdown(shutdown_options options) { m_client->shutdown(options.wait, options.cancel_pending); }

@@ -78,7 +78,7 @@ consteval bool check_mpi_task() {
 }
 
 /// The header's room at the front of a task's payload (see src/messages.hpp).
-inline constexpr std::size_t k_mpi_header_size = 32;
+inline constexpr std::size_t k_mpi_header_size = 48;
 
 /// A payload with room for the message header, never using memfds.
 inline out_message mpi_payload() {
@@ -127,6 +127,10 @@ class mpi_pool {
   [[nodiscard]] std::size_t workers() const noexcept;
   /// The host name of rank `r` (0 <= r < size()).
   [[nodiscard]] const std::string& host(int r) const;
+  /// Rank `r`'s clock against this rank's, as estimated when MPI started
+  /// (1 <= r < size()); see `mpi_clock_estimate`. Throws `std::out_of_range`
+  /// for another `r`.
+  [[nodiscard]] mpi_clock_estimate clock_estimate(int r) const;
 
   /// Runs `fn(args...)` on a worker rank and returns a future of the result.
   /// Throws `broken_executor` after `shutdown()`, `code_address_error` if `fn`
