@@ -35,6 +35,47 @@ mpi_client::mpi_client(mpi_runtime& runtime, const mpi_pool_options& options)
 
 mpi_client::~mpi_client() { shutdown(true, true); }
 
+namespace {
+constexpr std::size_t k_keep_spare_at_most = std::size_t{256} << 20;
+constexpr std::size_t k_spare_slack = 4096; // the header, the callable, blob tags
+} // namespace
+
+out_message mpi_client::payload_for(std::size_t size_hint) {
+  out_message out = mpi_payload();
+  if (size_hint < k_huge_payload) {
+    return out;
+  }
+  const std::size_t want = size_hint + k_spare_slack;
+  std::string spare;
+  {
+    std::lock_guard guard(m_spare_lock);
+    if (m_spare.capacity() >= want) {
+      spare.swap(m_spare);
+    }
+  }
+  if (spare.capacity() >= want) {
+    // Pages already faulted in: a fresh 64 MiB buffer costs 16,384 page faults.
+    spare.assign(out.bytes);
+    out.bytes.swap(spare);
+  } else {
+    out.bytes.reserve(want);
+    advise_huge_pages(out.bytes.data(), out.bytes.capacity());
+  }
+  return out;
+}
+
+void mpi_client::keep_spare(std::string&& bytes) noexcept {
+  if (bytes.capacity() < k_huge_payload || bytes.capacity() > k_keep_spare_at_most) {
+    return;
+  }
+  std::string old;
+  std::lock_guard guard(m_spare_lock);
+  if (bytes.capacity() >= m_spare.capacity()) {
+    old.swap(m_spare); // freed after the lock
+    m_spare.swap(bytes);
+  }
+}
+
 void mpi_client::enqueue(task_request&& request) {
   check_no_descriptors(request.payload, "a task's argument");
   if (request.payload.bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
@@ -241,6 +282,7 @@ void mpi_client::answer(received_message& message) {
   if (const auto pos = std::find(m_sending.begin(), m_sending.end(), header.id); pos != m_sending.end()) {
     m_sending.erase(pos);
   }
+  keep_spare(std::move(task.request.payload.bytes));
   task.request.payload = out_message{};
   if (trace_on()) [[unlikely]] { // the task's run on its rank's lane, on this rank's clock
     const auto& clock = m_runtime.clock(task.rank);

@@ -88,6 +88,18 @@ inline out_message mpi_payload() {
   return out;
 }
 
+/// About the bytes `value` takes in a task's payload: exact for contiguous
+/// payloads (a vector of numbers, a string), a guess for the rest. Lets a
+/// big task be encoded into a buffer of the right size first time.
+template <class T>
+std::size_t wire_size_hint(const T& value) {
+  if constexpr (is_contiguous_blob<T>::value) {
+    return value.size() * sizeof(typename T::value_type) + 16;
+  } else {
+    return sizeof(T) + 16;
+  }
+}
+
 /// Checks that a plain function is in the executable (the only code with an
 /// offset every rank agrees on); throws code_address_error otherwise.
 template <class Fn>
@@ -191,7 +203,7 @@ class mpi_pool {
     static_assert(detail::check_mpi_task<Fn, std::decay_t<Args>...>());
     detail::check_callable_address(static_cast<const Fn&>(fn));
     detail::task_request request;
-    request.payload = detail::mpi_payload();
+    request.payload = payload_for((std::size_t{0} + ... + detail::wire_size_hint(args)));
     request.timeout = timeout;
     auto result = detail::pack_call(request, detail::code_offset(&detail::run_call<Fn, std::decay_t<Args>...>),
                                     static_cast<const Fn&>(fn), args...);
@@ -210,6 +222,11 @@ class mpi_pool {
     enqueue(std::move(request));
     return result;
   }
+
+  /// An empty payload with room for the header; for `size_hint` bytes of
+  /// arguments or more (a big task), a buffer that holds them, reused from
+  /// an earlier big task when one has left.
+  detail::out_message payload_for(std::size_t size_hint);
 
   /// Checks the payload (no descriptors) and queues it; throws
   /// `broken_executor` after shutdown.
