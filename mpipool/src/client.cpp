@@ -170,11 +170,15 @@ void mpi_client::run() noexcept {
       backoff.set_max_sleep(std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(m_answer_gap / 8),
                                        std::chrono::microseconds(20), std::chrono::microseconds(1000)));
       std::unique_lock guard(m_lock);
-      if (m_in_flight.empty() && ready.empty()) {
-        // Nothing out there to wait for: sleep until a submit or shutdown.
+      const auto pause = backoff.next();
+      if (m_in_flight.empty() && ready.empty() && pause.count() != 0) {
+        // Nothing out there to wait for, and nothing for a while: sleep until
+        // a submit or shutdown. Right after an answer, yield instead (below):
+        // a caller submitting one task at a time finds this thread awake,
+        // without a futex wake-up on each side of every round trip.
         m_wake.wait(guard, [&] { return !m_queue.empty() || m_stopping; });
         backoff.reset();
-      } else if (const auto pause = backoff.next(); pause.count() == 0) {
+      } else if (pause.count() == 0) {
         guard.unlock();
         std::this_thread::yield();
       } else {
@@ -202,10 +206,11 @@ bool mpi_client::progress_sends() {
 bool mpi_client::send_ready(std::deque<task_request>& ready) {
   bool sent = false;
   while (!ready.empty()) {
-    // The least loaded rank, starting after the last one used.
+    // The least loaded rank; of equals, the last one used: one task at a
+    // time goes to a rank that is awake, and the others fall asleep.
     std::size_t best = 0;
     for (std::size_t i = 0; i < m_workers; ++i) {
-      const std::size_t r = 1 + (m_next_rank - 1 + i) % m_workers;
+      const std::size_t r = 1 + (m_last_rank - 1 + i) % m_workers;
       if (m_load[r] < m_options.pipeline_depth && (best == 0 || m_load[r] < m_load[best])) {
         best = r;
       }
@@ -219,7 +224,7 @@ bool mpi_client::send_ready(std::deque<task_request>& ready) {
       m_cancelled.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
-    m_next_rank = best % m_workers + 1;
+    m_last_rank = best;
     if (m_in_flight.empty()) {
       m_last_answer = std::chrono::steady_clock::now(); // the first answer's gap counts from here
     }

@@ -80,8 +80,8 @@ class mpi_client {
   // The progress thread's own state.
   std::uint64_t m_next_id = 1;
   std::unordered_map<std::uint64_t, in_flight> m_in_flight;
-  std::vector<std::size_t> m_load; ///< tasks in flight per rank (index: rank)
-  std::size_t m_next_rank = 1;
+  std::vector<std::size_t> m_load;      ///< tasks in flight per rank (index: rank)
+  std::size_t m_last_rank = 1;          ///< the rank the last task went to
   std::vector<std::uint64_t> m_sending; ///< tasks whose MPI_Isend is not complete
   std::chrono::nanoseconds m_answer_gap{std::chrono::microseconds(100)};
   std::chrono::steady_clock::time_point m_last_answer{};

@@ -116,6 +116,14 @@ TEST(MpiPool, TasksSpreadOverEveryWorkerRank) {
   EXPECT_EQ(distinct.size(), 2U);
 }
 
+TEST(MpiPool, OneTaskAtATimeStaysOnTheRankThatIsAwake) {
+  simul::mpi_pool pool(reusable());
+  const int first = pool.submit(worker_pid).get();
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(pool.submit(worker_pid).get(), first) << "task " << i;
+  }
+}
+
 TEST(MpiPool, MapKeepsInputOrderForEveryChunkSize) {
   simul::mpi_pool pool(reusable());
   std::vector<int> numbers(1000);
