@@ -18,6 +18,7 @@
 #include <fstream>
 #include <iterator>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -130,6 +131,31 @@ TEST(MpiPoolTrace, ATracedMapPutsEachChunkOnItsRanksLaneAndInTheJson) {
   const std::string json{std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
   EXPECT_NE(json.find("\"" + rank_lane(pool, 1) + "\""), std::string::npos);
   std::remove(path.c_str());
+}
+
+// Runs on a worker rank: its rank, times 2, plus 1 if it is tracing.
+int rank_and_tracing() {
+  std::this_thread::sleep_for(std::chrono::milliseconds(2));
+  return nap_then_rank(0) * 2 + (simul::trace::enabled() ? 1 : 0);
+}
+
+// ctest starts the shared-memory launch with SIMUL_TRACE set, and mpirun
+// hands it to every rank: only rank 0 may trace and write the file.
+TEST(MpiPoolTrace, WorkerRanksDoNotTraceEvenWithSimulTraceSet) {
+  simul::mpi_pool pool({.keep_ranks = true});
+  simul::trace::start();
+  std::vector<simul::future<int>> answers; // together: both ranks get some
+  for (int i = 0; i < 6; ++i) {
+    answers.push_back(pool.submit(rank_and_tracing));
+  }
+  std::set<int> ranks;
+  for (auto& f : answers) {
+    const int answer = f.get();
+    EXPECT_EQ(answer % 2, 0) << "rank " << answer / 2 << " is tracing";
+    ranks.insert(answer / 2);
+  }
+  simul::trace::stop();
+  EXPECT_EQ(ranks, (std::set<int>{1, 2}));
 }
 
 TEST(MpiPoolTrace, TheClockEstimateIsWithinItsRoundTrip) {
