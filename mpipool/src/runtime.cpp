@@ -25,6 +25,11 @@ std::string& fake_build_id() {
   return id;
 }
 
+std::string& fake_boot_id() {
+  static std::string id;
+  return id;
+}
+
 // What each rank tells rank 0 in the handshake.
 struct identity {
   char build[128];
@@ -67,6 +72,7 @@ std::string this_host() {
 } // namespace
 
 void fake_build_id_for_tests(const std::string& id) { fake_build_id() = id; }
+void fake_boot_id_for_tests(const std::string& id) { fake_boot_id() = id; }
 
 void check_mpi(int rc, const char* what) {
   if (rc == MPI_SUCCESS) {
@@ -170,7 +176,7 @@ void mpi_runtime::handshake() {
   identity mine{};
   copy_text(mine.build, fake_build_id().empty() ? executable_build_id() : fake_build_id());
   copy_text(mine.host, m_own_host);
-  copy_text(mine.boot, this_boot_id());
+  copy_text(mine.boot, fake_boot_id().empty() ? this_boot_id() : fake_boot_id());
   mine.pid = static_cast<std::int32_t>(::getpid());
   std::vector<identity> all(m_rank == 0 ? static_cast<std::size_t>(m_size) : 0);
   // Non-blocking and waited for quietly: the worker ranks may wait here long
@@ -304,7 +310,7 @@ mpi_runtime::~mpi_runtime() {
     }
   }
   MPI_Comm_free(&m_comm);
-  if (m_we_initialised) {
+  if (m_we_initialised || m_finalize) {
     MPI_Finalize();
   }
 }

@@ -77,6 +77,9 @@ class mpi_runtime {
   /// Rank 0: whether the worker ranks are waiting for another pool (and must
   /// be told to leave at exit).
   void set_workers_parked(bool parked) noexcept { m_parked = parked; }
+  /// A worker rank: MPI is finalised at exit even if the program initialised
+  /// it, since the program's own code after the pool never runs there.
+  void finalize_at_exit() noexcept { m_finalize = true; }
   /// Rank 0: a pool is open (only one at a time).
   bool try_open_session() noexcept;
   void close_session() noexcept;
@@ -97,6 +100,7 @@ class mpi_runtime {
   int m_size = 1;
   MPI_Comm m_comm = MPI_COMM_NULL;
   bool m_we_initialised = false;
+  bool m_finalize = false; ///< finalise at exit even if the program initialised MPI
   bool m_parked = false;
   bool m_session_open = false;
   std::string m_own_host;
@@ -107,5 +111,8 @@ class mpi_runtime {
 /// For the tests: the build id this process claims in the handshake (empty:
 /// its real one). Set before the first pool.
 void fake_build_id_for_tests(const std::string& id);
+/// For the tests: the kernel boot id this process claims in the handshake
+/// (empty: its real one), so that it stands for a rank on another host.
+void fake_boot_id_for_tests(const std::string& id);
 
 } // namespace simul::detail

@@ -251,6 +251,7 @@ class rank_server {
 
 void serve(mpi_runtime& runtime) {
   trace_leave_to_rank_0();
+  runtime.finalize_at_exit(); // the program's MPI_Finalize after the pool never runs here
   {
     rank_server server(runtime);
     try {
