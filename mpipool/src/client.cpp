@@ -5,6 +5,7 @@
 #include "messages.hpp"
 
 #include <simul/mpipool/errors.hpp>
+#include <simul/trace/detail/recorder.hpp>
 
 #include <algorithm>
 #include <limits>
@@ -33,6 +34,47 @@ mpi_client::mpi_client(mpi_runtime& runtime, const mpi_pool_options& options)
 }
 
 mpi_client::~mpi_client() { shutdown(true, true); }
+
+namespace {
+constexpr std::size_t k_keep_spare_at_most = std::size_t{256} << 20;
+constexpr std::size_t k_spare_slack = 4096; // the header, the callable, blob tags
+} // namespace
+
+out_message mpi_client::payload_for(std::size_t size_hint) {
+  out_message out = mpi_payload();
+  if (size_hint < k_huge_payload) {
+    return out;
+  }
+  const std::size_t want = size_hint + k_spare_slack;
+  std::string spare;
+  {
+    std::lock_guard guard(m_spare_lock);
+    if (m_spare.capacity() >= want) {
+      spare.swap(m_spare);
+    }
+  }
+  if (spare.capacity() >= want) {
+    // Pages already faulted in: a fresh 64 MiB buffer costs 16,384 page faults.
+    spare.assign(out.bytes);
+    out.bytes.swap(spare);
+  } else {
+    out.bytes.reserve(want);
+    advise_huge_pages(out.bytes.data(), out.bytes.capacity());
+  }
+  return out;
+}
+
+void mpi_client::keep_spare(std::string&& bytes) noexcept {
+  if (bytes.capacity() < k_huge_payload || bytes.capacity() > k_keep_spare_at_most) {
+    return;
+  }
+  std::string old;
+  std::lock_guard guard(m_spare_lock);
+  if (bytes.capacity() >= m_spare.capacity()) {
+    old.swap(m_spare); // freed after the lock
+    m_spare.swap(bytes);
+  }
+}
 
 void mpi_client::enqueue(task_request&& request) {
   check_no_descriptors(request.payload, "a task's argument");
@@ -128,11 +170,15 @@ void mpi_client::run() noexcept {
       backoff.set_max_sleep(std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(m_answer_gap / 8),
                                        std::chrono::microseconds(20), std::chrono::microseconds(1000)));
       std::unique_lock guard(m_lock);
-      if (m_in_flight.empty() && ready.empty()) {
-        // Nothing out there to wait for: sleep until a submit or shutdown.
+      const auto pause = backoff.next();
+      if (m_in_flight.empty() && ready.empty() && pause.count() != 0) {
+        // Nothing out there to wait for, and nothing for a while: sleep until
+        // a submit or shutdown. Right after an answer, yield instead (below):
+        // a caller submitting one task at a time finds this thread awake,
+        // without a futex wake-up on each side of every round trip.
         m_wake.wait(guard, [&] { return !m_queue.empty() || m_stopping; });
         backoff.reset();
-      } else if (const auto pause = backoff.next(); pause.count() == 0) {
+      } else if (pause.count() == 0) {
         guard.unlock();
         std::this_thread::yield();
       } else {
@@ -160,10 +206,11 @@ bool mpi_client::progress_sends() {
 bool mpi_client::send_ready(std::deque<task_request>& ready) {
   bool sent = false;
   while (!ready.empty()) {
-    // The least loaded rank, starting after the last one used.
+    // The least loaded rank; of equals, the last one used: one task at a
+    // time goes to a rank that is awake, and the others fall asleep.
     std::size_t best = 0;
     for (std::size_t i = 0; i < m_workers; ++i) {
-      const std::size_t r = 1 + (m_next_rank - 1 + i) % m_workers;
+      const std::size_t r = 1 + (m_last_rank - 1 + i) % m_workers;
       if (m_load[r] < m_options.pipeline_depth && (best == 0 || m_load[r] < m_load[best])) {
         best = r;
       }
@@ -177,7 +224,7 @@ bool mpi_client::send_ready(std::deque<task_request>& ready) {
       m_cancelled.fetch_add(1, std::memory_order_relaxed);
       continue;
     }
-    m_next_rank = best % m_workers + 1;
+    m_last_rank = best;
     if (m_in_flight.empty()) {
       m_last_answer = std::chrono::steady_clock::now(); // the first answer's gap counts from here
     }
@@ -240,7 +287,12 @@ void mpi_client::answer(received_message& message) {
   if (const auto pos = std::find(m_sending.begin(), m_sending.end(), header.id); pos != m_sending.end()) {
     m_sending.erase(pos);
   }
+  keep_spare(std::move(task.request.payload.bytes));
   task.request.payload = out_message{};
+  if (trace_on()) [[unlikely]] { // the task's run on its rank's lane, on this rank's clock
+    const auto& clock = m_runtime.clock(task.rank);
+    trace_rank_run(clock.trace_lane, header.run_begin - clock.trace_offset_ns, header.run_end - clock.trace_offset_ns);
+  }
   in_message in{message.data(), message.size, sizeof(mpi_header), nullptr, 0};
   const std::string& host = m_runtime.host(task.rank);
   auto& slot = *task.request.slot;

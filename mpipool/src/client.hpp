@@ -41,6 +41,8 @@ class mpi_client {
   mpi_client(const mpi_client&) = delete;
   mpi_client& operator=(const mpi_client&) = delete;
 
+  /// See mpi_pool::payload_for. Thread-safety: any thread.
+  out_message payload_for(std::size_t size_hint);
   void enqueue(task_request&& request);
   void shutdown(bool wait, bool cancel_pending);
   [[nodiscard]] bool is_shutdown() const noexcept { return m_closed.load(std::memory_order_acquire); }
@@ -61,6 +63,8 @@ class mpi_client {
   void answer(received_message& message);
   void fail_everything(std::exception_ptr cause) noexcept;
   void release_workers() noexcept;
+  /// Keeps a big task's buffer, once sent, for the next big task.
+  void keep_spare(std::string&& bytes) noexcept;
 
   mpi_runtime& m_runtime;
   mpi_pool_options m_options;
@@ -76,12 +80,15 @@ class mpi_client {
   // The progress thread's own state.
   std::uint64_t m_next_id = 1;
   std::unordered_map<std::uint64_t, in_flight> m_in_flight;
-  std::vector<std::size_t> m_load; ///< tasks in flight per rank (index: rank)
-  std::size_t m_next_rank = 1;
+  std::vector<std::size_t> m_load;      ///< tasks in flight per rank (index: rank)
+  std::size_t m_last_rank = 1;          ///< the rank the last task went to
   std::vector<std::uint64_t> m_sending; ///< tasks whose MPI_Isend is not complete
   std::chrono::nanoseconds m_answer_gap{std::chrono::microseconds(100)};
   std::chrono::steady_clock::time_point m_last_answer{};
   std::vector<std::string> m_orphans; ///< buffers of sends abandoned when the pool broke
+
+  std::mutex m_spare_lock;
+  std::string m_spare; ///< a big task's buffer, already faulted in, for the next
 
   std::atomic<std::uint64_t> m_submitted{0};
   std::atomic<std::uint64_t> m_completed{0};

@@ -3,7 +3,7 @@
 // What rank 0 and the worker ranks say to each other (private to the module).
 //
 // Every message is one MPI message on the pool's own communicator, tag
-// k_tag: a 32-byte header, then a payload written with procpool's codec
+// k_tag: a 48-byte header, then a payload written with procpool's codec
 // (detail/codec.hpp). Messages between two ranks arrive in the order they
 // were sent (MPI's non-overtaking rule), which the protocol relies on:
 //   rank 0 -> worker: open (a pool's settings), task*, close (park or exit)
@@ -23,6 +23,7 @@
 namespace simul::detail {
 
 inline constexpr int k_tag = 23;
+inline constexpr int k_clock_tag = 24;                   // the handshake's clock pings
 inline constexpr std::uint32_t k_mpi_magic = 0x4d4c4d53; // "SMLM"
 
 enum class mpi_kind : std::uint32_t {
@@ -41,8 +42,10 @@ struct mpi_header {
   std::uint64_t id = 0;
   std::uint64_t fn = 0;
   std::int64_t timeout_ns = 0; ///< task: its limit (0: none)
+  std::int64_t run_begin = 0;  ///< answers: when the rank ran the task (its steady clock, ns; for simul::trace)
+  std::int64_t run_end = 0;
 };
-static_assert(sizeof(mpi_header) == 32);
+static_assert(sizeof(mpi_header) == 48);
 
 /// What a worker rank needs to know about the pool it serves.
 struct session_settings {

@@ -46,7 +46,11 @@ int mpi_pool::rank() const noexcept { return m_rank; }
 int mpi_pool::size() const noexcept { return m_size; }
 std::size_t mpi_pool::workers() const noexcept { return static_cast<std::size_t>(m_size - 1); }
 const std::string& mpi_pool::host(int r) const { return detail::mpi_runtime::get(nullptr, nullptr).host(r); }
+mpi_clock_estimate mpi_pool::clock_estimate(int r) const {
+  return detail::mpi_runtime::get(nullptr, nullptr).clock(r).estimate;
+}
 
+detail::out_message mpi_pool::payload_for(std::size_t size_hint) { return m_client->payload_for(size_hint); }
 void mpi_pool::enqueue(detail::task_request&& request) { m_client->enqueue(std::move(request)); }
 void mpi_pool::shutdown(shutdown_options options) { m_client->shutdown(options.wait, options.cancel_pending); }
 bool mpi_pool::is_shutdown() const noexcept { return m_client->is_shutdown(); }

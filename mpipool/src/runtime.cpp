@@ -6,6 +6,7 @@
 
 #include <simul/mpipool/errors.hpp>
 #include <simul/procpool/detail/code_address.hpp>
+#include <simul/trace/detail/recorder.hpp>
 
 #include <unistd.h>
 
@@ -13,6 +14,7 @@
 #include <cstdio>
 #include <cstring>
 #include <mutex>
+#include <stdexcept>
 #include <thread>
 
 namespace simul::detail {
@@ -23,12 +25,35 @@ std::string& fake_build_id() {
   return id;
 }
 
+std::string& fake_boot_id() {
+  static std::string id;
+  return id;
+}
+
 // What each rank tells rank 0 in the handshake.
 struct identity {
   char build[128];
   char host[64];
+  char boot[40]; ///< the kernel's boot id: the same one means the same CLOCK_MONOTONIC
   std::int32_t pid;
 };
+
+std::string this_boot_id() {
+  std::FILE* f = std::fopen("/proc/sys/kernel/random/boot_id", "r");
+  if (f == nullptr) {
+    return {};
+  }
+  char id[40] = {};
+  const bool ok = std::fgets(id, sizeof id, f) != nullptr;
+  std::fclose(f);
+  std::string out = ok ? id : "";
+  while (!out.empty() && (out.back() == '\n' || out.back() == ' ')) {
+    out.pop_back();
+  }
+  return out;
+}
+
+constexpr int k_clock_pings = 8;
 
 template <std::size_t N>
 void copy_text(char (&to)[N], const std::string& from) {
@@ -47,6 +72,7 @@ std::string this_host() {
 } // namespace
 
 void fake_build_id_for_tests(const std::string& id) { fake_build_id() = id; }
+void fake_boot_id_for_tests(const std::string& id) { fake_boot_id() = id; }
 
 void check_mpi(int rc, const char* what) {
   if (rc == MPI_SUCCESS) {
@@ -150,6 +176,7 @@ void mpi_runtime::handshake() {
   identity mine{};
   copy_text(mine.build, fake_build_id().empty() ? executable_build_id() : fake_build_id());
   copy_text(mine.host, m_own_host);
+  copy_text(mine.boot, fake_boot_id().empty() ? this_boot_id() : fake_boot_id());
   mine.pid = static_cast<std::int32_t>(::getpid());
   std::vector<identity> all(m_rank == 0 ? static_cast<std::size_t>(m_size) : 0);
   // Non-blocking and waited for quietly: the worker ranks may wait here long
@@ -185,6 +212,69 @@ void mpi_runtime::handshake() {
     }
     throw mpi_error(message);
   }
+  std::vector<std::string> boots;
+  for (const auto& who : all) {
+    boots.emplace_back(who.boot);
+  }
+  std::vector<int> pids;
+  for (const auto& who : all) {
+    pids.push_back(who.pid);
+  }
+  estimate_clocks(boots);
+  for (int r = 1; r < m_size && m_rank == 0; ++r) {
+    const auto name = "rank " + std::to_string(r) + " @ " + m_hosts[static_cast<std::size_t>(r)];
+    m_clocks[static_cast<std::size_t>(r)].trace_lane = trace_remote_lane(pids[static_cast<std::size_t>(r)], name);
+  }
+}
+
+void mpi_runtime::estimate_clocks(const std::vector<std::string>& boot_ids) {
+  if (m_rank != 0) {
+    // Answer rank 0's pings with this rank's time, waiting quietly for each.
+    for (int k = 0; k < k_clock_pings; ++k) {
+      std::int64_t ping = 0;
+      MPI_Request request = MPI_REQUEST_NULL;
+      check_mpi(MPI_Irecv(&ping, 1, MPI_INT64_T, 0, k_clock_tag, m_comm, &request), "a clock ping (MPI_Irecv)");
+      wait_quietly(request, "a clock ping (MPI_Irecv)");
+      const std::int64_t now = trace_now();
+      check_mpi(MPI_Send(&now, 1, MPI_INT64_T, 0, k_clock_tag, m_comm), "a clock ping (MPI_Send)");
+    }
+    return;
+  }
+  m_clocks.assign(static_cast<std::size_t>(m_size), rank_clock{});
+  for (int r = 1; r < m_size; ++r) {
+    const auto& boot = boot_ids[static_cast<std::size_t>(r)];
+    m_clocks[static_cast<std::size_t>(r)] = ping(r, !boot.empty() && boot == boot_ids[0]);
+  }
+}
+
+rank_clock mpi_runtime::ping(int r, bool same_clock) const {
+  // The exchange with the shortest round trip bounds the error best: their
+  // time lies between our t0 and t1, so offset = theirs - (t0 + t1) / 2 is
+  // wrong by at most half the round trip.
+  rank_clock best;
+  best.estimate.round_trip = std::chrono::nanoseconds::max();
+  for (int k = 0; k < k_clock_pings; ++k) {
+    std::int64_t theirs = 0;
+    const std::int64_t t0 = trace_now();
+    check_mpi(MPI_Send(&t0, 1, MPI_INT64_T, r, k_clock_tag, m_comm), "a clock ping (MPI_Send)");
+    check_mpi(MPI_Recv(&theirs, 1, MPI_INT64_T, r, k_clock_tag, m_comm, MPI_STATUS_IGNORE), "a clock ping (MPI_Recv)");
+    const std::int64_t t1 = trace_now();
+    if (std::chrono::nanoseconds(t1 - t0) < best.estimate.round_trip) {
+      best.estimate.round_trip = std::chrono::nanoseconds(t1 - t0);
+      best.estimate.offset = std::chrono::nanoseconds(theirs - (t0 + (t1 - t0) / 2));
+    }
+  }
+  best.estimate.same_clock = same_clock;
+  best.trace_offset_ns = same_clock ? 0 : best.estimate.offset.count();
+  return best;
+}
+
+const rank_clock& mpi_runtime::clock(int r) const {
+  if (r < 1 || static_cast<std::size_t>(r) >= m_clocks.size()) {
+    throw std::out_of_range("mpi_pool: no worker rank " + std::to_string(r) + " (1 <= r < " + std::to_string(m_size) +
+                            ")");
+  }
+  return m_clocks[static_cast<std::size_t>(r)];
 }
 
 const std::string& mpi_runtime::host(int r) const {
@@ -220,7 +310,7 @@ mpi_runtime::~mpi_runtime() {
     }
   }
   MPI_Comm_free(&m_comm);
-  if (m_we_initialised) {
+  if (m_we_initialised || m_finalize) {
     MPI_Finalize();
   }
 }

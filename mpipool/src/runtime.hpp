@@ -10,6 +10,8 @@
 // one pool's progress thread at a time, which is joined before the next pool
 // or the end; a worker rank calls MPI from its main thread only.
 
+#include <simul/mpipool/options.hpp>
+
 #include <mpi.h>
 
 #include <chrono>
@@ -49,6 +51,13 @@ class idle_backoff {
 /// Completes `request` without spinning on it (MPI_Test and `idle_backoff`).
 void wait_quietly(MPI_Request& request, const char* what);
 
+/// What rank 0 knows of a worker rank's clock (see mpi_clock_estimate).
+struct rank_clock {
+  mpi_clock_estimate estimate;
+  std::int64_t trace_offset_ns = 0; ///< subtracted from the rank's times in traces (0 with same_clock)
+  std::uint32_t trace_lane = 0;     ///< the rank's lane in simul::trace ("rank N @ host")
+};
+
 class mpi_runtime {
  public:
   /// The process's runtime: initialises MPI and checks the build on first
@@ -62,10 +71,15 @@ class mpi_runtime {
   /// The host rank `r` runs on (rank 0 knows every rank's; a worker its own).
   [[nodiscard]] const std::string& host(int r) const;
   [[nodiscard]] const std::string& own_host() const noexcept { return m_own_host; }
+  /// Rank 0: worker rank `r`'s clock (throws std::out_of_range for another r).
+  [[nodiscard]] const rank_clock& clock(int r) const;
 
   /// Rank 0: whether the worker ranks are waiting for another pool (and must
   /// be told to leave at exit).
   void set_workers_parked(bool parked) noexcept { m_parked = parked; }
+  /// A worker rank: MPI is finalised at exit even if the program initialised
+  /// it, since the program's own code after the pool never runs there.
+  void finalize_at_exit() noexcept { m_finalize = true; }
   /// Rank 0: a pool is open (only one at a time).
   bool try_open_session() noexcept;
   void close_session() noexcept;
@@ -78,19 +92,27 @@ class mpi_runtime {
   mpi_runtime() = default;
   void start(int* argc, char*** argv);
   void handshake();
+  /// Collective: rank 0 pings each worker rank to estimate its clock.
+  void estimate_clocks(const std::vector<std::string>& boot_ids);
+  [[nodiscard]] rank_clock ping(int r, bool same_clock) const;
 
   int m_rank = 0;
   int m_size = 1;
   MPI_Comm m_comm = MPI_COMM_NULL;
   bool m_we_initialised = false;
+  bool m_finalize = false; ///< finalise at exit even if the program initialised MPI
   bool m_parked = false;
   bool m_session_open = false;
   std::string m_own_host;
   std::vector<std::string> m_hosts;
+  std::vector<rank_clock> m_clocks; ///< rank 0: index r
 };
 
 /// For the tests: the build id this process claims in the handshake (empty:
 /// its real one). Set before the first pool.
 void fake_build_id_for_tests(const std::string& id);
+/// For the tests: the kernel boot id this process claims in the handshake
+/// (empty: its real one), so that it stands for a rank on another host.
+void fake_boot_id_for_tests(const std::string& id);
 
 } // namespace simul::detail

@@ -15,6 +15,7 @@
 #include "runtime.hpp"
 
 #include <simul/procpool/process_pool.hpp>
+#include <simul/trace/detail/recorder.hpp>
 
 #include <condition_variable>
 #include <cstdio>
@@ -127,18 +128,22 @@ class rank_server {
     }
   }
 
-  void answer(out_message& out, mpi_kind kind, std::uint64_t id) {
+  // `begin` / `end`: when this rank ran the task (for rank 0's trace).
+  void answer(out_message& out, mpi_kind kind, std::uint64_t id, std::int64_t begin = 0, std::int64_t end = 0) {
     mpi_header header;
     header.kind = kind;
     header.id = id;
+    header.run_begin = begin;
+    header.run_end = end;
     send_blocking(m_runtime.comm(), 0, finish(out, header), "sending an answer to rank 0");
   }
 
-  void answer_error(std::uint64_t id, const std::string& type, const std::string& text) {
+  void answer_error(std::uint64_t id, const std::string& type, const std::string& text, std::int64_t begin = 0,
+                    std::int64_t end = 0) {
     out_message out = mpi_payload();
     encode(out, type);
     encode(out, text);
-    answer(out, mpi_kind::error, id);
+    answer(out, mpi_kind::error, id, begin, end);
   }
 
   void run_here(const mpi_header& header, received_message& message) {
@@ -148,22 +153,24 @@ class rank_server {
       m_spare.assign(out.bytes);
       out.bytes.swap(m_spare);
     }
+    const std::int64_t begin = trace_now(); // sent back with the answer, for rank 0's trace
     try {
       in_message in{message.data(), message.size, sizeof(mpi_header), nullptr, 0};
       code_from_offset<trampoline_fn>(header.fn)(in, out);
       check_no_descriptors(out, "a task's result");
     } catch (...) {
       const auto [type, text] = describe_exception(std::current_exception());
-      answer_error(header.id, type, text);
+      answer_error(header.id, type, text, begin, trace_now());
       return;
     }
-    answer(out, mpi_kind::result, header.id);
+    answer(out, mpi_kind::result, header.id, begin, trace_now());
     if (out.bytes.capacity() <= k_keep_result_buffer) {
       m_spare.swap(out.bytes);
     }
   }
 
   void run_in_local_pool(const mpi_header& header, received_message& message) {
+    const std::int64_t begin = trace_now(); // the task's time here: from the hand-off to its answer
     future<std::string> result;
     try {
       result = m_local->submit(task_options{.timeout = std::chrono::nanoseconds(header.timeout_ns)}, &run_isolated,
@@ -175,11 +182,12 @@ class rank_server {
     }
     const std::uint64_t id = header.id;
     auto& slot = m_running[id];
-    slot = std::move(result);
-    slot.on_ready([this, id] {
+    slot.result = std::move(result);
+    slot.begin = begin;
+    slot.result.on_ready([this, id] {
       {
         std::lock_guard guard(m_lock);
-        m_finished.push_back(id);
+        m_finished.push_back({id, trace_now()});
       }
       m_wake.notify_one();
     });
@@ -187,33 +195,34 @@ class rank_server {
 
   // Answers the tasks the local pool has finished; true if there were any.
   bool send_finished() {
-    std::deque<std::uint64_t> finished;
+    std::deque<finished_task> finished;
     {
       std::lock_guard guard(m_lock);
       finished.swap(m_finished);
     }
-    for (const std::uint64_t id : finished) {
+    for (const auto [id, end] : finished) {
       auto node = m_running.extract(id);
+      const std::int64_t begin = node.mapped().begin;
       try {
-        std::string bytes = node.mapped().get();
+        std::string bytes = node.mapped().result.get();
         out_message out;
         out.bytes = std::move(bytes);
-        answer(out, mpi_kind::result, id);
+        answer(out, mpi_kind::result, id, begin, end);
       } catch (const timeout_error& e) {
         out_message out = mpi_payload();
         encode(out, std::string(e.what()));
-        answer(out, mpi_kind::timed_out, id);
+        answer(out, mpi_kind::timed_out, id, begin, end);
       } catch (const worker_crashed& e) {
         out_message out = mpi_payload();
         out.put_pod(static_cast<std::int32_t>(e.pid()));
         out.put_pod(static_cast<std::int32_t>(e.signal()));
         out.put_pod(static_cast<std::int32_t>(e.exit_code()));
-        answer(out, mpi_kind::crashed, id);
+        answer(out, mpi_kind::crashed, id, begin, end);
       } catch (const remote_error& e) {
-        answer_error(id, e.type_name(), e.message());
+        answer_error(id, e.type_name(), e.message(), begin, end);
       } catch (...) {
         const auto [type, text] = describe_exception(std::current_exception());
-        answer_error(id, type, text);
+        answer_error(id, type, text, begin, end);
       }
     }
     return !finished.empty();
@@ -224,15 +233,25 @@ class rank_server {
   mpi_runtime& m_runtime;
   std::string m_spare; ///< the last result's buffer, for the next
   std::unique_ptr<process_pool> m_local;
-  std::unordered_map<std::uint64_t, future<std::string>> m_running;
+  struct running_task {
+    future<std::string> result;
+    std::int64_t begin = 0;
+  };
+  struct finished_task {
+    std::uint64_t id;
+    std::int64_t end;
+  };
+  std::unordered_map<std::uint64_t, running_task> m_running;
   std::mutex m_lock;
   std::condition_variable m_wake;
-  std::deque<std::uint64_t> m_finished;
+  std::deque<finished_task> m_finished;
 };
 
 } // namespace
 
 void serve(mpi_runtime& runtime) {
+  trace_leave_to_rank_0();
+  runtime.finalize_at_exit(); // the program's MPI_Finalize after the pool never runs here
   {
     rank_server server(runtime);
     try {

@@ -125,12 +125,15 @@ double cpu_seconds(int pid) {
 TEST(MpiPoolIdle, AnIdlePoolDoesNotSpinOnAnyRank) {
   simul::mpi_pool pool({.keep_ranks = true});
   std::set<int> pids{static_cast<int>(::getpid())};
+  std::vector<simul::future<int>> running; // all at once: every worker rank gets some
   for (int i = 0; i < 20; ++i) {
-    pids.insert(pool.submit([] {
-                      std::this_thread::sleep_for(5ms);
-                      return static_cast<int>(::getpid());
-                    })
-                    .get());
+    running.push_back(pool.submit([] {
+      std::this_thread::sleep_for(5ms);
+      return static_cast<int>(::getpid());
+    }));
+  }
+  for (auto& f : running) {
+    pids.insert(f.get());
   }
   ASSERT_EQ(pids.size(), 3U);
   std::this_thread::sleep_for(200ms); // past every backoff's spinning phase

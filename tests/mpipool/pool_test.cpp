@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <future>
 #include <map>
@@ -113,6 +114,14 @@ TEST(MpiPool, TasksSpreadOverEveryWorkerRank) {
     distinct.insert(f.get());
   }
   EXPECT_EQ(distinct.size(), 2U);
+}
+
+TEST(MpiPool, OneTaskAtATimeStaysOnTheRankThatIsAwake) {
+  simul::mpi_pool pool(reusable());
+  const int first = pool.submit(worker_pid).get();
+  for (int i = 0; i < 10; ++i) {
+    EXPECT_EQ(pool.submit(worker_pid).get(), first) << "task " << i;
+  }
 }
 
 TEST(MpiPool, MapKeepsInputOrderForEveryChunkSize) {
@@ -367,6 +376,26 @@ TEST(MpiPool, BigPayloadsTravelWhole) {
   for (std::size_t i = 0; i < big.size(); i += 4099) {
     ASSERT_EQ(back[i], static_cast<std::uint8_t>(big[i] + 1));
   }
+}
+
+// The string's length if every byte is `c`, else 0.
+std::size_t length_if_all(std::string text, char c) {
+  return std::all_of(text.begin(), text.end(), [c](char x) { return x == c; }) ? text.size() : 0;
+}
+
+TEST(MpiPool, BigTasksOneAfterAnotherReuseABufferAndSendOnlyTheirOwnBytes) {
+  simul::mpi_pool pool(reusable());
+  // Over 4 MiB a task is big: the second reuses the first one's buffer, and
+  // must send its own (shorter) bytes only.
+  const std::string a((std::size_t{4} << 20) + 4096, 'a');
+  const std::string c((std::size_t{4} << 20) + 100, 'c');
+  EXPECT_EQ(pool.submit(length_if_all, a, 'a').get(), a.size());
+  EXPECT_EQ(pool.submit(length_if_all, c, 'c').get(), c.size());
+  // A big task and a small one in flight together.
+  auto big = pool.submit(length_if_all, a, 'a');
+  auto small = pool.submit(length_if_all, std::string(10, 'x'), 'x');
+  EXPECT_EQ(big.get(), a.size());
+  EXPECT_EQ(small.get(), 10U);
 }
 
 } // namespace

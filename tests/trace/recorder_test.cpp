@@ -5,6 +5,7 @@
 #include "trace_test_util.hpp"
 
 #include <simul/trace.hpp>
+#include <simul/trace/detail/recorder.hpp>
 
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -92,6 +93,37 @@ TEST(TraceRecorder, StartAndClearDiscardWhatWasRecorded) {
   simul::trace::start();
   simul::trace::stop();
   EXPECT_TRUE(simul::trace::collect().lanes.empty());
+}
+
+TEST(TraceRecorder, NamedRemoteLanesKeepTheirNamesAcrossStarts) {
+  // Registered once (as an MPI pool does at its handshake), before tracing starts.
+  const auto first = simul::detail::trace_remote_lane(4242, "rank 1 @ far");
+  const auto second = simul::detail::trace_remote_lane(4242, "rank 2 @ farther"); // same pid, another host
+  ASSERT_NE(first, 0U);
+  ASSERT_NE(second, first);
+  simul::trace::start();
+  simul::detail::trace_rank_run(first, 100, 200);
+  simul::detail::trace_rank_run(second, 150, 250);
+  simul::detail::trace_rank_run(first, 300, 400);
+  simul::detail::trace_rank_run(0, 300, 400);      // no lane: not recorded
+  simul::detail::trace_worker_run(4242, 500, 600); // the pid's own lane stays apart
+  simul::trace::stop();
+  simul::detail::trace_rank_run(first, 700, 800); // off: not recorded
+  const auto t = simul::trace::collect();
+  const auto* one = find_lane(t, "rank 1 @ far");
+  const auto* two = find_lane(t, "rank 2 @ farther");
+  ASSERT_NE(one, nullptr);
+  ASSERT_NE(two, nullptr);
+  ASSERT_EQ(one->slices.size(), 2U);
+  EXPECT_EQ(one->pid, 4242);
+  EXPECT_EQ(one->tid, 0);
+  EXPECT_EQ(one->slices[0].begin, 100);
+  EXPECT_EQ(one->slices[1].end, 400);
+  ASSERT_EQ(two->slices.size(), 1U);
+  EXPECT_EQ(two->slices[0].begin, 150);
+  const auto* own = find_lane(t, "worker process 4242");
+  ASSERT_NE(own, nullptr);
+  EXPECT_EQ(own->slices.size(), 1U);
 }
 
 TEST(TraceRecorder, RejectsATinyRing) {

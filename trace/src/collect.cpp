@@ -47,6 +47,12 @@ std::vector<ring_copy> copy_rings() {
   return out;
 }
 
+std::vector<remote_lane_name> copy_remote_lanes() {
+  auto& reg = registry();
+  const std::lock_guard lock(reg.mutex);
+  return reg.remote_lanes;
+}
+
 } // namespace simul::detail
 
 namespace simul::trace {
@@ -82,7 +88,8 @@ struct located {
 
 class builder {
  public:
-  explicit builder(std::vector<detail::ring_copy> rings) : m_rings(std::move(rings)) {}
+  builder(std::vector<detail::ring_copy> rings, std::vector<detail::remote_lane_name> remote_lanes)
+      : m_rings(std::move(rings)), m_remote_lanes(std::move(remote_lanes)) {}
 
   timeline build() {
     for (std::size_t r = 0; r < m_rings.size(); ++r) {
@@ -256,12 +263,26 @@ class builder {
     m_last_seen = std::max(m_last_seen, t1);
   }
 
+  // A slice measured in another process: on the lane of its pid, or on a
+  // named remote lane (an MPI rank).
   void add_remote(const trace_event& e) {
-    const int pid = static_cast<int>(e.high());
-    auto it = m_processes.find(pid);
+    const auto lane_number = e.w[1];
+    if (lane_number > m_remote_lanes.size()) {
+      return; // registered after the lanes were copied: not this collection's
+    }
+    // Pids and lane numbers key one map: lanes as negative keys.
+    const std::int64_t key =
+        lane_number != 0 ? -static_cast<std::int64_t>(lane_number) : static_cast<std::int64_t>(e.high());
+    auto it = m_processes.find(key);
     if (it == m_processes.end()) {
-      it = m_processes.emplace(pid, m_extra.size()).first;
-      m_extra.push_back(lane{pid, 0, 0, "worker process " + std::to_string(pid), {}, {}});
+      it = m_processes.emplace(key, m_extra.size()).first;
+      if (lane_number != 0) {
+        const auto& named = m_remote_lanes[lane_number - 1];
+        m_extra.push_back(lane{named.pid, 0, 0, named.name, {}, {}});
+      } else {
+        const int pid = static_cast<int>(e.high());
+        m_extra.push_back(lane{pid, 0, 0, "worker process " + std::to_string(pid), {}, {}});
+      }
     }
     const char* label = as_text(e.w[5]);
     m_extra[it->second].slices.push_back(
@@ -343,7 +364,8 @@ class builder {
   std::vector<lane> m_extra;
   std::vector<lane> m_named_lanes;
   std::map<const void*, task_state> m_live;
-  std::map<int, std::size_t> m_processes;
+  std::vector<detail::remote_lane_name> m_remote_lanes;
+  std::map<std::int64_t, std::size_t> m_processes;
   std::map<std::string, std::size_t> m_named;
   std::uint64_t m_anonymous = std::uint64_t{1} << 40; // numbers of their own, past any task lane's
   std::int64_t m_last_seen = 0;
@@ -351,6 +373,6 @@ class builder {
 
 } // namespace
 
-timeline collect() { return builder(detail::copy_rings()).build(); }
+timeline collect() { return builder(detail::copy_rings(), detail::copy_remote_lanes()).build(); }
 
 } // namespace simul::trace

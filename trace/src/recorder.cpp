@@ -8,7 +8,7 @@
 //   name      w1 key, w2..w6 the name (40 bytes)
 //   rename    high line, w1 key, w3 t, w5 file              (then a name slot)
 //   end       w1 key, w2 serial, w3 t                       (then a name slot)
-//   remote    high pid, w3 t0, w4 t1, w5 label
+//   remote    high pid, w1 lane (0: the pid's own), w3 t0, w4 t1, w5 label
 //   span_*    w1 t0, w2 t1, w3..w6 the name (32 bytes)
 
 #include "ring.hpp"
@@ -188,6 +188,21 @@ void trace_remote_run(int pid, const char* label, std::int64_t t0, std::int64_t 
   record(trace_kind::remote, static_cast<std::uint32_t>(pid), 0, 0, word(t0), word(t1), word(label));
 }
 
+std::uint32_t trace_remote_lane(int pid, std::string_view name) noexcept {
+  try {
+    auto& reg = registry();
+    const std::lock_guard lock(reg.mutex);
+    reg.remote_lanes.push_back({pid, std::string(name)});
+    return static_cast<std::uint32_t>(reg.remote_lanes.size());
+  } catch (...) {
+    return 0; // out of memory: this lane's slices are not recorded
+  }
+}
+
+void trace_lane_run(std::uint32_t lane, const char* label, std::int64_t t0, std::int64_t t1) noexcept {
+  record(trace_kind::remote, 0, lane, 0, word(t0), word(t1), word(label));
+}
+
 namespace {
 void record_span(bool waiting, std::string_view name, std::int64_t t0, std::int64_t t1) noexcept {
   std::uint64_t index = 0;
@@ -312,4 +327,9 @@ bool start_from_environment() noexcept {
 [[maybe_unused]] const bool g_started_from_environment = start_from_environment();
 
 } // namespace
+
+void trace_leave_to_rank_0() noexcept {
+  trace::stop();
+  g_env_pid = 0; // write_env_trace writes nothing in this process
+}
 } // namespace simul::detail

@@ -45,11 +45,19 @@ struct trace_ring {
   const std::string thread_name;
 };
 
+/// A lane of slices measured in another process (trace_remote_lane).
+struct remote_lane_name {
+  int pid;
+  std::string name;
+};
+
 /// Every ring, in the order their threads first recorded.
 struct trace_registry {
   std::mutex mutex;
   std::vector<std::unique_ptr<trace_ring>> rings;
   std::size_t capacity = 16384;
+  /// Lanes of remote processes named by trace_remote_lane (number - 1 = index).
+  std::vector<remote_lane_name> remote_lanes;
 };
 trace_registry& registry() noexcept;
 
@@ -61,6 +69,8 @@ struct ring_copy {
   std::uint64_t dropped = 0;
 };
 std::vector<ring_copy> copy_rings();
+/// The names of the remote lanes registered so far.
+std::vector<remote_lane_name> copy_remote_lanes();
 
 /// Text packed into `words` words of an event (zero-padded, truncated).
 void pack_text(std::atomic<std::uint64_t>* words, std::size_t count, std::string_view text) noexcept;

@@ -78,7 +78,7 @@ consteval bool check_mpi_task() {
 }
 
 /// The header's room at the front of a task's payload (see src/messages.hpp).
-inline constexpr std::size_t k_mpi_header_size = 32;
+inline constexpr std::size_t k_mpi_header_size = 48;
 
 /// A payload with room for the message header, never using memfds.
 inline out_message mpi_payload() {
@@ -86,6 +86,18 @@ inline out_message mpi_payload() {
   out.shm_threshold = ~std::size_t{0};
   out.bytes.resize(k_mpi_header_size);
   return out;
+}
+
+/// About the bytes `value` takes in a task's payload: exact for contiguous
+/// payloads (a vector of numbers, a string), a guess for the rest. Lets a
+/// big task be encoded into a buffer of the right size first time.
+template <class T>
+std::size_t wire_size_hint(const T& value) {
+  if constexpr (is_contiguous_blob<T>::value) {
+    return value.size() * sizeof(typename T::value_type) + 16;
+  } else {
+    return sizeof(T) + 16;
+  }
 }
 
 /// Checks that a plain function is in the executable (the only code with an
@@ -127,6 +139,10 @@ class mpi_pool {
   [[nodiscard]] std::size_t workers() const noexcept;
   /// The host name of rank `r` (0 <= r < size()).
   [[nodiscard]] const std::string& host(int r) const;
+  /// Rank `r`'s clock against this rank's, as estimated when MPI started
+  /// (1 <= r < size()); see `mpi_clock_estimate`. Throws `std::out_of_range`
+  /// for another `r`.
+  [[nodiscard]] mpi_clock_estimate clock_estimate(int r) const;
 
   /// Runs `fn(args...)` on a worker rank and returns a future of the result.
   /// Throws `broken_executor` after `shutdown()`, `code_address_error` if `fn`
@@ -187,7 +203,7 @@ class mpi_pool {
     static_assert(detail::check_mpi_task<Fn, std::decay_t<Args>...>());
     detail::check_callable_address(static_cast<const Fn&>(fn));
     detail::task_request request;
-    request.payload = detail::mpi_payload();
+    request.payload = payload_for((std::size_t{0} + ... + detail::wire_size_hint(args)));
     request.timeout = timeout;
     auto result = detail::pack_call(request, detail::code_offset(&detail::run_call<Fn, std::decay_t<Args>...>),
                                     static_cast<const Fn&>(fn), args...);
@@ -206,6 +222,11 @@ class mpi_pool {
     enqueue(std::move(request));
     return result;
   }
+
+  /// An empty payload with room for the header; for `size_hint` bytes of
+  /// arguments or more (a big task), a buffer that holds them, reused from
+  /// an earlier big task when one has left.
+  detail::out_message payload_for(std::size_t size_hint);
 
   /// Checks the payload (no descriptors) and queues it; throws
   /// `broken_executor` after shutdown.

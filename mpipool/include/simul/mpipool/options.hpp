@@ -44,6 +44,18 @@ struct mpi_pool_options {
   std::chrono::nanoseconds shutdown_grace = std::chrono::seconds(2);
 };
 
+/// How rank `r`'s steady clock relates to rank 0's, as the handshake
+/// estimated it from a few ping exchanges (the one with the shortest round
+/// trip): `offset` = rank r's clock - rank 0's, wrong by at most half of
+/// `round_trip`. Traces move a rank's slices onto rank 0's clock by `offset`
+/// unless `same_clock`: a rank on rank 0's host (the same kernel boot) shares
+/// its CLOCK_MONOTONIC exactly.
+struct mpi_clock_estimate {
+  std::chrono::nanoseconds offset{0};
+  std::chrono::nanoseconds round_trip{0};
+  bool same_clock = false;
+};
+
 /// Counters of what an MPI pool has done (a snapshot).
 struct mpi_pool_stats {
   std::uint64_t submitted = 0; ///< tasks accepted

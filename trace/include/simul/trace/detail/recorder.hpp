@@ -40,6 +40,28 @@ void trace_end(const void* key, std::uint64_t serial, std::string_view name) noe
 /// on that process's lane.
 void trace_remote_run(int pid, const char* label, std::int64_t t0, std::int64_t t1) noexcept;
 
+/// A lane for slices measured in another process that its pid alone does not
+/// name (an MPI rank, perhaps on another host): drawn as `name`, grouped
+/// under `pid` in the JSON. Returns the lane's number (> 0; 0 if out of
+/// memory), kept until exit: register each lane once, not per trace.
+std::uint32_t trace_remote_lane(int pid, std::string_view name) noexcept;
+/// A run slice measured in another process, already on this process's clock,
+/// drawn on `lane` (from trace_remote_lane).
+void trace_lane_run(std::uint32_t lane, const char* label, std::int64_t t0, std::int64_t t1) noexcept;
+
+/// An MPI rank's answer arrived: its task ran there from `begin` to `end`
+/// (this process's clock; both 0: not measured), drawn on `lane`.
+inline void trace_rank_run(std::uint32_t lane, std::int64_t begin, std::int64_t end) noexcept {
+  if (trace_on() && begin != 0 && lane != 0) [[unlikely]] {
+    trace_lane_run(lane, "task", begin, end);
+  }
+}
+
+/// Stops tracing in this process for good, and SIMUL_TRACE's file is not
+/// written from it at exit: an MPI worker rank, whose tasks rank 0 draws and
+/// whose environment (SIMUL_TRACE included) mpirun copied from rank 0's.
+void trace_leave_to_rank_0() noexcept;
+
 /// A process-pool answer arrived: its task ran in worker `pid` from `begin`
 /// to `end` (both 0: not measured).
 inline void trace_worker_run(int pid, std::int64_t begin, std::int64_t end) noexcept {
