@@ -198,7 +198,9 @@ ssize_t read_cached(int fd, char* into, std::size_t n, std::int64_t offset) noex
 }
 
 /// One read request on the thread pool: up to `n` bytes at `offset` into
-/// `buffer` from index `at`; gives the buffer back cut to what was read.
+/// `buffer` from index `at` (its size becomes at + n first, so a buffer
+/// already that size is not filled again); gives the buffer back cut to
+/// what was read.
 task<std::string> pool_read(int fd, std::string path, std::int64_t offset, std::string buffer, std::size_t at,
                             std::size_t n) {
   buffer.resize(at + n);
@@ -231,12 +233,11 @@ task<std::string> read_append(int fd, std::string path, std::int64_t offset, std
       buffer.resize(at + static_cast<std::size_t>(got));
       co_return buffer;
     }
-    if (got > 0) { // the rest is not cached (or the file ends sooner)
-      const auto have = at + static_cast<std::size_t>(got);
-      buffer.resize(have);
-      co_return co_await pool_read(fd, std::move(path), offset + got, std::move(buffer), have, n - got);
-    }
-    buffer.resize(at);
+    // The rest is not cached (or the file ends sooner), or nothing is: the
+    // pool reads into the same space (pool_read's resize fills nothing again).
+    const auto have = static_cast<std::size_t>(std::max<ssize_t>(got, 0));
+    co_return co_await pool_read(fd, std::move(path), offset + static_cast<std::int64_t>(have), std::move(buffer),
+                                 at + have, n - have);
   }
   co_return co_await pool_read(fd, std::move(path), offset, std::move(buffer), at, n);
 }
