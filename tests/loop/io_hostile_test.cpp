@@ -331,6 +331,7 @@ TEST(LoopFiles, WriteFileHoldsTheDataOnceNotTwice) {
     const auto peak = status_kib("VmHWM");
     EXPECT_LT(peak, before + (8u << 10)) << "write_file's peak grew by " << (peak - before) / 1024 << " MiB";
     EXPECT_EQ((co_await simul::stat_file(path)).size, size);
+    EXPECT_TRUE(co_await simul::read_file(path) == std::string(size, 'd')); // in several requests
     auto f = co_await simul::open_file(path, "r");
     f.seek(size - 5);
     EXPECT_EQ(co_await f.read(10), "ddddd");

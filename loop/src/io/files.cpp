@@ -307,19 +307,23 @@ task<std::string> file::read(std::size_t n) {
 }
 
 task<std::string> file::read_all() {
-  // Like Python's FileIO.readall: the size says how much to ask for, so a
-  // file that does not change is read by one request (and a second that
-  // finds the end); one that grows meanwhile is read to its new end.
+  // Like Python's FileIO.readall: the size says how much room to reserve
+  // and how much to ask for, and reading goes on to the end even if the
+  // file grows meanwhile. The requests are of at most 8 MiB, so the loop
+  // thread never zero-fills more than that at once.
+  constexpr std::size_t k_min_request = 64 * 1024;
+  constexpr std::size_t k_largest_request = 8 * 1024 * 1024;
+  (void)checked_fd("read_all");
   const auto size = (co_await stat()).size;
   const int fd = checked_fd("read_all");
-  constexpr std::size_t k_min_request = 64 * 1024;
   std::string out;
+  out.reserve(size > m_position ? static_cast<std::size_t>(size - m_position) : 0);
   while (true) {
     const auto at = m_position + out.size();
     const auto left = size > at ? static_cast<std::size_t>(size - at) : 0;
     const auto before = out.size();
     out = co_await detail::read_append(fd, m_path, static_cast<std::int64_t>(at), std::move(out),
-                                       std::max(left, k_min_request));
+                                       std::clamp(left, k_min_request, k_largest_request));
     if (out.size() == before) {
       break;
     }
