@@ -317,7 +317,9 @@ task<std::string> file::read_all() {
   const auto size = (co_await stat()).size;
   const int fd = checked_fd("read_all");
   std::string out;
-  out.reserve(size > m_position ? static_cast<std::size_t>(size - m_position) : 0);
+  // Room for the rest and for the request that finds the end: growing the
+  // string for that last request would copy everything read.
+  out.reserve((size > m_position ? static_cast<std::size_t>(size - m_position) : 0) + k_min_request);
   while (true) {
     const auto at = m_position + out.size();
     const auto left = size > at ? static_cast<std::size_t>(size - at) : 0;
