@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include <fcntl.h>
 #include <netdb.h>
 #include <sys/socket.h>
 
@@ -255,6 +256,112 @@ TEST(LoopFiles, ManyFilesConcurrently) {
       co_await w;
     }
   }());
+}
+
+TEST(LoopFiles, ReadsAreExactAcrossTheLoopAndThePool) {
+  const auto path = temp_path("sizes.bin");
+  simul::run([](std::string path) -> task<void> {
+    // 2 MiB + 5 of varied bytes: reads of up to 1 MiB may be served on the
+    // loop thread from the page cache, bigger ones by the thread pool.
+    std::string data(2 * 1024 * 1024 + 5, '\0');
+    for (std::size_t i = 0; i < data.size(); ++i) {
+      data[i] = static_cast<char>(i * 131 % 251);
+    }
+    co_await simul::write_file(path, data);
+    auto f = co_await simul::open_file(path, "r");
+    EXPECT_EQ(co_await f.read(1024 * 1024), data.substr(0, 1024 * 1024));
+    EXPECT_EQ(co_await f.read(2 * 1024 * 1024), data.substr(1024 * 1024)); // short: the end
+    EXPECT_EQ(f.tell(), data.size());
+    EXPECT_EQ(co_await f.read(1024 * 1024), "");
+    EXPECT_EQ(co_await f.read_at(data.size() + 10, 10), ""); // past the end
+    EXPECT_EQ(co_await f.read(0), "");
+    f.seek(7);
+    EXPECT_EQ(co_await f.read_all(), data.substr(7)); // more than 1 MiB in one request
+    EXPECT_EQ(f.tell(), data.size());
+    EXPECT_EQ(co_await f.read_all(), "");
+    co_await f.close();
+    EXPECT_EQ(co_await simul::read_file(path), data);
+    co_await simul::remove_file(path);
+  }(path));
+}
+
+TEST(LoopFiles, AReadWhoseEndIsNotCachedIsStillWhole) {
+  const auto path = temp_path("half-cached.bin");
+  simul::run([](std::string path) -> task<void> {
+    constexpr std::size_t half = 2 * 1024 * 1024;
+    const std::string data = std::string(half, 'c') + std::string(half, 'u');
+    co_await simul::write_file(path, data);
+    auto f = co_await simul::open_file(path, "r");
+    // Clean pages can be dropped: the second half leaves the page cache, so
+    // the loop can read only the start of a read across the middle without
+    // waiting for the disk; the thread pool reads the rest.
+    EXPECT_EQ(::fdatasync(f.fileno()), 0);
+    EXPECT_EQ(::posix_fadvise(f.fileno(), half, half, POSIX_FADV_DONTNEED), 0);
+    EXPECT_EQ(co_await f.read_at(half - 512 * 1024, 1024 * 1024), data.substr(half - 512 * 1024, 1024 * 1024));
+    EXPECT_EQ(co_await f.read_at(half + 1024 * 1024, 1024 * 1024), std::string(1024 * 1024, 'u'));
+    co_await f.close();
+    co_await simul::remove_file(path);
+  }(path));
+}
+
+TEST(LoopFiles, ReadErrorsAndTheOthersRunMeanwhile) {
+  const auto path = temp_path("errors.bin");
+  const auto fds_before = open_fd_count();
+  simul::run([](std::string path) -> task<void> {
+    // A file opened for writing only: reading it is a bad descriptor.
+    auto w = co_await simul::open_file(path, "w");
+    co_await w.write(std::string(4 * 1024 * 1024, 'r'));
+    try {
+      (void)co_await w.read(10);
+      ADD_FAILURE() << "reading a write-only file should fail";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), EBADF);
+      EXPECT_EQ(e.address(), path);
+    }
+    EXPECT_EQ(w.tell(), 4u * 1024 * 1024); // the failed read moved nothing
+    co_await w.close();
+    EXPECT_THROW((void)co_await w.read_all(), simul::error); // closed
+
+    auto dir = co_await simul::open_file("/tmp", "r");
+    try {
+      (void)co_await dir.read_all();
+      ADD_FAILURE() << "reading a directory should fail";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), EISDIR);
+    }
+    co_await dir.close();
+
+    // Reading a cached file chunk by chunk still lets the other tasks run
+    // between chunks, and can be cancelled.
+    int ticks = 0;
+    auto ticker = simul::create_task([](int& ticks) -> task<void> {
+      while (true) {
+        ++ticks;
+        co_await simul::yield_now();
+      }
+    }(ticks));
+    auto r = co_await simul::open_file(path, "r");
+    int chunks = 0;
+    while (!(co_await r.read(64 * 1024)).empty()) {
+      ++chunks;
+    }
+    EXPECT_EQ(chunks, 64);
+    EXPECT_GE(ticks, chunks) << "the reads starved the other tasks";
+    r.seek(0);
+    auto reader = simul::create_task([](simul::file& r) -> task<void> {
+      while (!(co_await r.read(64 * 1024)).empty()) {
+      }
+    }(r));
+    co_await simul::yield_now();
+    reader.cancel();
+    EXPECT_THROW(co_await reader, simul::cancelled_error);
+    EXPECT_LT(r.tell(), 4u * 1024 * 1024);
+    ticker.cancel();
+    EXPECT_THROW(co_await ticker, simul::cancelled_error);
+    co_await r.close();
+    co_await simul::remove_file(path);
+  }(path));
+  EXPECT_EQ(open_fd_count(), fds_before);
 }
 
 // ---- signals ----

@@ -4,8 +4,13 @@
 
 #include <simul/loop/io/files.hpp>
 
+#include <simul/loop/sleep.hpp>
+
 #include <fcntl.h>
+#include <sys/uio.h>
 #include <unistd.h>
+
+#include <cerrno>
 
 #include <algorithm>
 
@@ -164,16 +169,77 @@ file_stat to_stat(const uv_stat_t& s) {
   return out;
 }
 
-task<std::string> read_some(int fd, std::string path, std::int64_t offset, std::size_t n) {
-  std::string space(n, '\0');
-  auto start = [fd, offset](uv_loop_t* loop, fs_op& op, uv_fs_cb cb) {
-    uv_buf_t buf = uv_buf_init(op.buffer.data(), static_cast<unsigned>(op.buffer.size()));
+// A read of up to this much whose bytes are all in the page cache is done on
+// the loop thread: copying 1 MiB from the page cache takes tens of
+// microseconds, about what a thread-pool round trip costs in wake-ups alone.
+// Bigger reads go to the thread pool, so the loop never copies more at once.
+constexpr std::size_t k_inline_read_max = std::size_t{1} << 20;
+constexpr std::size_t k_max_request = std::size_t{1} << 30; // uv_buf_t's length is 32 bits
+
+/// Reads what the page cache holds of `n` bytes at `offset` into `into`, on
+/// the calling thread, never waiting for the disk (preadv2 with RWF_NOWAIT):
+/// the bytes read (0 at the end of the file), or -1 when nothing could be
+/// read without waiting or the system cannot do it (another file system, an
+/// older kernel, an error): the caller then asks the thread pool, whose
+/// answer is the one that counts.
+ssize_t read_cached(int fd, char* into, std::size_t n, std::int64_t offset) noexcept {
+#ifdef RWF_NOWAIT
+  iovec v{into, n};
+  while (true) {
+    const auto r = ::preadv2(fd, &v, 1, offset, RWF_NOWAIT);
+    if (r >= 0 || errno != EINTR) {
+      return r;
+    }
+  }
+#else
+  (void)fd, (void)into, (void)n, (void)offset;
+  return -1;
+#endif
+}
+
+/// One read request on the thread pool: up to `n` bytes at `offset` into
+/// `buffer` from index `at` (its size becomes at + n first, so a buffer
+/// already that size is not filled again); gives the buffer back cut to
+/// what was read.
+task<std::string> pool_read(int fd, std::string path, std::int64_t offset, std::string buffer, std::size_t at,
+                            std::size_t n) {
+  buffer.resize(at + n);
+  auto start = [fd, offset, at, n](uv_loop_t* loop, fs_op& op, uv_fs_cb cb) {
+    uv_buf_t buf = uv_buf_init(op.buffer.data() + at, static_cast<unsigned>(n));
     return uv_fs_read(loop, &op.req, fd, &buf, 1, offset, cb);
   };
-  auto done = co_await fs_awaiter("read", path, start, std::move(space));
+  auto done = co_await fs_awaiter("read", path, start, std::move(buffer));
   std::string out = std::move(done.buffer);
-  out.resize(static_cast<std::size_t>(done.result));
+  out.resize(at + static_cast<std::size_t>(done.result));
   co_return out;
+}
+
+/// Appends up to `n` bytes read at `offset` to `buffer` (fewer only at the
+/// end of the file, or past k_max_request). Bytes the page cache holds are
+/// copied on the loop thread after letting the other tasks run once (a
+/// cancellation point, and a loop reading a cached file does not starve the
+/// others); the rest comes from one thread-pool request.
+task<std::string> read_append(int fd, std::string path, std::int64_t offset, std::string buffer, std::size_t n) {
+  n = std::min(n, k_max_request);
+  const std::size_t at = buffer.size();
+  if (n == 0) {
+    co_return buffer;
+  }
+  if (n <= k_inline_read_max) {
+    co_await yield_now();
+    buffer.resize(at + n);
+    const auto got = read_cached(fd, buffer.data() + at, n, offset);
+    if (got == 0 || static_cast<std::size_t>(got) == n) {
+      buffer.resize(at + static_cast<std::size_t>(got));
+      co_return buffer;
+    }
+    // The rest is not cached (or the file ends sooner), or nothing is: the
+    // pool reads into the same space (pool_read's resize fills nothing again).
+    const auto have = static_cast<std::size_t>(std::max<ssize_t>(got, 0));
+    co_return co_await pool_read(fd, std::move(path), offset + static_cast<std::int64_t>(have), std::move(buffer),
+                                 at + have, n - have);
+  }
+  co_return co_await pool_read(fd, std::move(path), offset, std::move(buffer), at, n);
 }
 
 task<void> write_all(int fd, std::string path, std::int64_t offset, std::string data) {
@@ -181,7 +247,6 @@ task<void> write_all(int fd, std::string path, std::int64_t offset, std::string 
   // cancelled task still owns it while the thread pool writes, and nothing
   // is copied (a copy per chunk made writing big files slow and doubled
   // write_file's memory).
-  constexpr std::size_t k_max_request = std::size_t{1} << 30; // uv_buf_t's length is 32 bits
   std::size_t done_bytes = 0;
   const auto total = data.size();
   while (done_bytes < total) {
@@ -236,20 +301,36 @@ int file::checked_fd(const char* what) const {
 
 task<std::string> file::read(std::size_t n) {
   const int fd = checked_fd("read");
-  auto out = co_await detail::read_some(fd, m_path, static_cast<std::int64_t>(m_position), n);
+  auto out = co_await detail::read_append(fd, m_path, static_cast<std::int64_t>(m_position), {}, n);
   m_position += out.size();
   co_return out;
 }
 
 task<std::string> file::read_all() {
+  // Like Python's FileIO.readall: the size says how much room to reserve
+  // and how much to ask for, and reading goes on to the end even if the
+  // file grows meanwhile. The requests are of at most 8 MiB, so the loop
+  // thread never zero-fills more than that at once.
+  constexpr std::size_t k_min_request = 64 * 1024;
+  constexpr std::size_t k_largest_request = 8 * 1024 * 1024;
+  (void)checked_fd("read_all");
+  const auto size = (co_await stat()).size;
+  const int fd = checked_fd("read_all");
   std::string out;
+  // Room for the rest and for the request that finds the end: growing the
+  // string for that last request would copy everything read.
+  out.reserve((size > m_position ? static_cast<std::size_t>(size - m_position) : 0) + k_min_request);
   while (true) {
-    auto chunk = co_await read(256 * 1024);
-    if (chunk.empty()) {
+    const auto at = m_position + out.size();
+    const auto left = size > at ? static_cast<std::size_t>(size - at) : 0;
+    const auto before = out.size();
+    out = co_await detail::read_append(fd, m_path, static_cast<std::int64_t>(at), std::move(out),
+                                       std::clamp(left, k_min_request, k_largest_request));
+    if (out.size() == before) {
       break;
     }
-    out += chunk;
   }
+  m_position += out.size();
   co_return out;
 }
 
@@ -262,7 +343,7 @@ task<void> file::write(std::string data) {
 
 task<std::string> file::read_at(std::uint64_t offset, std::size_t n) {
   const int fd = checked_fd("read_at");
-  co_return co_await detail::read_some(fd, m_path, static_cast<std::int64_t>(offset), n);
+  co_return co_await detail::read_append(fd, m_path, static_cast<std::int64_t>(offset), {}, n);
 }
 
 task<void> file::write_at(std::uint64_t offset, std::string data) {
