@@ -68,6 +68,19 @@ TEST(LoopSubprocess, StreamsAreOrdinaryStreams) {
   }());
 }
 
+TEST(LoopSubprocess, WriteEofOnStdinEndsTheChildsInput) {
+  simul::run([]() -> task<void> {
+    const simul::subprocess_options opts{.stdin_ = stdio::pipe, .stdout_ = stdio::pipe};
+    auto p = co_await simul::create_subprocess_exec("cat", {}, opts);
+    EXPECT_TRUE(p.stdin_.can_write_eof());
+    p.stdin_.write("half");
+    p.stdin_.write_eof();
+    EXPECT_EQ(co_await p.stdout_.read(), "half");
+    EXPECT_EQ(co_await p.wait(), 0);
+    p.stdin_.close();
+  }());
+}
+
 TEST(LoopSubprocess, LargeOutputDoesNotBlock) {
   simul::run([]() -> task<void> {
     // 4 MiB on stdout and on stderr at once: both must be drained together.
