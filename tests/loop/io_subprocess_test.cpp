@@ -472,3 +472,15 @@ TEST(LoopSubprocess, ManyConcurrentChildren) {
   EXPECT_EQ(open_fd_count(), fds_before);
   EXPECT_FALSE(reaped_a_zombie());
 }
+
+TEST(LoopSubprocess, AChildReapedBehindTheLoopsBackExitsWith255) {
+  if (forced_to_uv()) {
+    GTEST_SKIP() << "libuv's path never sees such a child exit";
+  }
+  simul::run([]() -> task<void> {
+    auto p = co_await simul::create_subprocess_exec("true");
+    int status = 0;
+    CO_ASSERT_EQ(::waitpid(p.pid(), &status, 0), p.pid()); // the loop thread reaps it itself
+    EXPECT_EQ(co_await p.wait(), 255) << "asyncio's code for a child whose status is lost";
+  }());
+}
