@@ -11,6 +11,7 @@
 
 #include <fcntl.h>
 #include <pthread.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -483,4 +484,24 @@ TEST(LoopSubprocess, AChildReapedBehindTheLoopsBackExitsWith255) {
     CO_ASSERT_EQ(::waitpid(p.pid(), &status, 0), p.pid()); // the loop thread reaps it itself
     EXPECT_EQ(co_await p.wait(), 255) << "asyncio's code for a child whose status is lost";
   }());
+}
+
+TEST(LoopSubprocess, ARelativePathEntryIsRelativeToTheChildsDirectory) {
+  char dir_template[] = "/tmp/simul-spawn-XXXXXX";
+  const char* dir = ::mkdtemp(dir_template);
+  ASSERT_NE(dir, nullptr);
+  const std::string script = std::string(dir) + "/simul-relative-program";
+  std::ofstream(script) << "#!/bin/sh\necho found\n";
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  simul::run([](std::string cwd) -> task<void> {
+    simul::subprocess_options opts{.stdout_ = stdio::pipe};
+    opts.cwd = cwd;
+    opts.env = std::map<std::string, std::string>{{"PATH", "."}};
+    auto p = co_await simul::create_subprocess_exec("simul-relative-program", {}, opts);
+    auto [out, err] = co_await p.communicate();
+    EXPECT_EQ(out, "found\n");
+    EXPECT_EQ(p.returncode(), 0);
+  }(dir));
+  ::unlink(script.c_str());
+  ::rmdir(dir);
 }

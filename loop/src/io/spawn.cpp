@@ -124,7 +124,7 @@ bool posix_spawn_enabled() noexcept {
   return enabled;
 }
 
-std::string find_program(const std::string& program, const char* search_path) {
+std::string find_program(const std::string& program, const char* search_path, const char* cwd) {
   if (program.find('/') != std::string::npos) {
     return program;
   }
@@ -135,9 +135,11 @@ std::string find_program(const std::string& program, const char* search_path) {
     const auto dir = dirs.substr(0, colon);
     // An empty entry is the current directory, as for execvp.
     const std::string candidate = (dir.empty() ? std::string(".") : std::string(dir)) + "/" + program;
+    // The child resolves a relative candidate after its chdir: so do we.
+    const std::string here = cwd != nullptr && candidate[0] != '/' ? std::string(cwd) + "/" + candidate : candidate;
     struct stat st {};
-    if (::stat(candidate.c_str(), &st) == 0) {
-      if (S_ISREG(st.st_mode) && ::faccessat(AT_FDCWD, candidate.c_str(), X_OK, AT_EACCESS) == 0) {
+    if (::stat(here.c_str(), &st) == 0) {
+      if (S_ISREG(st.st_mode) && ::faccessat(AT_FDCWD, here.c_str(), X_OK, AT_EACCESS) == 0) {
         return candidate;
       }
       denied = true;

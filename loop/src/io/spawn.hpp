@@ -46,10 +46,11 @@ struct child_setup {
 
 /// The path `program` runs from: itself when it has a slash, else the first
 /// regular executable file named so in `search_path` (the PATH the child
-/// will have; null: "/bin:/usr/bin"), as execvp finds it. Throws `io_error`
+/// will have; null: "/bin:/usr/bin"), as execvp finds it in the child: a
+/// relative entry is relative to `cwd` (null: ours). Throws `io_error`
 /// naming `program`: ENOENT if there is none, EACCES if the only ones
 /// found cannot be executed.
-std::string find_program(const std::string& program, const char* search_path);
+std::string find_program(const std::string& program, const char* search_path, const char* cwd);
 
 /// Starts the child; returns its pid. The child starts with every signal at
 /// its default action and none blocked, whatever this process does. Throws

@@ -341,7 +341,9 @@ process spawn_process(event_loop& loop, std::string& program, std::vector<std::s
   check_options(options);
   const bool fast = posix_spawn_enabled();
   // Looked up first: a missing program costs no pipes.
-  const std::string path = fast ? find_program(program, child_search_path(options)) : std::string();
+  const std::string path =
+      fast ? find_program(program, child_search_path(options), options.cwd.empty() ? nullptr : options.cwd.c_str())
+           : std::string();
   spawn_plan plan;
   set_arguments(plan, program, args, options);
   set_stdio(plan, loop, program, options);
