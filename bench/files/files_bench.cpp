@@ -6,7 +6,8 @@
 //     peak_over_data_MiB is the peak resident size above what the process
 //     held before (the data itself): the target is under 8 MiB.
 //   S1_200_children/{simul,asyncio}: 200 concurrent /bin/true, each with a
-//     piped stdout read to its end.
+//     piped stdout read to its end. simul starts them with posix_spawn;
+//     SIMUL_SPAWN=uv in the environment measures libuv's uv_spawn instead.
 //
 // The Python side is peers.py, run with /usr/bin/python3 (Debian's, with
 // asyncio) once per iteration; it reports its workload's own time.

@@ -171,6 +171,9 @@ void close_one_handle(uv_handle_t* h, void* arg) {
   if (h->type == UV_SIGNAL && close_signal_at_loop_close(h)) {
     return;
   }
+  if (h->type == UV_POLL && close_child_watch_at_loop_close(h)) {
+    return; // a child's pidfd: frees its state, reaps the child later
+  }
   if (h->type == UV_POLL && close_fd_watch_at_loop_close(h)) {
     return;
   }

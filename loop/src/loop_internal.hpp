@@ -208,8 +208,11 @@ std::string describe_location(const source_location& where);
 
 /// Called by `close()` for a child process still running: closes its handle
 /// (freeing the process's state once nobody holds it) and has a background
-/// thread reap the child when it exits (subprocess.cpp).
+/// thread reap the child when it exits (process_state.cpp).
 void close_process_at_loop_close(uv_handle_t* process_handle) noexcept;
+/// Called by `close()` for each poll handle: if it watches a child's pidfd,
+/// does what close_process_at_loop_close does and returns true (process_state.cpp).
+bool close_child_watch_at_loop_close(uv_handle_t* poll_handle) noexcept;
 /// Called by `close()` for each signal handle: if it belongs to a handler of
 /// add_signal_handler, takes it out of the handler table, closes and frees it
 /// and returns true (signals.cpp).

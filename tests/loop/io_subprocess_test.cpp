@@ -7,12 +7,20 @@
 
 #include <gtest/gtest.h>
 
+#include "io/spawn.hpp"
+
 #include <fcntl.h>
+#include <pthread.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <csignal>
+#include <cstdint>
+#include <cstdlib>
 #include <fstream>
+#include <map>
 #include <sstream>
 #include <string>
 #include <thread>
@@ -58,6 +66,19 @@ TEST(LoopSubprocess, StreamsAreOrdinaryStreams) {
     p.stdin_.close();
     EXPECT_EQ(co_await p.stdout_.read(), "");
     EXPECT_EQ(co_await p.wait(), 0);
+  }());
+}
+
+TEST(LoopSubprocess, WriteEofOnStdinEndsTheChildsInput) {
+  simul::run([]() -> task<void> {
+    const simul::subprocess_options opts{.stdin_ = stdio::pipe, .stdout_ = stdio::pipe};
+    auto p = co_await simul::create_subprocess_exec("cat", {}, opts);
+    EXPECT_TRUE(p.stdin_.can_write_eof());
+    p.stdin_.write("half");
+    p.stdin_.write_eof();
+    EXPECT_EQ(co_await p.stdout_.read(), "half");
+    EXPECT_EQ(co_await p.wait(), 0);
+    p.stdin_.close();
   }());
 }
 
@@ -311,4 +332,176 @@ TEST(LoopSubprocess, StartNewSessionPutsTheChildInASessionOfItsOwn) {
       }
     }
   }());
+}
+
+// ---- how children start (posix_spawn and a pidfd, or libuv's uv_spawn) ----
+//
+// ctest runs this file's tests twice: as they are, on the posix_spawn path,
+// and as LoopSubprocess.uv_spawn with SIMUL_SPAWN=uv, on libuv's path.
+
+namespace {
+
+bool forced_to_uv() {
+  const char* forced = std::getenv("SIMUL_SPAWN");
+  return forced != nullptr && std::string(forced) == "uv";
+}
+
+/// A signal-set field of /proc/<pid>/status ("SigBlk", "SigIgn"): bit n-1
+/// for signal n. Signals 32 and 33 are left out: glibc keeps them for its
+/// own threads, and its posix_spawn leaves them ignored in the child.
+std::uint64_t signal_set(const std::string& status, const std::string& name) {
+  std::istringstream in(status);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name + ":", 0) == 0) {
+      return std::stoull(line.substr(name.size() + 1), nullptr, 16) & ~(std::uint64_t{3} << 31);
+    }
+  }
+  ADD_FAILURE() << "no " << name << " in " << status;
+  return 0;
+}
+
+/// Whether some child of this process is a zombie nobody reaped (reaps it).
+bool reaped_a_zombie() {
+  int status = 0;
+  return ::waitpid(-1, &status, WNOHANG) > 0;
+}
+
+} // namespace
+
+TEST(LoopSubprocess, SpawnPathFollowsTheSwitch) {
+  EXPECT_EQ(simul::detail::posix_spawn_enabled(), !forced_to_uv());
+  simul::run([]() -> task<void> {
+    auto p = co_await simul::create_subprocess_exec("true");
+    // libuv reaps its children from a SIGCHLD handler (while its loop runs);
+    // the pidfd path needs none.
+    struct sigaction current {};
+    CO_ASSERT_EQ(::sigaction(SIGCHLD, nullptr, &current), 0);
+    EXPECT_EQ(current.sa_handler == SIG_DFL, !forced_to_uv());
+    EXPECT_EQ(co_await p.wait(), 0);
+  }());
+}
+
+TEST(LoopSubprocess, ChildStartsWithDefaultSignalsAndNoneBlocked) {
+  simul::run([]() -> task<void> {
+    // The loop ignores SIGPIPE (as Python does); this thread also blocks SIGUSR2.
+    sigset_t usr2;
+    sigemptyset(&usr2);
+    sigaddset(&usr2, SIGUSR2);
+    sigset_t before;
+    ::pthread_sigmask(SIG_BLOCK, &usr2, &before);
+    const simul::subprocess_options opts{.stdout_ = stdio::pipe};
+    const std::vector<std::string> args{"/proc/self/status"};
+    auto p = co_await simul::create_subprocess_exec("cat", args, opts);
+    ::pthread_sigmask(SIG_SETMASK, &before, nullptr);
+    auto [out, err] = co_await p.communicate();
+    EXPECT_EQ(signal_set(out, "SigIgn"), 0U) << out;
+    EXPECT_EQ(signal_set(out, "SigBlk"), 0U) << out;
+    EXPECT_EQ(p.returncode(), 0);
+  }());
+}
+
+TEST(LoopSubprocess, AChildIgnoringSigtermIsKilled) {
+  simul::run([]() -> task<void> {
+    const std::vector<std::string> args{"-c", "trap '' TERM; echo ready; exec sleep 30"};
+    const simul::subprocess_options opts{.stdout_ = stdio::pipe};
+    auto p = co_await simul::create_subprocess_exec("sh", args, opts);
+    EXPECT_EQ(co_await p.stdout_.readline(), "ready\n");
+    p.terminate();
+    co_await simul::sleep(50ms);
+    EXPECT_FALSE(p.returncode().has_value()) << "SIGTERM is ignored";
+    p.kill();
+    EXPECT_EQ(co_await p.wait(), -SIGKILL);
+  }());
+}
+
+TEST(LoopSubprocess, FailedStartsLeaveNoDescriptorAndNoZombie) {
+  while (reaped_a_zombie()) {
+  }
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    const simul::subprocess_options piped{.stdin_ = stdio::pipe, .stdout_ = stdio::pipe, .stderr_ = stdio::pipe};
+    try {
+      (void)co_await simul::create_subprocess_exec("simul-no-such-program", {}, piped);
+      ADD_FAILURE() << "spawn should fail";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), ENOENT);
+      EXPECT_EQ(e.address(), "simul-no-such-program");
+    }
+    simul::subprocess_options nowhere = piped;
+    nowhere.cwd = "/no/such/dir";
+    try {
+      (void)co_await simul::create_subprocess_exec("true", {}, nowhere);
+      ADD_FAILURE() << "spawn in a missing directory should fail";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), ENOENT);
+      EXPECT_EQ(e.address(), "/no/such/dir") << e.what();
+    }
+    try {
+      (void)co_await simul::create_subprocess_exec("/etc/passwd", {}, piped);
+      ADD_FAILURE() << "a file that is not executable should fail";
+    } catch (const simul::io_error& e) {
+      EXPECT_EQ(e.code(), EACCES);
+      EXPECT_EQ(e.address(), "/etc/passwd");
+    }
+    // The program is looked up in the PATH the child gets.
+    simul::subprocess_options no_path = piped;
+    no_path.env = std::map<std::string, std::string>{{"PATH", "/simul/no/such/dir"}};
+    EXPECT_THROW((void)co_await simul::create_subprocess_exec("true", {}, no_path), simul::io_error);
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+  EXPECT_FALSE(reaped_a_zombie());
+}
+
+TEST(LoopSubprocess, ManyConcurrentChildren) {
+  const auto fds_before = open_fd_count();
+  simul::run([]() -> task<void> {
+    std::vector<simul::task_handle<int>> all;
+    for (int i = 0; i < 40; ++i) {
+      all.push_back(simul::create_task([](int n) -> task<int> {
+        const std::vector<std::string> args{"-c", "echo $0", std::to_string(n)};
+        const simul::subprocess_options opts{.stdout_ = stdio::pipe};
+        auto p = co_await simul::create_subprocess_exec("sh", args, opts);
+        auto [out, err] = co_await p.communicate();
+        EXPECT_EQ(out, std::to_string(n) + "\n");
+        co_return co_await p.wait();
+      }(i)));
+    }
+    for (auto& h : all) {
+      EXPECT_EQ(co_await h, 0);
+    }
+  }());
+  EXPECT_EQ(open_fd_count(), fds_before);
+  EXPECT_FALSE(reaped_a_zombie());
+}
+
+TEST(LoopSubprocess, AChildReapedBehindTheLoopsBackExitsWith255) {
+  if (forced_to_uv()) {
+    GTEST_SKIP() << "libuv's path never sees such a child exit";
+  }
+  simul::run([]() -> task<void> {
+    auto p = co_await simul::create_subprocess_exec("true");
+    int status = 0;
+    CO_ASSERT_EQ(::waitpid(p.pid(), &status, 0), p.pid()); // the loop thread reaps it itself
+    EXPECT_EQ(co_await p.wait(), 255) << "asyncio's code for a child whose status is lost";
+  }());
+}
+
+TEST(LoopSubprocess, ARelativePathEntryIsRelativeToTheChildsDirectory) {
+  char dir_template[] = "/tmp/simul-spawn-XXXXXX";
+  const char* dir = ::mkdtemp(dir_template);
+  ASSERT_NE(dir, nullptr);
+  const std::string script = std::string(dir) + "/simul-relative-program";
+  std::ofstream(script) << "#!/bin/sh\necho found\n";
+  ASSERT_EQ(::chmod(script.c_str(), 0755), 0);
+  simul::run([](std::string cwd) -> task<void> {
+    simul::subprocess_options opts{.stdout_ = stdio::pipe};
+    opts.cwd = cwd;
+    opts.env = std::map<std::string, std::string>{{"PATH", "."}};
+    auto p = co_await simul::create_subprocess_exec("simul-relative-program", {}, opts);
+    auto [out, err] = co_await p.communicate();
+    EXPECT_EQ(out, "found\n");
+    EXPECT_EQ(p.returncode(), 0);
+  }(dir));
+  ::unlink(script.c_str());
+  ::rmdir(dir);
 }

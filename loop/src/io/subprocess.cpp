@@ -1,134 +1,28 @@
-// Child processes: uv_spawn with pipes that are ordinary streams.
+// Child processes: posix_spawn watched through a pidfd (spawn.hpp), or
+// libuv's uv_spawn where the kernel has no pidfds; either way with pipes that
+// are ordinary streams.
 
-#include "io/counted_ref_impl.hpp"
+#include "io/process_state.hpp"
+#include "io/spawn.hpp"
 #include "io/stream_state.hpp"
 
 #include <simul/loop/io/subprocess.hpp>
 #include <simul/loop/task_handle.hpp>
 
 #include <fcntl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
 #include <csignal>
+#include <cstdlib>
+#include <iterator>
 #include <memory>
 #include <thread>
 
 namespace simul::detail {
-
-class process_state {
- public:
-  process_state(event_loop& loop, std::string program) : m_loop(&loop), m_program(std::move(program)) {
-    m_box->owner = this;
-  }
-  process_state(const process_state&) = delete;
-  process_state& operator=(const process_state&) = delete;
-
-  int spawn(uv_process_options_t& options) {
-    options.exit_cb = &on_exit;
-    const int rc = uv_spawn(uv_loop(*m_loop), &m_box->process, &options);
-    if (rc < 0) {
-      // libuv wants the handle closed even when the spawn failed.
-      m_close_started = true;
-      uv_close(reinterpret_cast<uv_handle_t*>(&m_box->process), &on_close);
-      return rc;
-    }
-    m_pid = m_box->process.pid;
-    return 0;
-  }
-
-  [[nodiscard]] int pid() const noexcept { return m_pid; }
-  [[nodiscard]] const std::optional<int>& returncode() const noexcept { return m_returncode; }
-  [[nodiscard]] const std::string& program() const noexcept { return m_program; }
-  wait_list& exit_waiters() noexcept { return m_exit_waiters; }
-
-  void send_signal(int sig) const {
-    if (m_returncode || m_box == nullptr || m_close_started) {
-      return; // exited: nothing to signal (the pid may belong to someone else now)
-    }
-    if (const int rc = uv_process_kill(&m_box->process, sig); rc < 0 && rc != UV_ESRCH) {
-      throw_io_error(rc, "send signal " + std::to_string(sig) + " to",
-                     m_program + " (pid " + std::to_string(m_pid) + ")");
-    }
-  }
-
-  void acquire() noexcept { ++m_users; }
-  void release() noexcept {
-    if (--m_users > 0) {
-      return;
-    }
-    if (m_box == nullptr) {
-      delete this;
-    }
-    // Otherwise the handle is open or closing: its close callback frees us
-    // (after the child's exit, or when the loop closes).
-  }
-
-  /// The loop is closing with the child still running: close the handle the
-  /// usual way, so that the close callback frees what nobody holds.
-  static void close_at_loop_close(uv_process_t* h) noexcept {
-    auto* self = reinterpret_cast<box*>(h)->owner;
-    self->m_close_started = true;
-    uv_close(reinterpret_cast<uv_handle_t*>(h), &on_close);
-  }
-
- private:
-  struct box {
-    uv_process_t process{}; // first
-    process_state* owner = nullptr;
-  };
-  ~process_state() = default;
-
-  static void on_exit(uv_process_t* h, int64_t exit_status, int term_signal) {
-    auto* self = reinterpret_cast<box*>(h)->owner;
-    self->m_returncode = term_signal != 0 ? -term_signal : static_cast<int>(exit_status);
-    self->m_exit_waiters.signal_all();
-    if (!self->m_close_started) {
-      self->m_close_started = true;
-      uv_close(reinterpret_cast<uv_handle_t*>(h), &on_close);
-    }
-  }
-  static void on_close(uv_handle_t* h) {
-    auto* b = reinterpret_cast<box*>(h);
-    auto* self = b->owner;
-    delete b;
-    self->m_box = nullptr;
-    self->m_exit_waiters.signal_all();
-    if (self->m_users == 0) {
-      delete self;
-    }
-  }
-
-  event_loop* m_loop;
-  std::string m_program;
-  box* m_box = new box();
-  int m_pid = 0;
-  std::optional<int> m_returncode;
-  unsigned m_users = 0;
-  bool m_close_started = false;
-  wait_list m_exit_waiters;
-};
-
-template class counted_ref<process_state>;
-
-void close_process_at_loop_close(uv_handle_t* h) noexcept {
-  const auto pid = static_cast<pid_t>(reinterpret_cast<const uv_process_t*>(h)->pid);
-  process_state::close_at_loop_close(reinterpret_cast<uv_process_t*>(h));
-  if (pid <= 0) {
-    return;
-  }
-  try {
-    std::thread([pid] {
-      int status = 0;
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
-    }).detach();
-  } catch (...) {
-    // No thread to spare: the child stays a zombie until this process exits.
-  }
-}
 
 namespace {
 
@@ -236,24 +130,23 @@ namespace detail {
 
 namespace {
 
-/// What libuv's spawn reads, kept until it has run: the arguments, the
-/// environment, the child's descriptors and the pipes made for it.
+/// What the spawn reads, kept until it has run: the arguments, the
+/// environment, where the child's standard descriptors come from and the
+/// pipes made for it.
 struct spawn_plan {
   std::vector<char*> argv;
   std::vector<std::string> env_strings;
   std::vector<char*> envp;
-  std::vector<uv_stdio_container_t> containers;
   stream_ref pipes[3];
-  // stdout piped with stderr joined to it: one pipe of our own, its write end
-  // given to the child as both fd 1 and fd 2 (libuv's own pipes are one per fd).
-  uv_file merged[2] = {-1, -1};
+  int stdio[3] = {0, 1, 2};    // our descriptor for each of the child's 0–2, or k_child_*
+  std::vector<int> child_ends; // the pipes' ends the child gets: ours to close once it has them
 
   spawn_plan() = default;
   spawn_plan(const spawn_plan&) = delete;
   spawn_plan& operator=(const spawn_plan&) = delete;
   ~spawn_plan() {
-    if (merged[1] >= 0) {
-      ::close(merged[1]); // the child has its copy
+    for (const int fd : child_ends) {
+      ::close(fd);
     }
   }
 };
@@ -277,11 +170,12 @@ void set_arguments(spawn_plan& plan, std::string& program, std::vector<std::stri
   }
 }
 
-/// Descriptors past the three standard ones: the child's fd i is our fd i
-/// for each i in pass_fds (libuv clears close-on-exec in the child), and
-/// left alone for the others. Throws for a standard or closed descriptor.
-void pass_descriptors(spawn_plan& plan, const subprocess_options& options) {
-  int highest = 2;
+/// Throws for options that cannot work, before anything is made: stdin or
+/// stdout joined "to stdout", a standard or closed descriptor in pass_fds.
+void check_options(const subprocess_options& options) {
+  if (options.stdin_ == stdio::to_stdout || options.stdout_ == stdio::to_stdout) {
+    throw error("create_subprocess: stdio::to_stdout is for stderr only");
+  }
   for (const int fd : options.pass_fds) {
     if (fd >= 0 && fd <= 2) {
       throw error("create_subprocess: pass_fds: fd " + std::to_string(fd) +
@@ -290,13 +184,16 @@ void pass_descriptors(spawn_plan& plan, const subprocess_options& options) {
     if (fd < 0 || ::fcntl(fd, F_GETFD) < 0) {
       throw_descriptor_error(EBADF, "create_subprocess: pass_fds", fd, "is not open");
     }
-    highest = std::max(highest, fd);
   }
-  plan.containers.resize(static_cast<std::size_t>(highest) + 1);
-  for (const int fd : options.pass_fds) {
-    plan.containers[static_cast<std::size_t>(fd)].flags = UV_INHERIT_FD;
-    plan.containers[static_cast<std::size_t>(fd)].data.fd = fd;
+}
+
+/// The PATH the child will search: from its environment if the options give one.
+const char* child_search_path(const subprocess_options& options) {
+  if (!options.env) {
+    return std::getenv("PATH");
   }
+  const auto it = options.env->find("PATH");
+  return it == options.env->end() ? nullptr : it->second.c_str();
 }
 
 /// A pipe stream of the loop, named for messages.
@@ -306,84 +203,119 @@ stream_ref new_pipe(event_loop& loop, std::string name, std::size_t limit) {
   return ref;
 }
 
-/// The pipe that carries the child's stdout and stderr both.
-void open_merged_pipe(spawn_plan& plan, event_loop& loop, const std::string& program, std::size_t limit) {
-  if (const int rc = uv_pipe(plan.merged, UV_NONBLOCK_PIPE, 0); rc < 0) {
-    throw_io_error(rc, "make a pipe for", program + " stdout");
+/// Moves `fd` above 2 if it is one of 0–2 (possible when this process runs
+/// with its own closed): the child's 0–2 are set from ours by number.
+int above_stdio(int fd) noexcept {
+  if (fd > 2) {
+    return fd;
   }
-  plan.pipes[1] = new_pipe(loop, program + " stdout", limit);
-  if (const int rc = uv_pipe_open(reinterpret_cast<uv_pipe_t*>(plan.pipes[1].get()->stream()), plan.merged[0]);
-      rc < 0) {
-    ::close(plan.merged[0]);
-    throw_io_error(rc, "open the pipe for", program + " stdout");
-  }
+  const int moved = ::fcntl(fd, F_DUPFD_CLOEXEC, 3);
+  ::close(fd);
+  return moved;
 }
 
-/// Where the child's standard descriptor `i` goes, by its mode.
-void set_standard(spawn_plan& plan, int i, stdio mode, event_loop& loop, const std::string& program,
-                  const subprocess_options& options) {
+/// The child's standard descriptor `i` piped to us: a pipe for stdout and
+/// stderr, a socket pair for stdin (so that write_eof() can half-close it).
+/// Our end becomes the stream `plan.pipes[i]`, the other is the child's.
+void open_pipe(spawn_plan& plan, int i, event_loop& loop, const std::string& program, std::size_t limit) {
   static constexpr const char* names[3] = {" stdin", " stdout", " stderr"};
-  auto& c = plan.containers[static_cast<std::size_t>(i)];
-  switch (mode) {
-  case stdio::inherit:
-    c.flags = UV_INHERIT_FD;
-    c.data.fd = i;
-    break;
-  case stdio::devnull:
-    c.flags = UV_IGNORE; // libuv opens /dev/null for 0-2
-    break;
-  case stdio::to_stdout: // stderr, stdout not piped: the child's fd 1 as it is
-    if (options.stdout_ == stdio::devnull) {
-      c.flags = UV_IGNORE;
-    } else {
-      c.flags = UV_INHERIT_FD;
-      c.data.fd = 1;
+  int fds[2] = {-1, -1};
+  const int rc = i == 0 ? ::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) : ::pipe2(fds, O_CLOEXEC);
+  if (rc < 0) {
+    throw_io_error(-errno, "make a pipe for", program + names[i]);
+  }
+  const int ours = above_stdio(fds[0]);
+  const int theirs = above_stdio(fds[1]);
+  if (theirs >= 0) {
+    plan.child_ends.push_back(theirs);
+  }
+  if (ours < 0 || theirs < 0) {
+    if (ours >= 0) {
+      ::close(ours);
     }
-    break;
-  case stdio::pipe:
-    plan.pipes[i] = new_pipe(loop, program + names[i], options.limit);
-    c.flags = static_cast<uv_stdio_flags>(UV_CREATE_PIPE | (i == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE));
-    c.data.stream = plan.pipes[i].get()->stream();
-    break;
+    throw_io_error(-EMFILE, "make a pipe for", program + names[i]);
+  }
+  plan.stdio[i] = theirs;
+  plan.pipes[i] = new_pipe(loop, program + names[i], limit);
+  if (const int open_rc = uv_pipe_open(reinterpret_cast<uv_pipe_t*>(plan.pipes[i].get()->stream()), ours);
+      open_rc < 0) {
+    ::close(ours);
+    throw_io_error(open_rc, "open the pipe for", program + names[i]);
   }
 }
 
-/// The child's stdin, stdout and stderr.
+/// Where the child's stdin, stdout and stderr come from; makes the pipes.
 void set_stdio(spawn_plan& plan, event_loop& loop, const std::string& program, const subprocess_options& options) {
-  if (options.stdin_ == stdio::to_stdout || options.stdout_ == stdio::to_stdout) {
-    throw error("create_subprocess: stdio::to_stdout is for stderr only");
-  }
-  pass_descriptors(plan, options);
-  const bool merged_pipe = options.stdout_ == stdio::pipe && options.stderr_ == stdio::to_stdout;
-  if (merged_pipe) {
-    open_merged_pipe(plan, loop, program, options.limit);
-  }
   const stdio modes[3] = {options.stdin_, options.stdout_, options.stderr_};
   for (int i = 0; i < 3; ++i) {
-    if (merged_pipe && i > 0) {
-      plan.containers[static_cast<std::size_t>(i)].flags = UV_INHERIT_FD;
-      plan.containers[static_cast<std::size_t>(i)].data.fd = plan.merged[1];
-    } else {
-      set_standard(plan, i, modes[i], loop, program, options);
+    switch (modes[i]) {
+    case stdio::inherit:
+      plan.stdio[i] = i;
+      break;
+    case stdio::devnull:
+      plan.stdio[i] = k_child_devnull;
+      break;
+    case stdio::to_stdout: // stderr only (check_options): wherever the child's stdout goes
+      plan.stdio[i] = k_child_stdout;
+      break;
+    case stdio::pipe:
+      open_pipe(plan, i, loop, program, options.limit);
+      break;
     }
   }
 }
 
-/// Spawns the child the plan describes and gives it its pipes' other ends.
-process start_child(spawn_plan& plan, event_loop& loop, const std::string& program, const subprocess_options& options) {
+/// libuv's spawn: the plan as libuv's descriptor containers.
+void start_with_uv_spawn(process& p, spawn_plan& plan, const std::string& program, const subprocess_options& options) {
+  int highest = 2;
+  for (const int fd : options.pass_fds) {
+    highest = std::max(highest, fd);
+  }
+  std::vector<uv_stdio_container_t> containers(static_cast<std::size_t>(highest) + 1);
+  for (int i = 0; i < 3; ++i) {
+    const int from = plan.stdio[i] == k_child_stdout ? plan.stdio[1] : plan.stdio[i];
+    auto& c = containers[static_cast<std::size_t>(i)];
+    if (from == k_child_devnull) {
+      c.flags = UV_IGNORE; // libuv opens /dev/null for 0–2
+    } else {
+      c.flags = UV_INHERIT_FD;
+      c.data.fd = from;
+    }
+  }
+  // The child's fd i is our fd i for each i in pass_fds (libuv clears
+  // close-on-exec in the child); the others above 2 are left alone.
+  for (const int fd : options.pass_fds) {
+    containers[static_cast<std::size_t>(fd)].flags = UV_INHERIT_FD;
+    containers[static_cast<std::size_t>(fd)].data.fd = fd;
+  }
   uv_process_options_t o{};
   o.file = program.c_str();
   o.args = plan.argv.data();
   o.env = options.env ? plan.envp.data() : nullptr;
   o.cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
-  o.stdio_count = static_cast<int>(plan.containers.size());
-  o.stdio = plan.containers.data();
+  o.stdio_count = static_cast<int>(containers.size());
+  o.stdio = containers.data();
   o.flags = options.start_new_session ? UV_PROCESS_DETACHED : 0; // libuv's detached child calls setsid()
-
-  process p(new process_state(loop, program));
   if (const int rc = p.state().spawn(o); rc < 0) {
-    throw_io_error(rc, "spawn", program);
+    throw_spawn_error(-rc, program, o.cwd);
   }
+}
+
+/// posix_spawn, with the program looked up in the child's PATH first.
+void start_with_posix_spawn(process& p, spawn_plan& plan, const std::string& path, const subprocess_options& options) {
+  child_setup setup;
+  setup.path = path.c_str();
+  setup.argv = plan.argv.data();
+  setup.envp = options.env ? plan.envp.data() : nullptr;
+  setup.cwd = options.cwd.empty() ? nullptr : options.cwd.c_str();
+  std::copy(std::begin(plan.stdio), std::end(plan.stdio), std::begin(setup.stdio));
+  setup.pass_fds = &options.pass_fds;
+  setup.new_session = options.start_new_session;
+  p.state().spawn(setup);
+}
+
+/// Gives the started child's process its ends of the pipes.
+void hand_out_pipes(process& p, spawn_plan& plan) {
   if (plan.pipes[0]) {
     p.stdin_ = stream_writer(plan.pipes[0]);
   }
@@ -395,7 +327,6 @@ process start_child(spawn_plan& plan, event_loop& loop, const std::string& progr
     plan.pipes[2].get()->on_connected();
     p.stderr_ = stream_reader(plan.pipes[2]);
   }
-  return p;
 }
 
 } // namespace
@@ -407,10 +338,23 @@ process spawn_process(event_loop& loop, std::string& program, std::vector<std::s
   if (program.empty()) {
     throw error("create_subprocess_exec: the program is empty");
   }
+  check_options(options);
+  const bool fast = posix_spawn_enabled();
+  // Looked up first: a missing program costs no pipes.
+  const std::string path =
+      fast ? find_program(program, child_search_path(options), options.cwd.empty() ? nullptr : options.cwd.c_str())
+           : std::string();
   spawn_plan plan;
   set_arguments(plan, program, args, options);
   set_stdio(plan, loop, program, options);
-  return start_child(plan, loop, program, options);
+  process p(new process_state(loop, program));
+  if (fast) {
+    start_with_posix_spawn(p, plan, path, options);
+  } else {
+    start_with_uv_spawn(p, plan, program, options);
+  }
+  hand_out_pipes(p, plan);
+  return p;
 }
 
 } // namespace detail

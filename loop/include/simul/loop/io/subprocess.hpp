@@ -9,7 +9,9 @@
 //   auto [out, err] = co_await p.communicate("b\na\n");   // out == "b\na\n"
 //   int status = co_await p.wait();                        // 0
 //
-// The program is looked up in PATH when it has no slash. Each of the child's
+// The program is looked up in PATH (the child's: `env`'s if given) when it
+// has no slash. The child starts with every signal at its default action
+// and none blocked. Each of the child's
 // stdin/stdout/stderr is a pipe to us (`stdin_` is then a stream_writer,
 // `stdout_` / `stderr_` stream_readers, see stream.hpp), inherited from this
 // process, or /dev/null; `stderr_ = stdio::to_stdout` sends the child's stderr
@@ -26,7 +28,9 @@
 // (SIGKILL) do nothing once the child has exited.
 //
 // Errors: a program that does not exist or cannot run throws `io_error`
-// naming it ("spawn no-such-program: no such file or directory (ENOENT)");
+// naming it ("spawn no-such-program: no such file or directory (ENOENT)"),
+// a `cwd` that cannot be entered throws `io_error` naming the directory;
+// nothing is left behind (no descriptor, no zombie);
 // a `pass_fds` entry that is not open throws `io_error` (EBADF) naming it, one
 // of 0–2 throws `simul::error`, both before anything is started.
 //
