@@ -233,3 +233,44 @@ TEST(EventLoop, SubmitModelsTheExecutorConcept) {
   EXPECT_THROW((void)loop.submit([] { return 1; }), simul::broken_executor);
   loop.close();
 }
+
+namespace {
+// Counts its copies: a result handed out by run / run_until_complete should
+// move out of a task nobody else can read again.
+struct copy_counter {
+  static inline int copies = 0;
+  std::vector<int> payload;
+  explicit copy_counter(int n) : payload(static_cast<std::size_t>(n), 7) {}
+  copy_counter(const copy_counter& other) : payload(other.payload) { ++copies; }
+  copy_counter(copy_counter&&) noexcept = default;
+  copy_counter& operator=(const copy_counter&) = delete;
+  copy_counter& operator=(copy_counter&&) noexcept = default;
+  ~copy_counter() = default;
+};
+
+simul::task<copy_counter> make_counter(int n) {
+  co_await simul::yield_now();
+  co_return copy_counter(n);
+}
+} // namespace
+
+TEST(EventLoop, RunAndRunUntilCompleteMoveTheResultOfATaskNobodyElseHolds) {
+  copy_counter::copies = 0;
+  EXPECT_EQ(simul::run(make_counter(1000)).payload.size(), 1000U);
+  EXPECT_EQ(copy_counter::copies, 0);
+
+  simul::event_loop loop;
+  EXPECT_EQ(loop.run_until_complete(make_counter(10)).payload.size(), 10U);
+  EXPECT_EQ(copy_counter::copies, 0);
+  // A handle the caller keeps: its result stays readable, so it is copied.
+  auto kept = loop.create_task(make_counter(3));
+  EXPECT_EQ(loop.run_until_complete(kept).payload.size(), 3U);
+  EXPECT_EQ(copy_counter::copies, 1);
+  EXPECT_EQ(kept.result().payload.size(), 3U);
+  EXPECT_EQ(copy_counter::copies, 2);
+  // A handle moved in is the last reference: moved.
+  auto given = loop.create_task(make_counter(4));
+  EXPECT_EQ(loop.run_until_complete(std::move(given)).payload.size(), 4U);
+  EXPECT_EQ(copy_counter::copies, 2);
+  loop.close();
+}

@@ -68,6 +68,7 @@ using exception_handler = std::function<void(event_loop&, const exception_contex
 namespace detail {
 struct loop_impl;
 struct loop_access;
+struct run_access;
 struct callback_node;
 void callback_node_release(callback_node* node) noexcept;
 } // namespace detail
@@ -267,6 +268,7 @@ class event_loop {
 
  private:
   friend struct detail::loop_access; // simul's own sources reach the private state through it
+  friend struct detail::run_access;  // simul::run (impl/event_loop.hpp)
   handle schedule_callback(detail::unique_function<void()> f, const clock::time_point* when,
                            const detail::source_location& where);
   void post_threadsafe(detail::unique_function<void()> f, const detail::source_location& where);

@@ -107,6 +107,9 @@ class task_state final : public task_base {
   /// The value; requires a finished task. Copies if it can, else moves out
   /// (defined in task_handle.hpp, with invalid_state_error).
   T value();
+  /// The value moved out; requires a finished task that nobody can read
+  /// again (see detail::take_result).
+  T take_value() { return std::move(*m_value); }
 
  private:
   task_state(event_loop& loop, std::coroutine_handle<task_promise<T>> frame) noexcept

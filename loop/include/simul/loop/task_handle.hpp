@@ -283,6 +283,26 @@ class task_handle : public basic_task_handle {
   detail::task_state<T>& state() const { return static_cast<detail::task_state<T>&>(base()); }
 };
 
+namespace detail {
+
+/// The result of a finished task whose handle `h` is going away: moved out
+/// when `h` holds the task's last reference (nobody can read the value
+/// again), else as `h.result()` gives it (a copy). What run and
+/// run_until_complete return.
+template <class T>
+T take_result(task_handle<T>&& h) {
+  if constexpr (!std::is_void_v<T> && std::is_copy_constructible_v<T> && std::is_move_constructible_v<T>) {
+    auto& s = static_cast<task_state<T>&>(h.base());
+    if (s.done() && s.use_count() == 1 && !s.error()) {
+      s.mark_retrieved();
+      return s.take_value();
+    }
+  }
+  return h.result();
+}
+
+} // namespace detail
+
 /// The task running now, or an empty handle outside any task.
 basic_task_handle current_task();
 /// Every task of the running loop that is not done yet.

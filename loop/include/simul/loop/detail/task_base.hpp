@@ -139,6 +139,8 @@ class task_base {
   // (task_state<T> in task.hpp): it is never allocated on its own.
 
   void add_ref() noexcept { m_refs.fetch_add(1, std::memory_order_relaxed); }
+  /// The references held now (handles, waiters, the loop's queues).
+  [[nodiscard]] std::uint32_t use_count() const noexcept { return m_refs.load(std::memory_order_acquire); }
   void release() noexcept {
     // The last reference needs no read-modify-write: nobody else holds one
     // to copy from. The acquire load pairs with other threads' releases.

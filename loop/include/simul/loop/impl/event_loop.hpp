@@ -64,8 +64,15 @@ T event_loop::run_until_complete(task_handle<T> t) {
     throw error("run_until_complete: the task belongs to another loop");
   }
   run_until_task_done(t.base());
-  return t.result();
+  return detail::take_result(std::move(t)); // moved if `t` was the last handle
 }
+
+namespace detail {
+/// simul::run's way to the loop without taking the result.
+struct run_access {
+  static void until_done(event_loop& loop, task_base& t) { loop.run_until_task_done(t); }
+};
+} // namespace detail
 
 template <class F, class... Args>
 requires std::invocable<std::decay_t<F>, std::decay_t<Args>...> future<submit_result_t<F, Args...>>
@@ -105,12 +112,15 @@ T run(task<T> main, bool debug, detail::source_location where) {
     loop.set_debug(true);
   }
   auto main_task = loop.create_task(std::move(main), create_task_options{}, where);
-  detail::sigint_scope interrupt(loop, main_task.base()); // Ctrl-C cancels the main task (loop I/O)
+  {
+    detail::sigint_scope interrupt(loop, main_task.base()); // Ctrl-C cancels the main task (loop I/O)
+    detail::run_access::until_done(loop, main_task.base());
+  }
   if constexpr (std::is_void_v<T>) {
-    loop.run_until_complete(main_task);
+    main_task.result();
     loop.close();
   } else {
-    T result = loop.run_until_complete(main_task);
+    T result = detail::take_result(std::move(main_task)); // the last handle: moved, not copied
     loop.close();
     return result;
   }
