@@ -70,14 +70,15 @@ def main():
             result["seconds"] = time.perf_counter() - start
         elif workload == "M4":
             data = bytes(64 << 20)
+            pool.submit(echo, data).result()  # untimed, as on simul's side
             times = []
-            for _ in range(3):
+            for _ in range(5):
                 start = time.perf_counter()
                 back = pool.submit(echo, data).result()
                 times.append(time.perf_counter() - start)
                 assert len(back) == len(data)
             times.sort()
-            result["seconds"] = times[1]
+            result["seconds"] = times[2]
         else:
             raise SystemExit("unknown workload " + workload)
     print(json.dumps(result), flush=True)

@@ -22,6 +22,7 @@ mpi_client::mpi_client(mpi_runtime& runtime, const mpi_pool_options& options)
   settings.isolate = m_options.isolate ? 1 : 0;
   settings.isolate_workers = static_cast<std::uint32_t>(std::max<std::size_t>(1, m_options.isolate_workers));
   settings.shutdown_grace_ns = static_cast<std::uint64_t>(m_options.shutdown_grace.count());
+  settings.keep_worker_heap = m_options.keep_worker_heap ? 1 : 0;
   open.put_pod(settings);
   mpi_header header;
   header.kind = mpi_kind::open;
@@ -38,6 +39,9 @@ mpi_client::~mpi_client() { shutdown(true, true); }
 namespace {
 constexpr std::size_t k_keep_spare_at_most = std::size_t{256} << 20;
 constexpr std::size_t k_spare_slack = 4096; // the header, the callable, blob tags
+// Answers closer together than this keep the progress thread yielding
+// between them rather than sleeping (see run).
+constexpr std::chrono::microseconds k_spin_below_gap{250};
 } // namespace
 
 out_message mpi_client::payload_for(std::size_t size_hint) {
@@ -76,7 +80,7 @@ void mpi_client::keep_spare(std::string&& bytes) noexcept {
   }
 }
 
-void mpi_client::enqueue(task_request&& request) {
+void mpi_client::enqueue(task_request&& request, state_base& state) {
   check_no_descriptors(request.payload, "a task's argument");
   if (request.payload.bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
     throw serialization_error("mpi_pool: a task of " + std::to_string(request.payload.bytes.size()) +
@@ -89,6 +93,13 @@ void mpi_client::enqueue(task_request&& request) {
     std::lock_guard guard(m_lock);
     if (m_stopping) {
       throw broken_executor("mpi_pool: submit after shutdown");
+    }
+    if (m_queue.size() + m_in_flight_count.load(std::memory_order_relaxed) < m_workers) {
+      // Its answer is a round trip away, and the progress thread polls for
+      // it: a waiter spinning beside that thread would take the core it
+      // needs. Behind other tasks, answers come close together and a short
+      // spin catches them without a futex wake-up each.
+      state.set_waiters_sleep();
     }
     m_queue.push_back(std::move(request));
     m_submitted.fetch_add(1, std::memory_order_relaxed);
@@ -135,9 +146,13 @@ mpi_pool_stats mpi_client::stats() const {
 }
 
 void mpi_client::run() noexcept {
-  // While tasks are out, answers are looked for at most every quarter of the
-  // usual gap between two answers (20 µs .. 2 ms): tiny tasks get their
-  // answers at once, 5 ms tasks cost the thread a few wake-ups each.
+  // While tasks are out, answers are looked for at most every eighth of the
+  // usual gap between two answers (20 µs .. 1 ms). Only while answers come
+  // close together (tiny tasks) does the thread yield instead of sleeping, for
+  // up to 1 ms after the last one; with longer tasks it would take CPU from
+  // the ranks that share this machine. With nothing out and nothing queued it
+  // sleeps until a submit or shutdown: the caller waiting on the last answer
+  // then gets this core at once.
   idle_backoff backoff(std::chrono::microseconds(1000), std::chrono::microseconds(1000));
   std::deque<task_request> ready;
   try {
@@ -167,18 +182,18 @@ void mpi_client::run() noexcept {
         // tens of milliseconds), answers included.
         continue;
       }
-      backoff.set_max_sleep(std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(m_answer_gap / 8),
-                                       std::chrono::microseconds(20), std::chrono::microseconds(1000)));
       std::unique_lock guard(m_lock);
-      const auto pause = backoff.next();
-      if (m_in_flight.empty() && ready.empty() && pause.count() != 0) {
-        // Nothing out there to wait for, and nothing for a while: sleep until
-        // a submit or shutdown. Right after an answer, yield instead (below):
-        // a caller submitting one task at a time finds this thread awake,
-        // without a futex wake-up on each side of every round trip.
+      if (m_in_flight.empty() && ready.empty()) {
         m_wake.wait(guard, [&] { return !m_queue.empty() || m_stopping; });
         backoff.reset();
-      } else if (pause.count() == 0) {
+        continue;
+      }
+      backoff.set_spin(m_answer_gap < k_spin_below_gap ? std::chrono::microseconds(1000)
+                                                      : std::chrono::microseconds(0));
+      backoff.set_max_sleep(std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(m_answer_gap / 8),
+                                       std::chrono::microseconds(20), std::chrono::microseconds(1000)));
+      const auto pause = backoff.next();
+      if (pause.count() == 0) {
         guard.unlock();
         std::this_thread::yield();
       } else {

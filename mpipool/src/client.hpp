@@ -9,7 +9,9 @@
 // tasks in flight per worker, takes answers with MPI_Improbe / MPI_Mrecv
 // and completes the futures. With nothing in flight it sleeps on a
 // condition variable; with tasks in flight and nothing arriving it backs off
-// from yielding to short sleeps (idle_backoff), never a busy loop.
+// to short sleeps (idle_backoff), yielding first only while answers come
+// close together; never a busy loop. Its futures' waiters sleep rather than
+// spin (state_base::set_waiters_sleep): this thread is the one that polls.
 
 #include "runtime.hpp"
 
@@ -43,7 +45,10 @@ class mpi_client {
 
   /// See mpi_pool::payload_for. Thread-safety: any thread.
   out_message payload_for(std::size_t size_hint);
-  void enqueue(task_request&& request);
+  /// Queues a task. `state` is its future's: a task that starts at once on
+  /// an idle rank (latency-bound) gets waiters that sleep rather than spin,
+  /// since this pool's progress thread is the one that polls for its answer.
+  void enqueue(task_request&& request, state_base& state);
   void shutdown(bool wait, bool cancel_pending);
   [[nodiscard]] bool is_shutdown() const noexcept { return m_closed.load(std::memory_order_acquire); }
   [[nodiscard]] mpi_pool_stats stats() const;

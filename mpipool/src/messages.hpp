@@ -52,6 +52,8 @@ struct session_settings {
   std::uint32_t isolate = 0;
   std::uint32_t isolate_workers = 1;
   std::uint64_t shutdown_grace_ns = 0;
+  std::uint32_t keep_worker_heap = 0;
+  std::uint32_t unused = 0;
 };
 
 static_assert(sizeof(mpi_header) == k_mpi_header_size);

@@ -51,7 +51,9 @@ mpi_clock_estimate mpi_pool::clock_estimate(int r) const {
 }
 
 detail::out_message mpi_pool::payload_for(std::size_t size_hint) { return m_client->payload_for(size_hint); }
-void mpi_pool::enqueue(detail::task_request&& request) { m_client->enqueue(std::move(request)); }
+void mpi_pool::enqueue(detail::task_request&& request, detail::state_base& state) {
+  m_client->enqueue(std::move(request), state);
+}
 void mpi_pool::shutdown(shutdown_options options) { m_client->shutdown(options.wait, options.cancel_pending); }
 bool mpi_pool::is_shutdown() const noexcept { return m_client->is_shutdown(); }
 mpi_pool_stats mpi_pool::stats() const { return m_client->stats(); }

@@ -35,6 +35,8 @@ class idle_backoff {
   void reset() noexcept;
   /// Changes the longest sleep (from the next sleep on).
   void set_max_sleep(std::chrono::microseconds max_sleep) noexcept { m_max = max_sleep; }
+  /// Changes how long to yield before the first sleep (0: sleep at once).
+  void set_spin(std::chrono::microseconds spin) noexcept { m_spin = spin; }
   /// How long to sleep now (0: just yield) and counts one more idle round.
   std::chrono::microseconds next() noexcept;
   /// Sleeps (or yields) for `next()`.

@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
+#include <malloc.h>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -111,11 +112,32 @@ class rank_server {
     if (settings.isolate != 0) {
       m_local = std::make_unique<process_pool>(process_pool_options{
           .workers = settings.isolate_workers,
-          .shutdown_grace = std::chrono::nanoseconds(static_cast<std::int64_t>(settings.shutdown_grace_ns))});
+          .shutdown_grace = std::chrono::nanoseconds(static_cast<std::int64_t>(settings.shutdown_grace_ns)),
+          .keep_worker_heap = settings.keep_worker_heap != 0});
+    } else if (settings.keep_worker_heap != 0) {
+      keep_heap(true);
+    }
+  }
+
+  // Big blocks from the heap and freed heap kept (the pool's
+  // keep_worker_heap), or glibc's defaults again, with the kept heap returned.
+  void keep_heap(bool keep) {
+    if (keep == m_keeping_heap) {
+      return;
+    }
+    m_keeping_heap = keep;
+    if (keep) {
+      ::mallopt(M_MMAP_MAX, 0);
+      ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    } else {
+      ::mallopt(M_MMAP_MAX, k_glibc_mmap_max);
+      ::mallopt(M_TRIM_THRESHOLD, k_glibc_trim_threshold);
+      ::malloc_trim(0);
     }
   }
 
   void close() {
+    keep_heap(false);
     if (m_local) {
       m_local->shutdown({.wait = true});
       while (!m_running.empty()) {
@@ -229,9 +251,12 @@ class rank_server {
   }
 
   static constexpr std::size_t k_keep_result_buffer = std::size_t{256} << 20;
+  static constexpr int k_glibc_mmap_max = 65536;           // glibc's DEFAULT_MMAP_MAX
+  static constexpr int k_glibc_trim_threshold = 128 << 10; // glibc's DEFAULT_TRIM_THRESHOLD
 
   mpi_runtime& m_runtime;
   std::string m_spare; ///< the last result's buffer, for the next
+  bool m_keeping_heap = false;
   std::unique_ptr<process_pool> m_local;
   struct running_task {
     future<std::string> result;

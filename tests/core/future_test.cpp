@@ -1,6 +1,8 @@
 #include <simul/core/future.hpp>
 
 #include <gtest/gtest.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -26,7 +28,17 @@ simul::future_errc code_of(T&& action) {
   return simul::future_errc::no_state;
 }
 
+/// This thread's sched_yield calls (counted by the wrapper below).
+thread_local int t_yields = 0;
+
 } // namespace
+
+// This binary's sched_yield: the system call, counted per thread, so a test
+// can see whether a waiter spun.
+extern "C" int sched_yield() noexcept {
+  ++t_yields;
+  return static_cast<int>(::syscall(SYS_sched_yield));
+}
 
 TEST(Future, DeliversValueFromAnotherThread) {
   simul::promise<int> p;
@@ -92,6 +104,38 @@ TEST(Future, SecondGetOfACancelledFutureIsAClearError) {
 
 // The "taken" flag lives in the status word, so that a future of a word-sized
 // value costs one 64-byte malloc chunk (56 bytes and malloc's 8-byte header).
+TEST(Future, AStateWhoseWaitersSleepIsWaitedOnWithoutSpinning) {
+  for (const bool sleeps : {false, true}) {
+    simul::promise<int> p;
+    auto f = p.get_future();
+    if (sleeps) {
+      simul::detail::future_access::state(f).set_waiters_sleep();
+    }
+    EXPECT_EQ(simul::detail::future_access::state(f).waiters_sleep(), sleeps);
+    std::atomic<bool> waiting{false};
+    int yields = -1;
+    int value = 0;
+    std::thread waiter([&] {
+      t_yields = 0;
+      waiting = true;
+      value = f.get();
+      yields = t_yields;
+    });
+    while (!waiting) {
+      std::this_thread::sleep_for(1ms);
+    }
+    std::this_thread::sleep_for(20ms); // well past the 50 µs a waiter may spin
+    p.set_value(7);
+    waiter.join();
+    EXPECT_EQ(value, 7);
+    if (sleeps) {
+      EXPECT_EQ(yields, 0) << "the waiter spun";
+    } else {
+      EXPECT_GT(yields, 0) << "the control: a plain waiter spins (yielding) before it sleeps";
+    }
+  }
+}
+
 TEST(Future, AWordSizedStateFitsOneCacheLineOfMalloc) {
   EXPECT_LE(sizeof(simul::detail::shared_state<long>), 56U);
   EXPECT_LE(sizeof(simul::detail::shared_state<void>), 56U);

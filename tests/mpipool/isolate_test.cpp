@@ -5,9 +5,11 @@
 #include <simul/mpipool.hpp>
 
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -33,6 +35,28 @@ int add_one(int x) { return x + 1; }
 int nap_ms(int ms) {
   std::this_thread::sleep_for(std::chrono::milliseconds(ms));
   return ms;
+}
+
+// In the local worker: fresh mapped bytes while a 40 MiB block is alive.
+std::uint64_t mapped_for_40_mib() {
+  const auto before = ::mallinfo2().hblkhd;
+  std::vector<char> block(std::size_t{40} << 20, 1);
+  const auto after = ::mallinfo2().hblkhd;
+  return static_cast<std::uint64_t>(after - before) + (block.back() == 1 ? 0 : 1);
+}
+
+TEST(MpiPoolIsolate, KeepWorkerHeapReachesTheLocalWorkers) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers' allocators ignore mallopt and do not report mallinfo2";
+#else
+  {
+    simul::mpi_pool plain({.isolate = true, .keep_ranks = true});
+    EXPECT_GE(plain.submit(mapped_for_40_mib).get(), std::uint64_t{40} << 20);
+  }
+  simul::mpi_pool keeping({.isolate = true, .keep_ranks = true, .keep_worker_heap = true});
+  EXPECT_EQ(keeping.submit(mapped_for_40_mib).get(), 0U);
+  EXPECT_EQ(keeping.submit(mapped_for_40_mib).get(), 0U);
+#endif
 }
 
 TEST(MpiPoolIsolate, ASegfaultFailsOnlyItsTaskAndTheRankKeepsServing) {

@@ -4,9 +4,11 @@
 #include <simul/mpipool.hpp>
 
 #include <gtest/gtest.h>
+#include <malloc.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <cstdint>
 #include <cstdlib>
 #include <future>
 #include <map>
@@ -122,6 +124,74 @@ TEST(MpiPool, OneTaskAtATimeStaysOnTheRankThatIsAwake) {
   for (int i = 0; i < 10; ++i) {
     EXPECT_EQ(pool.submit(worker_pid).get(), first) << "task " << i;
   }
+}
+
+TEST(MpiPool, ATaskThatStartsAtOnceIsWaitedOnAsleepAndOneQueuedBehindOthersMaySpin) {
+  simul::mpi_pool pool(reusable());
+  auto waiters_sleep = [](const auto& f) { return simul::detail::future_access::state(f).waiters_sleep(); };
+  auto lone = pool.submit(square, 3);
+  EXPECT_TRUE(waiters_sleep(lone)); // its answer is a round trip away: the progress thread polls for it
+  EXPECT_EQ(lone.get(), 9);
+  // Both worker ranks busy: a third task waits behind them, and answers will
+  // come close together.
+  auto first = pool.submit(nap_ms, 300);
+  auto second = pool.submit(nap_ms, 300);
+  auto third = pool.submit(square, 4);
+  EXPECT_TRUE(waiters_sleep(first));
+  EXPECT_TRUE(waiters_sleep(second));
+  EXPECT_FALSE(waiters_sleep(third));
+  EXPECT_EQ(third.get(), 16);
+  EXPECT_EQ(first.get() + second.get(), 600);
+}
+
+// On the rank: how many more bytes are in fresh mappings while a block of
+// `bytes` is alive (glibc maps blocks that big unless told not to).
+std::uint64_t mapped_for_block(std::size_t bytes) {
+  const auto before = ::mallinfo2().hblkhd;
+  std::vector<char> block(bytes, 1);
+  const auto after = ::mallinfo2().hblkhd;
+  std::this_thread::sleep_for(50ms); // the other rank takes the next task meanwhile
+  return static_cast<std::uint64_t>(after - before) + (block.back() == 1 ? 0 : 1);
+}
+
+TEST(MpiPool, KeepWorkerHeapTakesBigBlocksFromTheHeapWhileThePoolIsOpen) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers' allocators ignore mallopt and do not report mallinfo2";
+#else
+  constexpr std::size_t block = std::size_t{40} << 20;
+  // On every worker rank (four tasks at once reach both).
+  auto on_each_rank = [&](simul::mpi_pool& pool) {
+    std::vector<simul::future<std::uint64_t>> futures;
+    for (int i = 0; i < 4; ++i) {
+      futures.push_back(pool.submit(mapped_for_block, block));
+    }
+    std::vector<std::uint64_t> mapped;
+    for (auto& f : futures) {
+      mapped.push_back(f.get());
+    }
+    return mapped;
+  };
+  {
+    simul::mpi_pool plain(reusable());
+    for (const auto mapped : on_each_rank(plain)) {
+      EXPECT_GE(mapped, block);
+    }
+  }
+  {
+    simul::mpi_pool keeping(reusable({.keep_worker_heap = true}));
+    for (const auto mapped : on_each_rank(keeping)) {
+      EXPECT_EQ(mapped, 0U);
+    }
+    std::vector<std::uint8_t> data(5 << 20, 9); // a big payload still round-trips
+    EXPECT_EQ(keeping.submit([](std::vector<std::uint8_t> v) { return v; }, data).get(), data);
+  }
+  {
+    simul::mpi_pool after(reusable()); // the ranks' defaults are back
+    for (const auto mapped : on_each_rank(after)) {
+      EXPECT_GE(mapped, block);
+    }
+  }
+#endif
 }
 
 TEST(MpiPool, MapKeepsInputOrderForEveryChunkSize) {

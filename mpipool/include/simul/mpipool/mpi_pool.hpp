@@ -207,7 +207,7 @@ class mpi_pool {
     request.timeout = timeout;
     auto result = detail::pack_call(request, detail::code_offset(&detail::run_call<Fn, std::decay_t<Args>...>),
                                     static_cast<const Fn&>(fn), args...);
-    enqueue(std::move(request));
+    enqueue(std::move(request), detail::future_access::state(result));
     return result;
   }
 
@@ -219,7 +219,7 @@ class mpi_pool {
     request.payload = detail::mpi_payload();
     auto result = detail::pack_chunk(request, detail::code_offset(&detail::run_chunk<Fn, Item>),
                                      static_cast<const Fn&>(fn), chunk);
-    enqueue(std::move(request));
+    enqueue(std::move(request), detail::future_access::state(result));
     return result;
   }
 
@@ -229,8 +229,8 @@ class mpi_pool {
   detail::out_message payload_for(std::size_t size_hint);
 
   /// Checks the payload (no descriptors) and queues it; throws
-  /// `broken_executor` after shutdown.
-  void enqueue(detail::task_request&& request);
+  /// `broken_executor` after shutdown. `state` is the task's future's.
+  void enqueue(detail::task_request&& request, detail::state_base& state);
 
   mpi_pool_options m_options;
   int m_rank = 0;

@@ -42,6 +42,14 @@ struct mpi_pool_options {
   /// With `isolate`: how long a worker rank's local pool gives running tasks
   /// at shutdown before it kills them.
   std::chrono::nanoseconds shutdown_grace = std::chrono::seconds(2);
+  /// The process that runs the tasks on each worker rank (the rank itself,
+  /// or with `isolate` its local workers) takes big blocks from its heap
+  /// instead of fresh mappings, and keeps up to 256 MiB of freed heap for
+  /// the next task, as `process_pool_options::keep_worker_heap` does. A big
+  /// argument then lands in memory the rank has already touched (M4 in
+  /// docs/benchmarks.md has a row with it), at the price of resident memory
+  /// each rank keeps while the pool is open. Off by default.
+  bool keep_worker_heap = false;
 };
 
 /// How rank `r`'s steady clock relates to rank 0's, as the handshake

@@ -104,6 +104,7 @@ class state_base {
   static constexpr std::uint32_t k_cancelled = 4;  // the result is a cancellation
   static constexpr std::uint32_t k_waiters = 8;    // a thread sleeps on the word
   static constexpr std::uint32_t k_retrieved = 16; // the future's value was taken
+  static constexpr std::uint32_t k_no_spin = 32;   // waiters sleep at once (see set_waiters_sleep)
   static constexpr std::chrono::microseconds k_yield_spin{50};
 
   state_base() = default;
@@ -191,6 +192,15 @@ class state_base {
     }
   }
 
+  /// Waiters on this state sleep at once instead of spinning first: for a
+  /// producer that itself polls on a thread of this process (mpi_pool's
+  /// progress thread), where a spinning waiter would take the core that
+  /// thread needs to see the result arrive. Call before the future is shared.
+  void set_waiters_sleep() noexcept { m_word.fetch_or(k_no_spin, std::memory_order_relaxed); }
+  [[nodiscard]] bool waiters_sleep() const noexcept {
+    return (m_word.load(std::memory_order_relaxed) & k_no_spin) != 0;
+  }
+
   /// Marks the value as taken; true the first time only.
   bool mark_retrieved() noexcept {
     return (m_word.fetch_or(k_retrieved, std::memory_order_acq_rel) & k_retrieved) == 0;
@@ -205,7 +215,7 @@ class state_base {
       return true;
     }
     auto* helper = t_cooperative_waiter;
-    if (helper == nullptr && spin_until_ready(deadline)) {
+    if (helper == nullptr && !waiters_sleep() && spin_until_ready(deadline)) {
       return true;
     }
     auto nap = std::chrono::microseconds(20);

@@ -102,9 +102,6 @@ inline constexpr bool wire_type = !std::is_pointer_v<T> && !std::is_reference_v<
                                   (std::is_same_v<T, shared_buffer> || is_contiguous_blob<T>::value || is_bitwise<T> ||
                                    (std::is_class_v<T> && is_cereal_type<T>));
 
-/// Payloads at least this big are received into memory advised for huge pages.
-inline constexpr std::size_t k_huge_payload = std::size_t{4} << 20;
-
 template <class T>
 void encode(out_message& out, const T& value) {
   if constexpr (std::is_same_v<T, shared_buffer>) {

@@ -47,6 +47,10 @@ class unique_fd {
   int m_fd = -1;
 };
 
+/// Payloads at least this big are written and received in memory advised
+/// for huge pages (advise_huge_pages).
+inline constexpr std::size_t k_huge_payload = std::size_t{4} << 20;
+
 /// Bytes and descriptors being written.
 struct out_message {
   std::string bytes;
