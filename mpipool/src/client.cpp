@@ -94,7 +94,7 @@ void mpi_client::enqueue(task_request&& request, state_base& state) {
     if (m_stopping) {
       throw broken_executor("mpi_pool: submit after shutdown");
     }
-    if (m_queue.size() + m_in_flight_count.load(std::memory_order_relaxed) < m_workers) {
+    if (m_unanswered.fetch_add(1, std::memory_order_relaxed) < m_workers) {
       // Its answer is a round trip away, and the progress thread polls for
       // it: a waiter spinning beside that thread would take the core it
       // needs. Behind other tasks, answers come close together and a short
@@ -125,6 +125,7 @@ void mpi_client::shutdown(bool wait, bool cancel_pending) {
   for (auto& request : cancelled) {
     request.slot->cancel("mpi_pool: cancelled by shutdown");
     m_cancelled.fetch_add(1, std::memory_order_relaxed);
+    m_unanswered.fetch_sub(1, std::memory_order_relaxed);
   }
   if (wait) {
     std::lock_guard guard(m_join_lock);
@@ -237,6 +238,7 @@ bool mpi_client::send_ready(std::deque<task_request>& ready) {
     ready.pop_front();
     if (!request.slot->start()) {
       m_cancelled.fetch_add(1, std::memory_order_relaxed);
+      m_unanswered.fetch_sub(1, std::memory_order_relaxed);
       continue;
     }
     m_last_rank = best;
@@ -297,6 +299,7 @@ void mpi_client::answer(received_message& message) {
   m_last_answer = m_in_flight.empty() ? std::chrono::steady_clock::time_point{} : now;
   --m_load[static_cast<std::size_t>(task.rank)];
   m_in_flight_count.fetch_sub(1, std::memory_order_relaxed);
+  m_unanswered.fetch_sub(1, std::memory_order_relaxed);
   // The answer proves the task arrived; this only releases the request.
   check_mpi(MPI_Wait(&task.send, MPI_STATUS_IGNORE), "completing a task's send (MPI_Wait)");
   if (const auto pos = std::find(m_sending.begin(), m_sending.end(), header.id); pos != m_sending.end()) {
@@ -365,6 +368,7 @@ void mpi_client::fail_everything(std::exception_ptr cause) noexcept {
   }
   m_in_flight.clear();
   m_in_flight_count.store(0, std::memory_order_relaxed);
+  m_unanswered.store(0, std::memory_order_relaxed);
   for (auto& request : queued) {
     request.slot->fail(broken);
   }

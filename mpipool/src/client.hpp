@@ -101,6 +101,9 @@ class mpi_client {
   std::atomic<std::uint64_t> m_timed_out{0};
   std::atomic<std::uint64_t> m_cancelled{0};
   std::atomic<std::uint64_t> m_in_flight_count{0};
+  /// Tasks submitted and not yet answered or cancelled (queued, about to be
+  /// sent, or out): `enqueue` counts the tasks ahead of a new one with it.
+  std::atomic<std::uint64_t> m_unanswered{0};
 
   std::mutex m_join_lock;
   std::thread m_thread;
