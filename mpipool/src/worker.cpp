@@ -37,6 +37,15 @@ std::string run_isolated(std::string message) {
   const mpi_header header = read_header(message.data(), message.size());
   in_message in{message.data(), message.size(), sizeof(mpi_header), nullptr, 0};
   out_message out = mpi_payload();
+  // This local worker reads its own pool's ids as anchored; the task inside
+  // came from rank 0, which names plain functions as executable offsets.
+  struct executable_naming {
+    code_naming outer = worker_code_naming();
+    executable_naming() noexcept { set_worker_code_naming(code_naming::executable); }
+    ~executable_naming() { set_worker_code_naming(outer); }
+    executable_naming(const executable_naming&) = delete;
+    executable_naming& operator=(const executable_naming&) = delete;
+  } naming;
   code_from_offset<trampoline_fn>(header.fn)(in, out);
   check_no_descriptors(out, "a task's result");
   return std::move(out.bytes);
@@ -276,6 +285,7 @@ class rank_server {
 
 void serve(mpi_runtime& runtime) {
   trace_leave_to_rank_0();
+  set_worker_code_naming(code_naming::executable); // as rank 0 names plain functions (mpi_pool::submit)
   runtime.finalize_at_exit(); // the program's MPI_Finalize after the pool never runs here
   {
     rank_server server(runtime);

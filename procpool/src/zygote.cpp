@@ -160,6 +160,7 @@ void send_error(int fd, frame_kind kind, std::uint64_t id, const exception_text&
 int worker_channel() noexcept { return g_worker_channel; }
 
 code_naming worker_code_naming() noexcept { return g_code_naming; }
+void set_worker_code_naming(code_naming naming) noexcept { g_code_naming = naming; }
 
 void worker_main(int fd, const zygote_config& config) {
   g_worker_channel = fd;

@@ -38,7 +38,7 @@ int nap_ms(int ms) {
 }
 
 // In the local worker: fresh mapped bytes while a 40 MiB block is alive.
-std::uint64_t mapped_for_40_mib() {
+[[maybe_unused]] std::uint64_t mapped_for_40_mib() {
   const auto before = ::mallinfo2().hblkhd;
   std::vector<char> block(std::size_t{40} << 20, 1);
   const auto after = ::mallinfo2().hblkhd;
@@ -57,6 +57,14 @@ TEST(MpiPoolIsolate, KeepWorkerHeapReachesTheLocalWorkers) {
   EXPECT_EQ(keeping.submit(mapped_for_40_mib).get(), 0U);
   EXPECT_EQ(keeping.submit(mapped_for_40_mib).get(), 0U);
 #endif
+}
+
+int code_naming_here() { return static_cast<int>(simul::detail::worker_code_naming()); }
+
+TEST(MpiPoolIsolate, TheLocalWorkerReadsRank0sPlainFunctionsAsExecutableOffsets) {
+  simul::mpi_pool pool({.isolate = true, .keep_ranks = true});
+  EXPECT_EQ(pool.submit(code_naming_here).get(), static_cast<int>(simul::detail::code_naming::executable));
+  EXPECT_EQ(pool.submit(add_one, 41).get(), 42);
 }
 
 TEST(MpiPoolIsolate, ASegfaultFailsOnlyItsTaskAndTheRankKeepsServing) {

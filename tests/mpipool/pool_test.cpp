@@ -146,7 +146,7 @@ TEST(MpiPool, ATaskThatStartsAtOnceIsWaitedOnAsleepAndOneQueuedBehindOthersMaySp
 
 // On the rank: how many more bytes are in fresh mappings while a block of
 // `bytes` is alive (glibc maps blocks that big unless told not to).
-std::uint64_t mapped_for_block(std::size_t bytes) {
+[[maybe_unused]] std::uint64_t mapped_for_block(std::size_t bytes) {
   const auto before = ::mallinfo2().hblkhd;
   std::vector<char> block(bytes, 1);
   const auto after = ::mallinfo2().hblkhd;
@@ -192,6 +192,18 @@ TEST(MpiPool, KeepWorkerHeapTakesBigBlocksFromTheHeapWhileThePoolIsOpen) {
     }
   }
 #endif
+}
+
+// How the process running a task reads plain functions' ids.
+int code_naming_here() { return static_cast<int>(simul::detail::worker_code_naming()); }
+
+TEST(MpiPool, WorkerRanksReadPlainFunctionsAsOffsetsFromTheExecutable) {
+  // Rank 0 names a plain function by its offset from the executable's load
+  // address, the one id every rank agrees on even when simul is a shared
+  // library (a fork pool's anchored ids are relative to simul's own code).
+  simul::mpi_pool pool(reusable());
+  EXPECT_EQ(pool.submit(code_naming_here).get(), static_cast<int>(simul::detail::code_naming::executable));
+  EXPECT_EQ(pool.map(square, std::vector<int>{1, 2, 3}), (std::vector<int>{1, 4, 9}));
 }
 
 TEST(MpiPool, MapKeepsInputOrderForEveryChunkSize) {

@@ -100,16 +100,6 @@ std::size_t wire_size_hint(const T& value) {
   }
 }
 
-/// Checks that a plain function is in the executable (the only code with an
-/// offset every rank agrees on); throws code_address_error otherwise.
-template <class Fn>
-void check_callable_address(const Fn& fn) {
-  if constexpr (is_plain_function_pointer<Fn>) {
-    (void)code_offset(fn);
-  } else {
-    (void)fn;
-  }
-}
 
 } // namespace detail
 
@@ -201,8 +191,11 @@ class mpi_pool {
   auto submit_with(std::chrono::nanoseconds timeout, F&& fn, Args&&... args) {
     using Fn = std::decay_t<F>;
     static_assert(detail::check_mpi_task<Fn, std::decay_t<Args>...>());
-    detail::check_callable_address(static_cast<const Fn&>(fn));
     detail::task_request request;
+    // Every rank runs this executable at its own address: a plain function
+    // travels as its offset from the executable's load address (even when
+    // simul itself is a shared library); one outside it is refused here.
+    request.naming = detail::code_naming::executable;
     request.payload = payload_for((std::size_t{0} + ... + detail::wire_size_hint(args)));
     request.timeout = timeout;
     auto result = detail::pack_call(request, detail::code_offset(&detail::run_call<Fn, std::decay_t<Args>...>),
@@ -214,8 +207,8 @@ class mpi_pool {
   template <class F, class Item>
   auto submit_chunk(const F& fn, const std::vector<Item>& chunk) {
     using Fn = std::decay_t<F>;
-    detail::check_callable_address(static_cast<const Fn&>(fn));
     detail::task_request request;
+    request.naming = detail::code_naming::executable;
     request.payload = detail::mpi_payload();
     auto result = detail::pack_chunk(request, detail::code_offset(&detail::run_chunk<Fn, Item>),
                                      static_cast<const Fn&>(fn), chunk);

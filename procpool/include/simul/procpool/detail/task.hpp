@@ -67,6 +67,8 @@ FnPtr code_named(std::uint64_t id, code_naming naming) {
 /// The naming of the pool this process serves as a worker (`anchored` in
 /// any other process): what `decode_callable` reads ids with.
 code_naming worker_code_naming() noexcept;
+/// Sets it: an MPI worker rank reads ids as executable offsets.
+void set_worker_code_naming(code_naming naming) noexcept;
 
 template <class F>
 void encode_callable(out_message& out, const F& fn, code_naming naming = code_naming::anchored) {
