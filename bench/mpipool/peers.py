@@ -70,15 +70,16 @@ def main():
             result["seconds"] = time.perf_counter() - start
         elif workload == "M4":
             data = bytes(64 << 20)
-            pool.submit(echo, data).result()  # untimed, as on simul's side
+            for _ in range(2):  # untimed, as on simul's side
+                pool.submit(echo, data).result()
             times = []
-            for _ in range(5):
+            for _ in range(7):
                 start = time.perf_counter()
                 back = pool.submit(echo, data).result()
                 times.append(time.perf_counter() - start)
                 assert len(back) == len(data)
             times.sort()
-            result["seconds"] = times[2]
+            result["seconds"] = times[3]
         else:
             raise SystemExit("unknown workload " + workload)
     print(json.dumps(result), flush=True)
