@@ -190,7 +190,7 @@ void mpi_client::run() noexcept {
         continue;
       }
       backoff.set_spin(m_answer_gap < k_spin_below_gap ? std::chrono::microseconds(1000)
-                                                      : std::chrono::microseconds(0));
+                                                       : std::chrono::microseconds(0));
       backoff.set_max_sleep(std::clamp(std::chrono::duration_cast<std::chrono::microseconds>(m_answer_gap / 8),
                                        std::chrono::microseconds(20), std::chrono::microseconds(1000)));
       const auto pause = backoff.next();

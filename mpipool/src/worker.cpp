@@ -14,6 +14,7 @@
 #include "messages.hpp"
 #include "runtime.hpp"
 
+#include <simul/procpool/detail/worker_heap.hpp>
 #include <simul/procpool/process_pool.hpp>
 #include <simul/trace/detail/recorder.hpp>
 
@@ -21,7 +22,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <deque>
-#include <malloc.h>
 #include <memory>
 #include <mutex>
 #include <thread>
@@ -128,20 +128,11 @@ class rank_server {
     }
   }
 
-  // Big blocks from the heap and freed heap kept (the pool's
-  // keep_worker_heap), or glibc's defaults again, with the kept heap returned.
+  // The pool's keep_worker_heap while it is open (see worker_heap.hpp).
   void keep_heap(bool keep) {
-    if (keep == m_keeping_heap) {
-      return;
-    }
-    m_keeping_heap = keep;
-    if (keep) {
-      ::mallopt(M_MMAP_MAX, 0);
-      ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
-    } else {
-      ::mallopt(M_MMAP_MAX, k_glibc_mmap_max);
-      ::mallopt(M_TRIM_THRESHOLD, k_glibc_trim_threshold);
-      ::malloc_trim(0);
+    if (keep != m_keeping_heap) {
+      m_keeping_heap = keep;
+      keep_worker_heap(keep);
     }
   }
 
@@ -260,8 +251,6 @@ class rank_server {
   }
 
   static constexpr std::size_t k_keep_result_buffer = std::size_t{256} << 20;
-  static constexpr int k_glibc_mmap_max = 65536;           // glibc's DEFAULT_MMAP_MAX
-  static constexpr int k_glibc_trim_threshold = 128 << 10; // glibc's DEFAULT_TRIM_THRESHOLD
 
   mpi_runtime& m_runtime;
   std::string m_spare; ///< the last result's buffer, for the next
@@ -286,7 +275,7 @@ class rank_server {
 void serve(mpi_runtime& runtime) {
   trace_leave_to_rank_0();
   set_worker_code_naming(code_naming::executable); // as rank 0 names plain functions (mpi_pool::submit)
-  runtime.finalize_at_exit(); // the program's MPI_Finalize after the pool never runs here
+  runtime.finalize_at_exit();                      // the program's MPI_Finalize after the pool never runs here
   {
     rank_server server(runtime);
     try {

@@ -10,6 +10,7 @@
 #include "protocol.hpp"
 
 #include <simul/procpool/detail/task.hpp>
+#include <simul/procpool/detail/worker_heap.hpp>
 #include <simul/trace/detail/recorder.hpp>
 
 #include <malloc.h>
@@ -159,6 +160,17 @@ void send_error(int fd, frame_kind kind, std::uint64_t id, const exception_text&
 
 int worker_channel() noexcept { return g_worker_channel; }
 
+void keep_worker_heap(bool keep) noexcept {
+  if (keep) {
+    ::mallopt(M_MMAP_MAX, 0);
+    ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+  } else {
+    ::mallopt(M_MMAP_MAX, 65536);           // glibc's DEFAULT_MMAP_MAX
+    ::mallopt(M_TRIM_THRESHOLD, 128 << 10); // glibc's DEFAULT_TRIM_THRESHOLD
+    ::malloc_trim(0);
+  }
+}
+
 code_naming worker_code_naming() noexcept { return g_code_naming; }
 void set_worker_code_naming(code_naming naming) noexcept { g_code_naming = naming; }
 
@@ -167,10 +179,7 @@ void worker_main(int fd, const zygote_config& config) {
   g_code_naming = config.naming;
   g_worker_pid = static_cast<std::uint64_t>(::getpid());
   if (config.keep_worker_heap) {
-    // Big blocks from the heap, and freed heap kept for the next task: a big
-    // argument then lands in pages this worker has already touched.
-    ::mallopt(M_MMAP_MAX, 0);
-    ::mallopt(M_TRIM_THRESHOLD, 256 << 20);
+    keep_worker_heap(true);
   }
   if (config.initializer != nullptr) {
     try {

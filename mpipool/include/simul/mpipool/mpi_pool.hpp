@@ -100,7 +100,6 @@ std::size_t wire_size_hint(const T& value) {
   }
 }
 
-
 } // namespace detail
 
 /// A pool whose workers are the other ranks of an MPI job. Models `simul::executor`.
