@@ -4,7 +4,9 @@
 // when it finishes and returns a string. gather starts all three at once, so
 // the program takes as long as the longest sleep (3 units), not the sum (6),
 // and the results come back in argument order whatever the finishing order.
-// Units are milliseconds; pass --real for seconds, as in the Python original.
+// Units are 10 ms (coroutines 1 and 2 start a moment apart, and 1 ms units
+// let a slow start reorder their ends); pass --real for seconds, as in the
+// Python original.
 //
 //   time ->   0         1         2         3
 //   coro 1    start ------------- finished
@@ -21,7 +23,7 @@
 
 namespace {
 
-std::chrono::milliseconds g_unit{1};
+std::chrono::milliseconds g_unit{10};
 
 simul::task<std::string> my_coroutine(int id, int delay) {
   std::cout << "Coroutine " << id << " starting\n";
