@@ -8,14 +8,14 @@
 #include <simul/trace/detail/recorder.hpp>
 
 #include <algorithm>
-#include <limits>
 #include <utility>
 
 namespace simul::detail {
 
 mpi_client::mpi_client(mpi_runtime& runtime, const mpi_pool_options& options)
     : m_runtime(runtime), m_options(options), m_received(std::make_unique<received_message>()),
-      m_workers(static_cast<std::size_t>(runtime.size() - 1)), m_load(static_cast<std::size_t>(runtime.size()), 0) {
+      m_apart(std::make_unique<received_message>()), m_workers(static_cast<std::size_t>(runtime.size() - 1)),
+      m_load(static_cast<std::size_t>(runtime.size()), 0) {
   m_options.pipeline_depth = std::max<std::size_t>(1, m_options.pipeline_depth);
   out_message open = mpi_payload();
   session_settings settings;
@@ -82,10 +82,7 @@ void mpi_client::keep_spare(std::string&& bytes) noexcept {
 
 void mpi_client::enqueue(task_request&& request, state_base& state) {
   check_no_descriptors(request.payload, "a task's argument");
-  if (request.payload.bytes.size() > static_cast<std::size_t>(std::numeric_limits<int>::max())) {
-    throw serialization_error("mpi_pool: a task of " + std::to_string(request.payload.bytes.size()) +
-                              " bytes is over MPI's 2 GiB message limit");
-  }
+  check_message_size(request.payload, "a task");
   if (request.timeout.count() != 0 && !m_options.isolate && request.timeout != std::chrono::nanoseconds::max()) {
     throw error("mpi_pool: a task timeout needs `isolate = true` (only a local worker process can be killed)");
   }
@@ -288,6 +285,16 @@ void mpi_client::answer(received_message& message) {
     throw mpi_error("mpi_pool: rank " + std::to_string(message.source) + " answered task " + std::to_string(header.id) +
                     ", which it was not given (a corrupt message)");
   }
+  in_message in{message.data(), message.size, sizeof(mpi_header), nullptr, 0};
+  if (header.apart != 0) {
+    if (header.kind != mpi_kind::result) {
+      throw mpi_error("mpi_pool: rank " + std::to_string(message.source) +
+                      " announced bytes sent apart with an answer that is not a result (a corrupt message)");
+    }
+    receive_apart(m_runtime.comm(), message.source, header.apart, *m_apart);
+    in.apart_data = m_apart->data();
+    in.apart_size = m_apart->size;
+  }
   in_flight task = std::move(it->second);
   m_in_flight.erase(it);
   const auto now = std::chrono::steady_clock::now();
@@ -311,7 +318,6 @@ void mpi_client::answer(received_message& message) {
     const auto& clock = m_runtime.clock(task.rank);
     trace_rank_run(clock.trace_lane, header.run_begin - clock.trace_offset_ns, header.run_end - clock.trace_offset_ns);
   }
-  in_message in{message.data(), message.size, sizeof(mpi_header), nullptr, 0};
   const std::string& host = m_runtime.host(task.rank);
   auto& slot = *task.request.slot;
   try {

@@ -74,6 +74,7 @@ class mpi_client {
   mpi_runtime& m_runtime;
   mpi_pool_options m_options;
   std::unique_ptr<received_message> m_received; ///< the answers' buffer, kept between answers
+  std::unique_ptr<received_message> m_apart;    ///< the buffer of results' bytes sent apart, kept likewise
   std::size_t m_workers;
 
   mutable std::mutex m_lock;

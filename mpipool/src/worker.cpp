@@ -48,6 +48,7 @@ std::string run_isolated(std::string message) {
   } naming;
   code_from_offset<trampoline_fn>(header.fn)(in, out);
   check_no_descriptors(out, "a task's result");
+  check_message_size(out, "a task's result");
   return std::move(out.bytes);
 }
 
@@ -157,7 +158,14 @@ class rank_server {
     header.id = id;
     header.run_begin = begin;
     header.run_end = end;
+    header.apart = out.apart.size;
     send_blocking(m_runtime.comm(), 0, finish(out, header), "sending an answer to rank 0");
+    if (out.apart.data != nullptr) {
+      // Straight from the result's memory; rank 0 takes it right after the answer.
+      send_blocking(m_runtime.comm(), 0, out.apart.data, out.apart.size, k_apart_tag,
+                    "sending a result's bytes to rank 0");
+      out.apart = {};
+    }
   }
 
   void answer_error(std::uint64_t id, const std::string& type, const std::string& text, std::int64_t begin = 0,
@@ -170,6 +178,7 @@ class rank_server {
 
   void run_here(const mpi_header& header, received_message& message) {
     out_message out = mpi_payload();
+    out.apart_threshold = k_send_apart; // a big vector or string result is not copied
     if (m_spare.capacity() > out.bytes.capacity()) {
       // The last result's buffer, already faulted in: a big result costs no page faults.
       m_spare.assign(out.bytes);
@@ -180,6 +189,7 @@ class rank_server {
       in_message in{message.data(), message.size, sizeof(mpi_header), nullptr, 0};
       code_from_offset<trampoline_fn>(header.fn)(in, out);
       check_no_descriptors(out, "a task's result");
+      check_message_size(out, "a task's result");
     } catch (...) {
       const auto [type, text] = describe_exception(std::current_exception());
       answer_error(header.id, type, text, begin, trace_now());

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <future>
 #include <map>
+#include <numeric>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -297,6 +298,38 @@ TEST(MpiPool, AResultThatCannotBeSentIsAnErrorNotAHang) {
   EXPECT_EQ(pool.submit(square, 3).get(), 9);
 }
 
+// 2 GiB: one byte over the largest count one MPI message takes. In huge
+// pages (advised before the fill): 1,024 page faults instead of 524,288.
+std::string over_mpis_limit() {
+  std::string text;
+  text.reserve(std::size_t{1} << 31);
+  simul::detail::advise_huge_pages(text.data(), text.capacity());
+  text.resize(std::size_t{1} << 31, 'x');
+  return text;
+}
+
+TEST(MpiPool, AResultOverMpisMessageLimitIsAnErrorAndTheRankServesOn) {
+#if defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "ThreadSanitizer's shadow of a 2 GiB block takes over a minute to fault in here";
+#endif
+  simul::mpi_pool pool(reusable());
+  try {
+    (void)pool.submit(over_mpis_limit).get();
+    FAIL() << "no exception";
+  } catch (const simul::mpi_remote_error& e) {
+    EXPECT_EQ(e.type_name(), "simul::serialization_error");
+    EXPECT_NE(e.message().find("over MPI's 2 GiB message limit"), std::string::npos) << e.message();
+  }
+  // Both ranks still serve (four tasks at once reach both).
+  std::vector<simul::future<int>> squares;
+  for (int i = 0; i < 4; ++i) {
+    squares.push_back(pool.submit(square, i));
+  }
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(squares[static_cast<std::size_t>(i)].get(), i * i);
+  }
+}
+
 TEST(MpiPool, ASharedBufferInsideAValueIsRefusedAtSubmit) {
   simul::mpi_pool pool(reusable());
   std::vector<simul::shared_buffer> buffers;
@@ -478,6 +511,73 @@ TEST(MpiPool, BigTasksOneAfterAnotherReuseABufferAndSendOnlyTheirOwnBytes) {
   auto small = pool.submit(length_if_all, std::string(10, 'x'), 'x');
   EXPECT_EQ(big.get(), a.size());
   EXPECT_EQ(small.get(), 10U);
+}
+
+// `bytes` bytes that depend on `seed` and on their place.
+std::vector<std::uint8_t> pattern(std::size_t bytes, int seed) {
+  std::vector<std::uint8_t> out(bytes);
+  for (std::size_t i = 0; i < bytes; ++i) {
+    out[i] = static_cast<std::uint8_t>(i * 13 + static_cast<std::size_t>(seed) * 101 + i / 4096);
+  }
+  return out;
+}
+int twice(int x) { return 2 * x; }
+
+// Results of 1 MiB or more leave a worker rank straight from the value's
+// memory, as a message of their own after the answer that announces them.
+TEST(MpiPool, BigResultsComeBackWholeFromBothRanksAtOnce) {
+  simul::mpi_pool pool(reusable());
+  // Big results from both ranks, with small answers in between.
+  std::vector<simul::future<std::vector<std::uint8_t>>> big;
+  std::vector<simul::future<int>> small;
+  auto size_of = [](int seed) { return (std::size_t{1} << 20) + static_cast<std::size_t>(seed) * 4097; };
+  for (int seed = 0; seed < 6; ++seed) {
+    big.push_back(pool.submit(pattern, size_of(seed), seed));
+    small.push_back(pool.submit(square, seed));
+  }
+  for (int seed = 0; seed < 6; ++seed) {
+    const auto got = big[static_cast<std::size_t>(seed)].get();
+    EXPECT_TRUE(got == pattern(size_of(seed), seed)) << "result " << seed << " came back changed";
+    EXPECT_EQ(small[static_cast<std::size_t>(seed)].get(), seed * seed);
+  }
+  // Just under the threshold (inline) and just at it (apart).
+  EXPECT_EQ(pool.submit(shout, std::string((std::size_t{1} << 20) - 2, 'a'), 1).get().size(),
+            (std::size_t{1} << 20) - 1);
+  EXPECT_EQ(pool.submit(shout, std::string((std::size_t{1} << 20) - 1, 'b'), 1).get(),
+            std::string((std::size_t{1} << 20) - 1, 'b') + "!");
+  // A map's chunk results (300,000 ints: 1.2 MiB) go apart too.
+  std::vector<int> items(600'000);
+  std::iota(items.begin(), items.end(), 0);
+  const auto doubled = pool.map(twice, items, {.chunksize = 300'000});
+  ASSERT_EQ(doubled.size(), items.size());
+  for (std::size_t i = 0; i < items.size(); i += 997) {
+    ASSERT_EQ(doubled[i], 2 * items[i]);
+  }
+  EXPECT_EQ(doubled.back(), 2 * items.back());
+  EXPECT_EQ(pool.stats().completed, 16U); // 6 + 6 + 2, and the map's two chunks
+}
+
+// On the rank: its pid and the bytes glibc holds in mappings of their own (big blocks).
+[[maybe_unused]] std::pair<int, std::uint64_t> pid_and_mapped() {
+  return {static_cast<int>(::getpid()), static_cast<std::uint64_t>(::mallinfo2().hblkhd)};
+}
+[[maybe_unused]] std::vector<std::uint8_t> fresh_bytes(std::size_t n) { return std::vector<std::uint8_t>(n, 5); }
+
+TEST(MpiPool, AWorkerRankKeepsNoCopyOfABigResult) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  GTEST_SKIP() << "the sanitizers' allocators do not report mallinfo2 (and ASan keeps freed blocks in quarantine)";
+#else
+  simul::mpi_pool pool(reusable());
+  constexpr std::size_t big = std::size_t{48} << 20;
+  // One task at a time stays on the rank that is awake (OneTaskAtATimeStaysOnTheRankThatIsAwake).
+  const auto before = pool.submit(pid_and_mapped).get();
+  EXPECT_EQ(pool.submit(fresh_bytes, big).get().size(), big);
+  const auto after = pool.submit(pid_and_mapped).get();
+  ASSERT_EQ(after.first, before.first) << "the three tasks ran on different ranks";
+  // Copied into its answer, the result would leave a buffer its size behind
+  // (kept for the next answer); sent from its own memory, it is freed.
+  EXPECT_LT(after.second, before.second + big / 2) << "the rank holds a buffer the size of the result";
+#endif
 }
 
 } // namespace

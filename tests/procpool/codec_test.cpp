@@ -3,6 +3,7 @@
 // serialization_error before anything is allocated.
 
 #include <simul/procpool/detail/codec/codec.hpp>
+#include <simul/procpool/detail/task.hpp>
 
 #include <gtest/gtest.h>
 
@@ -17,6 +18,7 @@ namespace {
 
 using simul::detail::decode;
 using simul::detail::encode;
+using simul::detail::encode_result;
 using simul::detail::in_message;
 using simul::detail::out_message;
 using simul::detail::unique_fd;
@@ -112,4 +114,76 @@ TEST(Codec, TruncatedArchiveIsASerializationError) {
   auto bytes = stream.str();
   bytes.resize(bytes.size() - 3);
   EXPECT_THROW((void)decode_message<std::vector<std::string>>(as_message(bytes)), simul::serialization_error);
+}
+
+// mpi_pool's worker ranks send a big contiguous result straight from the
+// value's memory: encode_result moves it into the message, uncopied.
+TEST(Codec, ABigResultMovesApartFromTheMessageWithoutACopy) {
+  std::vector<std::uint32_t> result(1024);
+  for (std::size_t i = 0; i < result.size(); ++i) {
+    result[i] = static_cast<std::uint32_t>(i * 7);
+  }
+  const auto expected = result;
+  const void* const storage = result.data();
+  out_message out;
+  out.apart_threshold = 4096;
+  encode_result(out, std::move(result));
+  EXPECT_EQ(out.apart.data, storage) << "the result was copied";
+  EXPECT_EQ(out.apart.size, 4096U);
+  EXPECT_LT(out.bytes.size(), 16U) << "only the tag and the size go inline";
+  // The bytes arrive apart (here, a copy standing for the second message).
+  const std::string arrived(static_cast<const char*>(out.apart.data), out.apart.size);
+  in_message in{out.bytes.data(), out.bytes.size(), 0, nullptr, 0};
+  in.apart_data = arrived.data();
+  in.apart_size = arrived.size();
+  EXPECT_EQ(decode<std::vector<std::uint32_t>>(in), expected);
+}
+
+TEST(Codec, OnlyAResultAtTheThresholdAndTakenByValueGoesApart) {
+  const std::string small(4095, 's');
+  out_message below;
+  below.apart_threshold = 4096;
+  encode_result(below, std::string(small));
+  EXPECT_EQ(below.apart.data, nullptr);
+  EXPECT_EQ(decode_message<std::string>(below.bytes), small);
+  // A result the trampoline still needs (an lvalue) is copied.
+  const std::string kept(8192, 'k');
+  out_message lvalue;
+  lvalue.apart_threshold = 4096;
+  encode_result(lvalue, kept);
+  EXPECT_EQ(lvalue.apart.data, nullptr);
+  EXPECT_EQ(decode_message<std::string>(lvalue.bytes), kept);
+  // And without a threshold (the process pool's messages) nothing goes apart.
+  out_message pool;
+  encode_result(pool, std::string(kept));
+  EXPECT_EQ(pool.apart.data, nullptr);
+  EXPECT_EQ(decode_message<std::string>(pool.bytes), kept);
+}
+
+TEST(Codec, ABlobSentApartMustArriveWholeAndOnce) {
+  out_message out;
+  out.apart_threshold = 1;
+  encode_result(out, std::string(100, 'x'));
+  ASSERT_NE(out.apart.data, nullptr);
+  const std::string tag = out.bytes;
+  // Its bytes never came: a clear error, not a read past the message.
+  EXPECT_THROW((void)decode_message<std::string>(tag), simul::serialization_error);
+  // Fewer (or more) bytes than announced.
+  const std::string short_bytes(99, 'x');
+  {
+    in_message in{tag.data(), tag.size(), 0, nullptr, 0};
+    in.apart_data = short_bytes.data();
+    in.apart_size = short_bytes.size();
+    EXPECT_THROW((void)decode<std::string>(in), simul::serialization_error);
+  }
+  // A forged second tag in the same message finds the bytes already taken.
+  const std::string bytes(100, 'x');
+  const std::string twice = tag + tag;
+  in_message in{twice.data(), twice.size(), 0, nullptr, 0};
+  in.apart_data = bytes.data();
+  in.apart_size = bytes.size();
+  EXPECT_EQ(decode<std::string>(in), bytes);
+  EXPECT_THROW((void)decode<std::string>(in), simul::serialization_error);
+  // One blob apart per message.
+  EXPECT_THROW(out.put_apart(nullptr, bytes.data(), bytes.size()), simul::serialization_error);
 }

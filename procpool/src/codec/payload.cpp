@@ -22,6 +22,7 @@ namespace simul::detail {
 namespace {
 constexpr std::uint8_t k_inline_blob = 0;
 constexpr std::uint8_t k_shm_blob = 1;
+constexpr std::uint8_t k_apart_blob = 2;
 
 void write_all(int fd, const char* data, std::size_t size) {
   while (size > 0) {
@@ -271,15 +272,36 @@ void out_message::put_blob(const void* data, std::size_t size) {
   cache().lend(std::move(r));
 }
 
+void out_message::put_apart(std::shared_ptr<const void> owner, const void* data, std::size_t size) {
+  if (apart.data != nullptr) {
+    throw serialization_error("mpi_pool: a message holds one blob apart at most");
+  }
+  put_pod(k_apart_blob);
+  put_pod(static_cast<std::uint64_t>(size));
+  apart = apart_blob{data, size, std::move(owner)};
+}
+
 std::size_t in_message::begin_blob() {
   end_blob();
   const auto tag = get_pod<std::uint8_t>();
   const auto bytes = get_pod<std::uint64_t>();
+  blob_in_shm = false;
+  blob_apart = false;
   if (tag == k_inline_blob) {
     if (bytes > size - pos) {
       throw serialization_error("process_pool: a payload claims more bytes than its message holds");
     }
-    blob_in_shm = false;
+    return static_cast<std::size_t>(bytes);
+  }
+  if (tag == k_apart_blob) {
+    if (apart_data == nullptr) {
+      throw serialization_error("mpi_pool: a payload sent apart did not arrive with its message");
+    }
+    if (bytes != apart_size) {
+      throw serialization_error("mpi_pool: a payload sent apart has " + std::to_string(apart_size) +
+                                " bytes, not the " + std::to_string(bytes) + " announced");
+    }
+    blob_apart = true;
     return static_cast<std::size_t>(bytes);
   }
   if (tag != k_shm_blob) {
@@ -297,6 +319,11 @@ std::size_t in_message::begin_blob() {
 }
 
 const char* in_message::blob_data(std::size_t bytes) {
+  if (blob_apart) {
+    // Read once: a second tag in the same message finds no bytes.
+    blob_apart = false;
+    return std::exchange(apart_data, nullptr);
+  }
   if (!blob_in_shm) {
     return bytes > 0 ? take(bytes) : data + pos;
   }

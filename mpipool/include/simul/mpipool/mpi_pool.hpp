@@ -78,7 +78,7 @@ consteval bool check_mpi_task() {
 }
 
 /// The header's room at the front of a task's payload (see src/messages.hpp).
-inline constexpr std::size_t k_mpi_header_size = 48;
+inline constexpr std::size_t k_mpi_header_size = 56;
 
 /// A payload with room for the message header, never using memfds.
 inline out_message mpi_payload() {

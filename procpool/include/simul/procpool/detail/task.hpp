@@ -91,12 +91,23 @@ F decode_callable(in_message& in) {
   }
 }
 
+/// Encodes a task's result, which it may take: a contiguous result at least
+/// `out.apart_threshold` big moves into `out.apart` instead of being copied.
 template <class R>
-void encode_result(out_message& out, const R& value) {
+void encode_result(out_message& out, R&& value) {
+  using T = std::remove_cvref_t<R>;
   try {
-    encode(out, value);
+    if constexpr (is_contiguous_blob<T>::value && !std::is_lvalue_reference_v<R>) {
+      const std::size_t bytes = value.size() * sizeof(typename T::value_type);
+      if (bytes >= out.apart_threshold && out.apart.data == nullptr) {
+        auto owner = std::make_shared<const T>(std::move(value));
+        out.put_apart(owner, owner->data(), bytes);
+        return;
+      }
+    }
+    encode(out, std::as_const(value));
   } catch (const std::exception& e) {
-    throw serialization_error("the task's result (" + demangle(typeid(R).name()) +
+    throw serialization_error("the task's result (" + demangle(typeid(T).name()) +
                               ") could not be serialized: " + e.what());
   }
 }
@@ -125,7 +136,7 @@ void run_chunk(in_message& in, out_message& out) {
   for (auto& item : items) {
     results.push_back(fn(item));
   }
-  encode_result(out, results);
+  encode_result(out, std::move(results));
 }
 
 /// The parent's end of one task.

@@ -13,6 +13,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -66,6 +67,21 @@ struct out_message {
 
   /// A contiguous blob: inline below the threshold, else through a memfd.
   void put_blob(const void* data, std::size_t size);
+
+  /// A task's result blob at least this big stays in the value's own memory
+  /// (`apart`) instead of being copied into `bytes`; the transport sends it
+  /// after `bytes` as a message of its own (mpi_pool's worker ranks). Never,
+  /// by default: a process pool's results go inline or through a memfd.
+  std::size_t apart_threshold = ~std::size_t{0};
+  /// The blob left apart (encode_result): its bytes, and the value that holds them.
+  struct apart_blob {
+    const void* data = nullptr;
+    std::size_t size = 0;
+    std::shared_ptr<const void> owner;
+  } apart;
+  /// Leaves the `size` bytes at `data`, which `owner` keeps alive, apart;
+  /// `bytes` gets only their tag and size. One blob per message.
+  void put_apart(std::shared_ptr<const void> owner, const void* data, std::size_t size);
 };
 
 /// Bytes and descriptors being read.
@@ -75,6 +91,10 @@ struct in_message {
   std::size_t pos = 0;
   std::vector<unique_fd>* fds = nullptr;
   std::size_t next_fd = 0;
+  /// The bytes of the blob the sender left apart (out_message::apart), which
+  /// arrived on their own; null if none did.
+  const char* apart_data = nullptr;
+  std::size_t apart_size = 0;
 
   const char* take(std::size_t n) {
     if (n > size - pos) {
@@ -94,6 +114,7 @@ struct in_message {
   }
 
   bool blob_in_shm = false;
+  bool blob_apart = false;
   /// The mapping of the memfd blob being read (between `blob_data` and `end_blob`).
   void* shm_map = nullptr;
   std::size_t shm_cap = 0;
@@ -111,7 +132,7 @@ struct in_message {
   /// Starts reading a blob written by `put_blob`: returns its size in bytes.
   std::size_t begin_blob();
   /// The `size` bytes of the blob `begin_blob` announced, in place (in the
-  /// message, or in the memfd's mapping), valid until `end_blob`.
+  /// message, in the memfd's mapping, or apart), valid until `end_blob`.
   const char* blob_data(std::size_t size);
   /// Ends the blob `blob_data` gave: a memfd goes to the payload cache.
   void end_blob() noexcept;
