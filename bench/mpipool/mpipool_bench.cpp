@@ -164,8 +164,17 @@ std::uint64_t spin_for_5ms() {
 template <class Executor>
 void m3_on(benchmark::State& state, Executor& ex) {
   const auto n = spin_for_5ms();
-  for (int i = 0; i < 8; ++i) {
-    (void)ex.submit(tiny, i).get();
+  // Wake every worker first: bursts of two tasks per worker reach them all
+  // (one task at a time would stay on one rank, and an idle rank looks for
+  // work only every 10 ms).
+  for (int round = 0; round < 4; ++round) {
+    std::vector<simul::future<int>> burst;
+    for (int i = 0; i < 2 * (g_size - 1); ++i) {
+      burst.push_back(ex.submit(tiny, i));
+    }
+    for (auto& f : burst) {
+      (void)f.get();
+    }
   }
   for (auto _ : state) {
     const auto start = clock_type::now();
