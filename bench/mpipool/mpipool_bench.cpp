@@ -161,18 +161,26 @@ std::uint64_t spin_for_5ms() {
   return n;
 }
 
-// M3's time: the median of five runs of the 64 tasks. One run takes about
-// 170 ms, and on this VM single runs of the same side differ by 10%.
+/// The times of `runs` runs of `run`, in seconds, sorted.
 template <class Run>
-double m3_median(Run run) {
+std::vector<double> sorted_times(int runs, Run run) {
   std::vector<double> times;
-  for (int i = 0; i < 5; ++i) {
+  for (int i = 0; i < runs; ++i) {
     const auto start = clock_type::now();
     run();
     times.push_back(seconds_since(start));
   }
   std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return times;
+}
+
+double median(const std::vector<double>& sorted) { return sorted[sorted.size() / 2]; }
+
+// M3's time: the median of five runs of the 64 tasks. One run takes about
+// 170 ms, and on this VM single runs of the same side differ by 10%.
+template <class Run>
+double m3_median(Run run) {
+  return median(sorted_times(5, run));
 }
 
 template <class Executor>
@@ -234,17 +242,10 @@ double m4_median(benchmark::State& state, simul::mpi_pool& pool, const std::vect
   for (int i = 0; i < 2; ++i) {
     benchmark::DoNotOptimize(pool.submit(echo, data).get().data());
   }
-  std::vector<double> times;
-  for (int i = 0; i < 7; ++i) {
-    const auto start = clock_type::now();
-    auto back = pool.submit(echo, data).get();
-    benchmark::DoNotOptimize(back.data());
-    times.push_back(seconds_since(start));
-  }
-  std::sort(times.begin(), times.end());
+  const auto times = sorted_times(7, [&] { benchmark::DoNotOptimize(pool.submit(echo, data).get().data()); });
   state.counters["min_ms"] = times.front() * 1e3;
   state.counters["max_ms"] = times.back() * 1e3;
-  return times[times.size() / 2];
+  return median(times);
 }
 
 void m4_simul(benchmark::State& state) {
@@ -276,16 +277,11 @@ void m4_memcpy(benchmark::State& state) {
   std::vector<std::uint8_t> there(data.size(), 0);
   std::vector<std::uint8_t> back(data.size(), 0);
   for (auto _ : state) {
-    std::vector<double> times;
-    for (int i = 0; i < 7; ++i) {
-      const auto start = clock_type::now();
+    state.SetIterationTime(median(sorted_times(7, [&] {
       std::memcpy(there.data(), data.data(), data.size());
       std::memcpy(back.data(), there.data(), there.size());
       benchmark::DoNotOptimize(back.data());
-      times.push_back(seconds_since(start));
-    }
-    std::sort(times.begin(), times.end());
-    state.SetIterationTime(times[times.size() / 2]);
+    })));
   }
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(data.size()));
 }
@@ -304,16 +300,11 @@ void m4_memcpy_fresh(benchmark::State& state) {
     return to;
   };
   for (auto _ : state) {
-    std::vector<double> times;
-    for (int i = 0; i < 7; ++i) {
-      const auto start = clock_type::now();
+    state.SetIterationTime(median(sorted_times(7, [&] {
       const auto there = fresh_copy(data);
       const auto back = fresh_copy(there);
       benchmark::DoNotOptimize(back.data());
-      times.push_back(seconds_since(start));
-    }
-    std::sort(times.begin(), times.end());
-    state.SetIterationTime(times[times.size() / 2]);
+    })));
   }
   state.SetBytesProcessed(state.iterations() * static_cast<std::int64_t>(data.size()));
 }
